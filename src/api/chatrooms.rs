@@ -1,0 +1,580 @@
+//! Chatrooms: create (custom), read, list, update, delete, and the steps every write shares.
+
+use axum::{extract::State, http::StatusCode, Json};
+use chrono::{DateTime, Utc};
+use ruma::OwnedMxcUri;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::{
+    app::AppState,
+    auth::Caller,
+    clock::to_datetime,
+    domain::{
+        parse_scheduled_deletion, Avatar, AvatarInput, ChatroomId, EventId, OrganizationId, Role, RoleLists,
+        RoomKind, RoomName,
+    },
+    error::{ApiError, ApiResult, ErrorBody},
+    matrix::power_levels,
+    store::{
+        self,
+        chatrooms::{self, Chatroom, ChatroomChanges, ListQuery, NewChatroom},
+        jobs,
+    },
+};
+
+/// A chatroom. Field names follow the messenger API; `id`, `syncStatus` and `syncError` are ours.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatroomResponse {
+    /// Our id of the chatroom, used in paths as `roomID`.
+    pub id: ChatroomId,
+    #[serde(rename = "type")]
+    pub kind: RoomKind,
+    #[serde(rename = "organizationID")]
+    pub organization_id: OrganizationId,
+    /// Set for event chatrooms only.
+    #[serde(rename = "eventID")]
+    pub event_id: Option<EventId>,
+    pub name: String,
+    /// The avatar's `mxc://` URI on the homeserver.
+    #[serde(rename = "avatarURL")]
+    pub avatar_url: Option<String>,
+    pub automation_enabled: bool,
+    /// When the room will be deleted (RFC 3339), or null.
+    pub scheduled_deletion: Option<DateTime<Utc>>,
+    /// The Matrix room id; null until the homeserver has created the room.
+    #[serde(rename = "matrixRoomID")]
+    pub matrix_room_id: Option<String>,
+    pub admins: Vec<i64>,
+    pub moderators: Vec<i64>,
+    pub assigned_users: Vec<i64>,
+    pub sync_status: SyncStatus,
+    /// The last homeserver error while the room is not in sync.
+    pub sync_error: Option<String>,
+}
+
+/// Whether the homeserver matches this record: `pending` changes are being retried; `failed`
+/// ones stopped retrying after a permanent error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncStatus {
+    Synced,
+    Pending,
+    Failed,
+}
+
+impl From<Chatroom> for ChatroomResponse {
+    fn from(room: Chatroom) -> Self {
+        let sync_status = match (&room.sync.pending, &room.sync.failed) {
+            (false, _) => SyncStatus::Synced,
+            (true, true) => SyncStatus::Failed,
+            (true, false) => SyncStatus::Pending,
+        };
+        Self {
+            id: room.id,
+            kind: room.kind,
+            organization_id: room.organization_id,
+            event_id: room.event_id,
+            name: room.name,
+            avatar_url: room.avatar_url.map(|u| u.to_string()),
+            automation_enabled: room.automation_enabled,
+            scheduled_deletion: room.scheduled_deletion.and_then(to_datetime),
+            matrix_room_id: room.matrix_room_id.map(|id| id.to_string()),
+            admins: room.roles.users_with(Role::Admin),
+            moderators: room.roles.users_with(Role::Moderator),
+            assigned_users: room.roles.users_with(Role::Assigned),
+            sync_status,
+            sync_error: room.sync.last_error,
+        }
+    }
+}
+
+/// Deserializes a field that may be absent (`None`) or present, even as null (`Some(..)`).
+pub(crate) fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Steps shared by every write.
+
+/// A validated room about to be created.
+pub(crate) struct RoomDraft {
+    pub kind: RoomKind,
+    pub organization_id: OrganizationId,
+    pub event_id: Option<EventId>,
+    pub name: RoomName,
+    pub avatar: Option<Avatar>,
+    pub automation_enabled: bool,
+    pub scheduled_deletion: Option<i64>,
+    pub roles: RoleLists,
+}
+
+pub(crate) fn parse_name(raw: &str) -> ApiResult<RoomName> {
+    RoomName::parse(raw).map_err(ApiError::unprocessable)
+}
+
+pub(crate) fn parse_roles(admins: &[i64], moderators: &[i64], assigned: &[i64]) -> ApiResult<RoleLists> {
+    RoleLists::parse(admins, moderators, assigned).map_err(ApiError::unprocessable)
+}
+
+/// An empty byte array or null means "no avatar".
+pub(crate) fn parse_avatar(state: &AppState, input: Option<AvatarInput>) -> ApiResult<Option<Avatar>> {
+    match input {
+        Some(input) if !input.0.is_empty() => Avatar::parse(input, state.config.limits.avatar_max_bytes)
+            .map(Some)
+            .map_err(ApiError::unprocessable),
+        _ => Ok(None),
+    }
+}
+
+pub(crate) fn parse_deletion(state: &AppState, value: &serde_json::Value) -> ApiResult<Option<i64>> {
+    parse_scheduled_deletion(value, state.clock.now())
+        .map(|at| at.map(|at| at.timestamp_millis()))
+        .map_err(ApiError::unprocessable)
+}
+
+/// Refuses role lists whose power levels would not fit in one Matrix state event.
+pub(crate) fn check_power_levels_fit(state: &AppState, roles: &RoleLists) -> ApiResult<()> {
+    let ids = state.homeserver.ids();
+    let mut users = std::collections::BTreeMap::new();
+    for (user, role) in roles.iter() {
+        if let Some(level) = role.power_level() {
+            users.insert(ids.user_id(user).map_err(ApiError::unprocessable)?, level);
+        }
+    }
+    users.insert(ids.bot().to_owned(), 100);
+    let size = power_levels::content_size(&users);
+    if size > power_levels::MAX_CONTENT_BYTES {
+        return Err(ApiError::unprocessable(format!(
+            "too many admins and moderators ({}): their power levels take {size} bytes, more than the {} \
+             one Matrix state event can hold",
+            users.len() - 1,
+            power_levels::MAX_CONTENT_BYTES
+        )));
+    }
+    Ok(())
+}
+
+/// Uploads the avatar before anything is written: if the homeserver cannot take it now, the
+/// request is refused whole (503) instead of half-accepted.
+pub(crate) async fn upload_avatar(state: &AppState, avatar: &Avatar) -> ApiResult<OwnedMxcUri> {
+    state
+        .homeserver
+        .upload_media(avatar.bytes().to_vec(), avatar.content_type(), avatar.file_name())
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "avatar upload failed");
+            ApiError::homeserver_unavailable(format!("the homeserver did not take the avatar: {e}"))
+        })
+}
+
+/// What a create collided with.
+pub(crate) enum CreateError {
+    /// The organization's default room, or the event's room, exists already.
+    Exists,
+    Api(ApiError),
+}
+
+impl From<ApiError> for CreateError {
+    fn from(err: ApiError) -> Self {
+        Self::Api(err)
+    }
+}
+
+impl From<sqlx::Error> for CreateError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Api(err.into())
+    }
+}
+
+/// Stores the room, its roles and its sync job in one transaction.
+pub(crate) async fn insert_room(state: &AppState, draft: RoomDraft) -> Result<ChatroomId, CreateError> {
+    check_power_levels_fit(state, &draft.roles)?;
+    let avatar_url = match &draft.avatar {
+        Some(avatar) => Some(upload_avatar(state, avatar).await?),
+        None => None,
+    };
+    let now = state.clock.now_ms();
+    let alias = format!("chatrooms_{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
+    let new_room = NewChatroom {
+        kind: draft.kind,
+        organization_id: draft.organization_id,
+        event_id: draft.event_id,
+        name: draft.name.as_str(),
+        avatar_url: avatar_url.as_ref(),
+        automation_enabled: draft.automation_enabled,
+        scheduled_deletion: draft.scheduled_deletion,
+        matrix_alias: &alias,
+    };
+    let mut tx = state.store.begin().await?;
+    let id = match chatrooms::insert(&mut tx, &new_room, now).await {
+        Ok(id) => id,
+        Err(e) if store::is_unique_violation(&e) => {
+            drop(tx);
+            if let Some(mxc) = &avatar_url {
+                let _ = state.homeserver.delete_media(mxc).await; // Not needed after all.
+            }
+            return Err(CreateError::Exists);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    chatrooms::put_roles(&mut tx, id, &draft.roles).await?;
+    jobs::enqueue(&mut tx, id, now).await?;
+    tx.commit().await?;
+    tracing::info!(
+        chatroom = id,
+        kind = draft.kind.as_str(),
+        organization = draft.organization_id,
+        "chatroom created"
+    );
+    Ok(id)
+}
+
+pub(crate) async fn load_room(state: &AppState, id: ChatroomId) -> ApiResult<Chatroom> {
+    let mut conn = state.store.pool().acquire().await?;
+    chatrooms::find(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("chatroom {id} does not exist")))
+}
+
+/// After a committed change: let the homeserver catch up (for a bounded time), then answer
+/// with the room. `202 Accepted` says the homeserver has not caught up yet.
+pub(crate) async fn respond_after_sync(
+    state: &AppState,
+    id: ChatroomId,
+    success: StatusCode,
+) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
+    state.reconciler.converge_within_request(id).await;
+    let room = load_room(state, id).await?;
+    let status = if room.sync.pending { StatusCode::ACCEPTED } else { success };
+    Ok((status, Json(room.into())))
+}
+
+/// Marks the room deleted with its sync job, then lets the purge run.
+/// `204` once the homeserver purged it, `202` while the purge is still pending.
+pub(crate) async fn delete_room(state: &AppState, room: &Chatroom) -> ApiResult<StatusCode> {
+    let now = state.clock.now_ms();
+    let mut tx = state.store.begin().await?;
+    if !chatrooms::mark_deleted(&mut tx, room.id, now).await? {
+        return Err(ApiError::not_found(format!("chatroom {} does not exist", room.id)));
+    }
+    jobs::enqueue(&mut tx, room.id, now).await?;
+    tx.commit().await?;
+    tracing::info!(chatroom = room.id, "chatroom deletion requested");
+    state.reconciler.converge_within_request(room.id).await;
+    let mut conn = state.store.pool().acquire().await?;
+    let remaining = chatrooms::find_including_deleted(&mut conn, room.id).await?;
+    Ok(if remaining.is_some() { StatusCode::ACCEPTED } else { StatusCode::NO_CONTENT })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers.
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateChatroomRequest {
+    #[serde(rename = "organizationID")]
+    pub organization_id: OrganizationId,
+    /// 1 to 255 characters after trimming.
+    pub name: String,
+    #[serde(default)]
+    pub admins: Vec<i64>,
+    #[serde(default)]
+    pub moderators: Vec<i64>,
+    #[serde(default)]
+    pub assigned_users: Vec<i64>,
+    #[serde(default)]
+    pub automation_enabled: bool,
+    /// Image bytes (PNG, JPEG, GIF or WebP, sniffed from the bytes; at most
+    /// `CHATROOMS_AVATAR_MAX_BYTES`, 1 MiB by default) as an array of integers, or a base64 string.
+    #[schema(value_type = Option<Vec<u8>>)]
+    pub avatar: Option<AvatarInput>,
+    /// RFC 3339 time in the future, or null.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub scheduled_deletion: serde_json::Value,
+}
+
+/// Creates a custom chatroom for an organization.
+///
+/// The room is created on the homeserver by the bot, with the name, avatar and role lists
+/// given; `201` when the homeserver has it, `202` when it is still being created (retried).
+#[utoipa::path(
+    post, path = "/chatrooms", tag = "chatrooms",
+    request_body = CreateChatroomRequest,
+    responses(
+        (status = 201, description = "Created on the homeserver", body = ChatroomResponse),
+        (status = 202, description = "Stored; the homeserver has not caught up yet (syncStatus tells)", body = ChatroomResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Caller does not administer the organization", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid field (name, avatar, role lists, scheduledDeletion, wrong types)", body = ErrorBody),
+        (status = 503, description = "Homeserver unavailable for the avatar upload; nothing was stored", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn create_chatroom(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateChatroomRequest>,
+) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
+    caller.require_manage(body.organization_id)?;
+    let draft = RoomDraft {
+        kind: RoomKind::Custom,
+        organization_id: body.organization_id,
+        event_id: None,
+        name: parse_name(&body.name)?,
+        roles: parse_roles(&body.admins, &body.moderators, &body.assigned_users)?,
+        scheduled_deletion: parse_deletion(&state, &body.scheduled_deletion)?,
+        avatar: parse_avatar(&state, body.avatar)?,
+        automation_enabled: body.automation_enabled,
+    };
+    let id = match insert_room(&state, draft).await {
+        Ok(id) => id,
+        Err(CreateError::Api(e)) => return Err(e),
+        Err(CreateError::Exists) => {
+            return Err(ApiError::internal("custom room collided with a unique index"))
+        }
+    };
+    respond_after_sync(&state, id, StatusCode::CREATED).await
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListChatroomsQuery {
+    /// Id of the organization.
+    pub organization_id: Option<OrganizationId>,
+    /// Return all entries, ignoring `limit` and `offset`.
+    pub all: Option<bool>,
+    /// Page size, 1 to 50 (default 10).
+    pub limit: Option<i64>,
+    /// Rooms to skip, 0 or more (default 0).
+    pub offset: Option<i64>,
+}
+
+/// A page of chatrooms.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChatroomPage {
+    pub entries: Vec<ChatroomResponse>,
+    /// How many chatrooms the caller may see in the organization, across all pages.
+    pub total: i64,
+}
+
+/// Returns a paginated list of an organization's chatrooms, in creation order.
+///
+/// Organization admins and the backend see every room; other users see the rooms they hold a
+/// role in.
+#[utoipa::path(
+    get, path = "/chatrooms", tag = "chatrooms",
+    params(ListChatroomsQuery),
+    responses(
+        (status = 200, description = "The page", body = ChatroomPage),
+        (status = 400, description = "Missing organization_id, limit outside 1-50, negative offset, wrong types", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn list_chatrooms(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ListChatroomsQuery>,
+) -> ApiResult<Json<ChatroomPage>> {
+    let organization_id =
+        query.organization_id.ok_or_else(|| ApiError::bad_request("organization_id is required"))?;
+    let limit = query.limit.unwrap_or(10);
+    if !(1..=50).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be between 1 and 50, not {limit}")));
+    }
+    let offset = query.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::bad_request(format!("offset must not be negative, not {offset}")));
+    }
+    let member = match &caller {
+        Caller::User(user) if !caller.may_manage(organization_id) => Some(user.id),
+        _ => None,
+    };
+    let page = if query.all.unwrap_or(false) { None } else { Some((limit, offset)) };
+    let mut conn = state.store.pool().acquire().await?;
+    let (rooms, total) = chatrooms::list(&mut conn, &ListQuery { organization_id, member, page }).await?;
+    Ok(Json(ChatroomPage { entries: rooms.into_iter().map(Into::into).collect(), total }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ByEventQuery {
+    /// Id of the organization the chatroom belongs to.
+    pub organization_id: Option<OrganizationId>,
+    /// Id of the event the chatroom belongs to.
+    pub event_id: Option<EventId>,
+}
+
+/// Returns the chatroom of an event in an organization.
+#[utoipa::path(
+    get, path = "/chatrooms/by-event", tag = "chatrooms",
+    params(ByEventQuery),
+    responses(
+        (status = 200, description = "The event's chatroom", body = ChatroomResponse),
+        (status = 400, description = "Missing or invalid organization_id or event_id", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Caller may not see this room", body = ErrorBody),
+        (status = 404, description = "The event has no chatroom", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn chatroom_by_event(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ByEventQuery>,
+) -> ApiResult<Json<ChatroomResponse>> {
+    let org = query.organization_id.ok_or_else(|| ApiError::bad_request("organization_id is required"))?;
+    let event = query.event_id.ok_or_else(|| ApiError::bad_request("event_id is required"))?;
+    let mut conn = state.store.pool().acquire().await?;
+    let room = chatrooms::find_for_event(&mut conn, org, event)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("event {event} of organization {org} has no chatroom")))?;
+    caller.require_read(&room)?;
+    Ok(Json(room.into()))
+}
+
+/// Returns a chatroom.
+#[utoipa::path(
+    get, path = "/chatrooms/{roomID}", tag = "chatrooms",
+    params(("roomID" = i64, Path, description = "Id of the chatroom")),
+    responses(
+        (status = 200, description = "The chatroom", body = ChatroomResponse),
+        (status = 400, description = "roomID is not an integer", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Caller may not see this room", body = ErrorBody),
+        (status = 404, description = "No such chatroom", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn get_chatroom(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<ChatroomId>,
+) -> ApiResult<Json<ChatroomResponse>> {
+    let room = load_room(&state, id).await?;
+    caller.require_read(&room)?;
+    Ok(Json(room.into()))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateChatroomRequest {
+    pub automation_enabled: Option<bool>,
+    /// New name, 1 to 255 characters after trimming.
+    pub name: Option<String>,
+    /// New avatar bytes; null or an empty array removes the avatar.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<u8>>)]
+    pub avatar: Option<Option<AvatarInput>>,
+    /// RFC 3339 time in the future; null cancels a scheduled deletion.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub scheduled_deletion: Option<serde_json::Value>,
+}
+
+/// Updates a chatroom: `automationEnabled`, and (our extension) `name`, `avatar` and
+/// `scheduledDeletion`. Absent fields stay as they are.
+#[utoipa::path(
+    patch, path = "/chatrooms/{roomID}", tag = "chatrooms",
+    params(("roomID" = i64, Path, description = "Id of the chatroom")),
+    request_body = UpdateChatroomRequest,
+    responses(
+        (status = 200, description = "Updated, homeserver in sync", body = ChatroomResponse),
+        (status = 202, description = "Stored; the homeserver has not caught up yet", body = ChatroomResponse),
+        (status = 400, description = "Malformed JSON or roomID", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Caller does not administer the organization", body = ErrorBody),
+        (status = 404, description = "No such chatroom", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 503, description = "Homeserver unavailable for the avatar upload; nothing changed", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn update_chatroom(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<ChatroomId>,
+    ApiJson(body): ApiJson<UpdateChatroomRequest>,
+) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
+    let room = load_room(&state, id).await?;
+    caller.require_manage(room.organization_id)?;
+    let name = body.name.as_deref().map(parse_name).transpose()?;
+    let scheduled_deletion =
+        body.scheduled_deletion.as_ref().map(|v| parse_deletion(&state, v)).transpose()?;
+    let avatar = body.avatar.map(|input| parse_avatar(&state, input)).transpose()?;
+    let avatar_url = match &avatar {
+        Some(Some(avatar)) => Some(Some(upload_avatar(&state, avatar).await?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let changes = ChatroomChanges {
+        name: name.as_ref().map(RoomName::as_str),
+        avatar_url: avatar_url.as_ref().map(Option::as_ref),
+        automation_enabled: body.automation_enabled,
+        scheduled_deletion,
+    };
+    let now = state.clock.now_ms();
+    let mut tx = state.store.begin().await?;
+    chatrooms::update(&mut tx, id, &changes, now).await?;
+    jobs::enqueue(&mut tx, id, now).await?;
+    tx.commit().await?;
+    respond_after_sync(&state, id, StatusCode::OK).await
+}
+
+/// Deletes a custom chatroom: the Matrix room is shut down and purged, its media deleted, and
+/// the record removed. Default and event rooms have their own delete paths.
+#[utoipa::path(
+    delete, path = "/chatrooms/{roomID}", tag = "chatrooms",
+    params(("roomID" = i64, Path, description = "Id of the chatroom")),
+    responses(
+        (status = 204, description = "Deleted and purged from the homeserver"),
+        (status = 202, description = "Deleted here; the homeserver purge is pending and retried"),
+        (status = 400, description = "roomID is not an integer", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Caller does not administer the organization", body = ErrorBody),
+        (status = 404, description = "No such chatroom", body = ErrorBody),
+        (status = 409, description = "Not a custom chatroom (code `not_custom_room`)", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn delete_chatroom(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<ChatroomId>,
+) -> ApiResult<StatusCode> {
+    let room = load_room(&state, id).await?;
+    caller.require_manage(room.organization_id)?;
+    match room.kind {
+        RoomKind::Custom => delete_room(&state, &room).await,
+        RoomKind::Default => Err(ApiError::conflict(
+            "not_custom_room",
+            format!(
+                "chatroom {id} is organization {}'s default room; remove it with \
+                 DELETE /organizations/{}/chatrooms/default",
+                room.organization_id, room.organization_id
+            ),
+        )),
+        RoomKind::Event => Err(ApiError::conflict(
+            "not_custom_room",
+            format!(
+                "chatroom {id} belongs to event {}; remove it with DELETE /organizations/{}/events/{}/chatroom",
+                room.event_id.unwrap_or_default(),
+                room.organization_id,
+                room.event_id.unwrap_or_default()
+            ),
+        )),
+    }
+}

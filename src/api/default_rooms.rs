@@ -1,0 +1,115 @@
+//! The organization's default chatroom: at most one per organization.
+
+use axum::{extract::State, http::StatusCode, Json};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::{
+    chatrooms::{
+        delete_room, insert_room, parse_name, respond_after_sync, ChatroomResponse, CreateError, RoomDraft,
+    },
+    extract::{ApiJson, ApiPath},
+};
+use crate::{
+    app::AppState,
+    auth::Caller,
+    domain::{OrganizationId, RoleLists, RoomKind},
+    error::{ApiError, ApiResult, ErrorBody},
+    store::chatrooms,
+};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateDefaultChatroomRequest {
+    #[serde(rename = "organizationID")]
+    pub organization_id: OrganizationId,
+    #[serde(default)]
+    pub automation_enabled: bool,
+    /// Our extension: the room's name (default `CHATROOMS_DEFAULT_ROOM_NAME`, "General").
+    pub name: Option<String>,
+}
+
+/// Creates the default chatroom of an organization.
+///
+/// An organization has at most one: a second create answers `409` with code
+/// `default_room_exists` and changes nothing.
+#[utoipa::path(
+    post, path = "/chatrooms/default", tag = "chatrooms",
+    request_body = CreateDefaultChatroomRequest,
+    responses(
+        (status = 201, description = "Created on the homeserver", body = ChatroomResponse),
+        (status = 202, description = "Stored; the homeserver has not caught up yet", body = ChatroomResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Caller does not administer the organization", body = ErrorBody),
+        (status = 409, description = "The organization has a default chatroom already (`default_room_exists`)", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn create_default_chatroom(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateDefaultChatroomRequest>,
+) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
+    let org = body.organization_id;
+    caller.require_manage(org)?;
+    let name = parse_name(body.name.as_deref().unwrap_or(&state.config.default_room_name))?;
+    let draft = RoomDraft {
+        kind: RoomKind::Default,
+        organization_id: org,
+        event_id: None,
+        name,
+        avatar: None,
+        automation_enabled: body.automation_enabled,
+        scheduled_deletion: None,
+        roles: RoleLists::default(),
+    };
+    match insert_room(&state, draft).await {
+        Ok(id) => respond_after_sync(&state, id, StatusCode::CREATED).await,
+        Err(CreateError::Api(e)) => Err(e),
+        Err(CreateError::Exists) => Err(exists_error(&state, org).await),
+    }
+}
+
+async fn exists_error(state: &AppState, org: OrganizationId) -> ApiError {
+    let existing = match state.store.pool().acquire().await {
+        Ok(mut conn) => chatrooms::find_default(&mut conn, org).await.ok().flatten().map(|room| room.id),
+        Err(_) => None,
+    };
+    let which = existing.map(|id| format!(" (chatroom {id})")).unwrap_or_default();
+    ApiError::conflict(
+        "default_room_exists",
+        format!("organization {org} has a default chatroom already{which}"),
+    )
+}
+
+/// Removes the default chatroom of an organization (the Matrix room is purged).
+#[utoipa::path(
+    delete, path = "/organizations/{organizationID}/chatrooms/default", tag = "chatrooms",
+    params(("organizationID" = i64, Path, description = "Id of the organization")),
+    responses(
+        (status = 204, description = "Deleted and purged from the homeserver"),
+        (status = 202, description = "Deleted here; the homeserver purge is pending and retried"),
+        (status = 400, description = "organizationID is not an integer", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Caller does not administer the organization", body = ErrorBody),
+        (status = 404, description = "The organization has no default chatroom", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn remove_default_chatroom(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(org): ApiPath<OrganizationId>,
+) -> ApiResult<StatusCode> {
+    caller.require_manage(org)?;
+    let room = {
+        let mut conn = state.store.pool().acquire().await?;
+        chatrooms::find_default(&mut conn, org).await?
+    }
+    .ok_or_else(|| ApiError::not_found(format!("organization {org} has no default chatroom")))?;
+    delete_room(&state, &room).await
+}

@@ -1,0 +1,194 @@
+//! Event chatrooms: one per organization event, made and updated by an idempotent PUT.
+
+use axum::{extract::State, http::StatusCode, Json};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::{
+    chatrooms::{
+        check_power_levels_fit, delete_room, insert_room, parse_avatar, parse_deletion, parse_name,
+        parse_roles, present, respond_after_sync, upload_avatar, ChatroomResponse, CreateError, RoomDraft,
+    },
+    extract::{ApiJson, ApiPath},
+};
+use crate::{
+    app::AppState,
+    auth::Caller,
+    domain::{AvatarInput, EventId, OrganizationId, RoomKind, RoomName},
+    error::{ApiError, ApiResult, ErrorBody},
+    store::{
+        chatrooms::{self, Chatroom, ChatroomChanges},
+        jobs,
+    },
+};
+
+/// The event room as the backend wants it. Absent fields keep their current value; when any
+/// of the three lists is present, the three together replace the room's roles (an absent list
+/// counts as empty).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PutEventChatroomRequest {
+    /// Required when the room does not exist yet; 1 to 255 characters after trimming.
+    pub name: Option<String>,
+    pub automation_enabled: Option<bool>,
+    pub admins: Option<Vec<i64>>,
+    pub moderators: Option<Vec<i64>>,
+    pub assigned_users: Option<Vec<i64>>,
+    /// Image bytes (array of integers or base64); null or empty removes the avatar.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<u8>>)]
+    pub avatar: Option<Option<AvatarInput>>,
+    /// RFC 3339 time in the future, or null.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub scheduled_deletion: Option<serde_json::Value>,
+}
+
+type EventPath = (OrganizationId, EventId);
+
+/// Creates or updates the chatroom of an event. Idempotent: repeating a request changes nothing.
+#[utoipa::path(
+    put, path = "/organizations/{organizationID}/events/{eventID}/chatroom", tag = "chatrooms",
+    params(
+        ("organizationID" = i64, Path, description = "Id of the organization"),
+        ("eventID" = i64, Path, description = "Id of the event"),
+    ),
+    request_body = PutEventChatroomRequest,
+    responses(
+        (status = 201, description = "Created on the homeserver", body = ChatroomResponse),
+        (status = 200, description = "Existed; updated as given and in sync", body = ChatroomResponse),
+        (status = 202, description = "Stored; the homeserver has not caught up yet", body = ChatroomResponse),
+        (status = 400, description = "Malformed JSON or path", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Caller does not administer the organization", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid field, or no name for a new room", body = ErrorBody),
+        (status = 503, description = "Homeserver unavailable for the avatar upload; nothing changed", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn put_event_chatroom(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((org, event)): ApiPath<EventPath>,
+    ApiJson(body): ApiJson<PutEventChatroomRequest>,
+) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
+    caller.require_manage(org)?;
+    let name = body.name.as_deref().map(parse_name).transpose()?;
+    let lists_given = body.admins.is_some() || body.moderators.is_some() || body.assigned_users.is_some();
+    let roles = parse_roles(
+        body.admins.as_deref().unwrap_or_default(),
+        body.moderators.as_deref().unwrap_or_default(),
+        body.assigned_users.as_deref().unwrap_or_default(),
+    )?;
+    let scheduled_deletion =
+        body.scheduled_deletion.as_ref().map(|v| parse_deletion(&state, v)).transpose()?;
+    let avatar = body.avatar.map(|input| parse_avatar(&state, input)).transpose()?;
+
+    if let Some(existing) = find(&state, org, event).await? {
+        return update(
+            &state,
+            existing,
+            name,
+            lists_given.then_some(roles),
+            avatar,
+            body.automation_enabled,
+            scheduled_deletion,
+        )
+        .await;
+    }
+    let name =
+        name.ok_or_else(|| ApiError::unprocessable("name is required to create the event's chatroom"))?;
+    let draft = RoomDraft {
+        kind: RoomKind::Event,
+        organization_id: org,
+        event_id: Some(event),
+        name: name.clone(),
+        avatar: avatar.clone().flatten(),
+        automation_enabled: body.automation_enabled.unwrap_or(false),
+        scheduled_deletion: scheduled_deletion.flatten(),
+        roles: roles.clone(),
+    };
+    match insert_room(&state, draft).await {
+        Ok(id) => respond_after_sync(&state, id, StatusCode::CREATED).await,
+        Err(CreateError::Api(e)) => Err(e),
+        // A concurrent PUT created it first: apply ours on top, as a repeated PUT would.
+        Err(CreateError::Exists) => {
+            let existing = find(&state, org, event)
+                .await?
+                .ok_or_else(|| ApiError::internal("event room vanished right after a conflict"))?;
+            let roles = lists_given.then_some(roles);
+            update(&state, existing, Some(name), roles, avatar, body.automation_enabled, scheduled_deletion)
+                .await
+        }
+    }
+}
+
+async fn find(state: &AppState, org: OrganizationId, event: EventId) -> ApiResult<Option<Chatroom>> {
+    let mut conn = state.store.pool().acquire().await?;
+    Ok(chatrooms::find_for_event(&mut conn, org, event).await?)
+}
+
+async fn update(
+    state: &AppState,
+    room: Chatroom,
+    name: Option<RoomName>,
+    roles: Option<crate::domain::RoleLists>,
+    avatar: Option<Option<crate::domain::Avatar>>,
+    automation_enabled: Option<bool>,
+    scheduled_deletion: Option<Option<i64>>,
+) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
+    if let Some(roles) = &roles {
+        check_power_levels_fit(state, roles)?;
+    }
+    let avatar_url = match &avatar {
+        Some(Some(avatar)) => Some(Some(upload_avatar(state, avatar).await?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let changes = ChatroomChanges {
+        name: name.as_ref().map(RoomName::as_str),
+        avatar_url: avatar_url.as_ref().map(Option::as_ref),
+        automation_enabled,
+        scheduled_deletion,
+    };
+    let now = state.clock.now_ms();
+    let mut tx = state.store.begin().await?;
+    chatrooms::update(&mut tx, room.id, &changes, now).await?;
+    if let Some(roles) = &roles {
+        chatrooms::replace_roles(&mut tx, room.id, roles).await?;
+    }
+    jobs::enqueue(&mut tx, room.id, now).await?;
+    tx.commit().await?;
+    respond_after_sync(state, room.id, StatusCode::OK).await
+}
+
+/// Removes the chatroom of an event (the Matrix room is purged).
+#[utoipa::path(
+    delete, path = "/organizations/{organizationID}/events/{eventID}/chatroom", tag = "chatrooms",
+    params(
+        ("organizationID" = i64, Path, description = "Id of the organization"),
+        ("eventID" = i64, Path, description = "Id of the event"),
+    ),
+    responses(
+        (status = 204, description = "Deleted and purged from the homeserver"),
+        (status = 202, description = "Deleted here; the homeserver purge is pending and retried"),
+        (status = 400, description = "Path is not two integers", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Caller does not administer the organization", body = ErrorBody),
+        (status = 404, description = "The event has no chatroom", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn delete_event_chatroom(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((org, event)): ApiPath<EventPath>,
+) -> ApiResult<StatusCode> {
+    caller.require_manage(org)?;
+    let room = find(&state, org, event)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("event {event} of organization {org} has no chatroom")))?;
+    delete_room(&state, &room).await
+}

@@ -1,0 +1,47 @@
+//! Liveness and readiness probes.
+
+use axum::{extract::State, http::StatusCode, Json};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::app::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `unavailable` when a dependency is down.
+    pub status: &'static str,
+    /// Per dependency: `ok`, or what failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub homeserver: Option<String>,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok", database: None, homeserver: None })
+}
+
+/// The database and the homeserver are reachable.
+#[utoipa::path(
+    get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "A dependency is unreachable", body = Health),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let (database, homeserver) = tokio::join!(state.store.ping(), state.homeserver.ping());
+    let ready = database.is_ok() && homeserver.is_ok();
+    let describe = |ok: bool, err: String| if ok { "ok".to_owned() } else { err };
+    let health = Health {
+        status: if ready { "ok" } else { "unavailable" },
+        database: Some(describe(database.is_ok(), database.err().map(|e| e.to_string()).unwrap_or_default())),
+        homeserver: Some(describe(
+            homeserver.is_ok(),
+            homeserver.err().map(|e| e.to_string()).unwrap_or_default(),
+        )),
+    };
+    (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(health))
+}

@@ -1,0 +1,154 @@
+//! A room's role lists: add users, remove a user, and claim (join a room one holds a role in).
+
+use axum::{extract::State, http::StatusCode, Json};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{
+    chatrooms::{check_power_levels_fit, load_room, parse_roles, respond_after_sync, ChatroomResponse},
+    extract::{ApiJson, ApiPath, ApiQuery},
+};
+use crate::{
+    app::AppState,
+    auth::Caller,
+    domain::{AppUserId, ChatroomId},
+    error::{ApiError, ApiResult, ErrorBody},
+    store::{chatrooms, jobs},
+};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddUsersRequest {
+    #[serde(default)]
+    pub admins: Vec<i64>,
+    #[serde(default)]
+    pub moderators: Vec<i64>,
+    #[serde(default)]
+    pub assigned_users: Vec<i64>,
+}
+
+/// Adds users to a chatroom's admin, moderator and assigned-user lists.
+///
+/// A user holds one role per room: adding a user to a list moves them there from another.
+/// Each listed user gets a Matrix account if needed, is joined to the room, and gets the
+/// role's power level (admin 100, moderator 50, assigned user 0).
+#[utoipa::path(
+    post, path = "/chatrooms/{roomID}/users", tag = "chatrooms",
+    params(("roomID" = i64, Path, description = "Id of the chatroom")),
+    request_body = AddUsersRequest,
+    responses(
+        (status = 200, description = "Added, homeserver in sync", body = ChatroomResponse),
+        (status = 202, description = "Stored; the homeserver has not caught up yet", body = ChatroomResponse),
+        (status = 400, description = "Malformed JSON or roomID", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Caller does not administer the organization", body = ErrorBody),
+        (status = 404, description = "No such chatroom", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "A user in two lists, a negative id, or more admins and moderators than one power-levels event holds", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn add_users(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<ChatroomId>,
+    ApiJson(body): ApiJson<AddUsersRequest>,
+) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
+    let room = load_room(&state, id).await?;
+    caller.require_manage(room.organization_id)?;
+    let added = parse_roles(&body.admins, &body.moderators, &body.assigned_users)?;
+    check_power_levels_fit(&state, &room.roles.merged_with(&added))?;
+    let now = state.clock.now_ms();
+    let mut tx = state.store.begin().await?;
+    chatrooms::put_roles(&mut tx, id, &added).await?;
+    jobs::enqueue(&mut tx, id, now).await?;
+    tx.commit().await?;
+    respond_after_sync(&state, id, StatusCode::OK).await
+}
+
+/// Removes a user from the chatroom's lists: they are kicked and lose their power level.
+#[utoipa::path(
+    delete, path = "/chatrooms/{roomID}/users/{userID}", tag = "chatrooms",
+    params(
+        ("roomID" = i64, Path, description = "Id of the chatroom"),
+        ("userID" = i64, Path, description = "Id of the app user"),
+    ),
+    responses(
+        (status = 200, description = "Removed, homeserver in sync", body = ChatroomResponse),
+        (status = 202, description = "Stored; the homeserver has not caught up yet", body = ChatroomResponse),
+        (status = 400, description = "roomID or userID is not an integer", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Caller does not administer the organization", body = ErrorBody),
+        (status = 404, description = "No such chatroom, or the user holds no role in it", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn remove_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((id, user)): ApiPath<(ChatroomId, AppUserId)>,
+) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
+    let room = load_room(&state, id).await?;
+    caller.require_manage(room.organization_id)?;
+    let now = state.clock.now_ms();
+    let mut tx = state.store.begin().await?;
+    if !chatrooms::remove_member(&mut tx, id, user).await? {
+        return Err(ApiError::not_found(format!("user {user} holds no role in chatroom {id}")));
+    }
+    jobs::enqueue(&mut tx, id, now).await?;
+    tx.commit().await?;
+    respond_after_sync(&state, id, StatusCode::OK).await
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ClaimQuery {
+    /// With an API token only: the app user to claim the room for. A personal access token
+    /// always claims for its own user.
+    pub user_id: Option<AppUserId>,
+}
+
+/// Claims a chatroom for the user: makes sure their Matrix account exists and that they are
+/// joined with their role's power level. Idempotent; only for users holding a role in the room.
+#[utoipa::path(
+    post, path = "/chatrooms/{roomID}/claim", tag = "chatrooms",
+    params(("roomID" = i64, Path, description = "Id of the chatroom"), ClaimQuery),
+    responses(
+        (status = 200, description = "The user is joined with their power level", body = ChatroomResponse),
+        (status = 202, description = "Accepted; the homeserver has not caught up yet", body = ChatroomResponse),
+        (status = 400, description = "roomID is not an integer, or user_id is missing with an API token", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "The user holds no role in the room", body = ErrorBody),
+        (status = 404, description = "No such chatroom", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn claim_chatroom(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<ChatroomId>,
+    ApiQuery(query): ApiQuery<ClaimQuery>,
+) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
+    let user = match (&caller, query.user_id) {
+        (Caller::User(user), None) => user.id,
+        (Caller::User(user), Some(other)) if other == user.id => user.id,
+        (Caller::User(_), Some(_)) => {
+            return Err(ApiError::forbidden("a user can only claim rooms for themselves"))
+        }
+        (Caller::Backend, Some(user)) => user,
+        (Caller::Backend, None) => {
+            return Err(ApiError::bad_request("user_id is required with an API token"))
+        }
+    };
+    let room = load_room(&state, id).await?;
+    if room.roles.role_of(user).is_none() {
+        return Err(ApiError::forbidden(format!("user {user} holds no role in chatroom {id}")));
+    }
+    // A claim re-checks the room even if the database thinks it is in sync: the user may have
+    // left or been kicked on the homeserver since.
+    let mut tx = state.store.begin().await?;
+    jobs::enqueue(&mut tx, id, state.clock.now_ms()).await?;
+    tx.commit().await?;
+    respond_after_sync(&state, id, StatusCode::OK).await
+}

@@ -1,0 +1,116 @@
+//! HTTP API: one module per resource. Routes are registered through utoipa's `routes!`, so a
+//! handler cannot be served without being in the OpenAPI document.
+
+pub mod chatrooms;
+pub mod default_rooms;
+pub mod event_rooms;
+mod extract;
+pub mod health;
+pub mod members;
+
+use axum::{extract::DefaultBodyLimit, http::StatusCode, response::IntoResponse, Json, Router};
+use tower_http::trace::TraceLayer;
+use utoipa::{
+    openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
+    Modify, OpenApi,
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_scalar::{Scalar, Servable};
+
+use crate::{app::AppState, error::ApiError};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "chatrooms",
+        description = "Keeps chat rooms on a Matrix homeserver in step with the messenger's backend.\n\n\
+            Every error answers with `{\"error\": {\"code\", \"message\"}}`. Writes are stored first and then \
+            applied to the homeserver: `201`/`200`/`204` mean the homeserver has the change, `202` means it \
+            is stored and being retried (`syncStatus` tells)."
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "chatrooms", description = "Chatrooms and their role lists"),
+        (name = "health", description = "Probes"),
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "API-TOKEN",
+                "The messenger backend's token: may do everything.",
+            ))),
+        );
+        components.add_security_scheme(
+            "personal_access_token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Personal-Access-Token",
+                "An app user's JWT: `sub` is the app user id; optional claim \
+                 `organizations: [{\"id\": 7, \"admin\": true}]`.",
+            ))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("The same JWT as Personal-Access-Token, as `Authorization: Bearer`."))
+                    .build(),
+            ),
+        );
+    }
+}
+
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(chatrooms::list_chatrooms, chatrooms::create_chatroom))
+        .routes(routes!(chatrooms::chatroom_by_event))
+        .routes(routes!(chatrooms::get_chatroom, chatrooms::update_chatroom, chatrooms::delete_chatroom))
+        .routes(routes!(members::add_users))
+        .routes(routes!(members::remove_user))
+        .routes(routes!(members::claim_chatroom))
+        .routes(routes!(default_rooms::create_default_chatroom))
+        .routes(routes!(default_rooms::remove_default_chatroom))
+        .routes(routes!(event_rooms::put_event_chatroom, event_rooms::delete_event_chatroom))
+}
+
+/// The OpenAPI document, as committed in `openapi/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}
+
+pub fn openapi_json() -> String {
+    openapi().to_pretty_json().expect("the OpenAPI document serializes")
+}
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.limits.body_max_bytes;
+    let (router, spec) = api_routes().split_for_parts();
+    let spec_json = spec.clone();
+    router
+        .route("/openapi.json", axum::routing::get(move || async move { Json(spec_json) }))
+        .merge(Scalar::with_url("/docs", spec))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this path",
+            )
+            .into_response()
+        })
+        // Enforced where bodies are read (the JSON extractor), so the 413 has our error shape.
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,86 @@
+//! Builds the application: state, router, background tasks. `main` and the tests both start
+//! the service through `Application::build`, so the tests run what production runs.
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::{
+    api,
+    auth::Authenticator,
+    clock::{Clock, SystemClock},
+    config::Config,
+    matrix::{Homeserver, Synapse},
+    store::Store,
+    sync::{spawn_background, Reconciler},
+};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub homeserver: Arc<dyn Homeserver>,
+    pub reconciler: Arc<Reconciler>,
+    pub authenticator: Arc<Authenticator>,
+    pub clock: Arc<dyn Clock>,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let store = Store::connect(&config.database_url, config.database_max_connections).await?;
+        store.migrate().await?;
+        let homeserver: Arc<dyn Homeserver> = Arc::new(
+            Synapse::new(&config.matrix, &config.auth.credentials_secret)
+                .context("configuring the homeserver")?,
+        );
+        let reconciler = Arc::new(Reconciler::new(
+            store.clone(),
+            homeserver.clone(),
+            clock.clone(),
+            config.sync.clone(),
+            config.matrix.room_version.clone(),
+        ));
+        let authenticator = Arc::new(Authenticator::new(&config.auth).context("configuring authentication")?);
+        let listener = TcpListener::bind(config.bind_addr)
+            .await
+            .with_context(|| format!("binding {}", config.bind_addr))?;
+        let state =
+            AppState { config: Arc::new(config), store, homeserver, reconciler, authenticator, clock };
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests and background work.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let state = self.state;
+        let background = spawn_background(
+            state.reconciler.clone(),
+            state.store.clone(),
+            state.clock.clone(),
+            state.config.sync.clone(),
+        );
+        tracing::info!(addr = %self.listener.local_addr()?, "serving");
+        let router = api::router(state.clone());
+        let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await;
+        background.stop().await;
+        state.store.close().await;
+        served.context("serving HTTP")
+    }
+}

@@ -1,0 +1,216 @@
+//! Configuration from environment variables. Every variable is documented in the README;
+//! defaults run the service locally against `scripts/run.sh`'s Synapse.
+
+use std::{collections::HashMap, fmt, net::SocketAddr, time::Duration};
+
+use anyhow::{bail, Context};
+use jsonwebtoken::Algorithm;
+
+/// A value that must never reach a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub bind_addr: SocketAddr,
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub matrix: MatrixConfig,
+    pub auth: AuthConfig,
+    pub limits: Limits,
+    pub sync: SyncConfig,
+    pub default_room_name: String,
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Debug)]
+pub struct MatrixConfig {
+    pub homeserver_url: String,
+    pub server_name: String,
+    pub as_token: Secret,
+    pub bot_localpart: String,
+    pub user_prefix: String,
+    /// An admin user's access token; if absent it is bootstrapped from the shared secret.
+    pub admin_token: Option<Secret>,
+    pub registration_shared_secret: Option<Secret>,
+    pub admin_localpart: String,
+    /// Room version for new rooms; `None` uses the homeserver's default.
+    pub room_version: Option<String>,
+    pub request_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    pub api_tokens: Vec<Secret>,
+    pub jwt: Option<JwtConfig>,
+    /// Key for deriving Matrix passwords and the admin account's password.
+    pub credentials_secret: Secret,
+}
+
+#[derive(Clone, Debug)]
+pub struct JwtConfig {
+    pub algorithm: Algorithm,
+    /// HS256 secret, or the PEM public key for RS256 / EdDSA.
+    pub key: Secret,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub avatar_max_bytes: usize,
+    pub body_max_bytes: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct SyncConfig {
+    /// How long a write request waits for the homeserver before answering "pending".
+    pub request_wait: Duration,
+    pub worker_poll: Duration,
+    pub scheduler_interval: Duration,
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    pub lease: Duration,
+    pub join_concurrency: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_map(&std::env::vars().collect())
+    }
+
+    /// Reads the configuration from a map of variables (tests pass their own).
+    pub fn from_map(vars: &HashMap<String, String>) -> anyhow::Result<Self> {
+        let get = |key: &str| vars.get(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let or = |key: &str, default: &str| get(key).unwrap_or_else(|| default.to_owned());
+        let parse_ms = |key: &str, default: u64| -> anyhow::Result<Duration> {
+            let ms = match get(key) {
+                Some(v) => v.parse::<u64>().with_context(|| format!("{key} must be milliseconds"))?,
+                None => default,
+            };
+            Ok(Duration::from_millis(ms))
+        };
+        let parse_num = |key: &str, default: usize| -> anyhow::Result<usize> {
+            match get(key) {
+                Some(v) => v.parse::<usize>().with_context(|| format!("{key} must be a number")),
+                None => Ok(default),
+            }
+        };
+
+        let as_token = get("CHATROOMS_MATRIX_AS_TOKEN")
+            .context("CHATROOMS_MATRIX_AS_TOKEN is required (the application service's as_token)")?;
+        let credentials_secret = get("CHATROOMS_CREDENTIALS_SECRET").unwrap_or_else(|| {
+            // Falls back to the appservice token so a local run needs no extra secret.
+            format!("derived-from-as-token:{as_token}")
+        });
+
+        let jwt = match get("CHATROOMS_JWT_ALGORITHM").as_deref() {
+            None => get("CHATROOMS_JWT_SECRET").map(|secret| JwtConfig {
+                algorithm: Algorithm::HS256,
+                key: Secret::new(secret),
+                issuer: get("CHATROOMS_JWT_ISSUER"),
+                audience: get("CHATROOMS_JWT_AUDIENCE"),
+            }),
+            Some(alg) => {
+                let algorithm = match alg {
+                    "HS256" => Algorithm::HS256,
+                    "RS256" => Algorithm::RS256,
+                    "EdDSA" => Algorithm::EdDSA,
+                    other => bail!("CHATROOMS_JWT_ALGORITHM {other:?} is not one of HS256, RS256, EdDSA"),
+                };
+                let key = if algorithm == Algorithm::HS256 {
+                    get("CHATROOMS_JWT_SECRET").context("CHATROOMS_JWT_SECRET is required for HS256")?
+                } else if let Some(pem) = get("CHATROOMS_JWT_PUBLIC_KEY") {
+                    pem
+                } else {
+                    let path = get("CHATROOMS_JWT_PUBLIC_KEY_FILE")
+                        .context("CHATROOMS_JWT_PUBLIC_KEY or CHATROOMS_JWT_PUBLIC_KEY_FILE is required")?;
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading JWT public key {path}"))?
+                };
+                Some(JwtConfig {
+                    algorithm,
+                    key: Secret::new(key),
+                    issuer: get("CHATROOMS_JWT_ISSUER"),
+                    audience: get("CHATROOMS_JWT_AUDIENCE"),
+                })
+            }
+        };
+
+        let api_tokens: Vec<Secret> = or("CHATROOMS_API_TOKENS", "")
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(Secret::new)
+            .collect();
+        if api_tokens.is_empty() && jwt.is_none() {
+            bail!("configure CHATROOMS_API_TOKENS and/or CHATROOMS_JWT_SECRET: no caller could authenticate");
+        }
+
+        let avatar_max_bytes = parse_num("CHATROOMS_AVATAR_MAX_BYTES", 1024 * 1024)?;
+        Ok(Self {
+            bind_addr: or("CHATROOMS_BIND_ADDR", "127.0.0.1:8080")
+                .parse()
+                .context("CHATROOMS_BIND_ADDR must be host:port")?,
+            database_url: or("DATABASE_URL", "sqlite://data/chatrooms.db"),
+            database_max_connections: parse_num("CHATROOMS_DATABASE_MAX_CONNECTIONS", 10)? as u32,
+            matrix: MatrixConfig {
+                homeserver_url: or("CHATROOMS_HOMESERVER_URL", "http://127.0.0.1:8008")
+                    .trim_end_matches('/')
+                    .to_owned(),
+                server_name: or("CHATROOMS_MATRIX_SERVER_NAME", "localhost"),
+                as_token: Secret::new(as_token),
+                bot_localpart: or("CHATROOMS_MATRIX_BOT_LOCALPART", "chatrooms"),
+                user_prefix: or("CHATROOMS_MATRIX_USER_PREFIX", "app_"),
+                admin_token: get("CHATROOMS_MATRIX_ADMIN_TOKEN").map(Secret::new),
+                registration_shared_secret: get("CHATROOMS_MATRIX_REGISTRATION_SHARED_SECRET")
+                    .map(Secret::new),
+                admin_localpart: or("CHATROOMS_MATRIX_ADMIN_LOCALPART", "chatrooms-admin"),
+                room_version: get("CHATROOMS_MATRIX_ROOM_VERSION"),
+                request_timeout: parse_ms("CHATROOMS_HOMESERVER_TIMEOUT_MS", 15_000)?,
+            },
+            auth: AuthConfig { api_tokens, jwt, credentials_secret: Secret::new(credentials_secret) },
+            limits: Limits {
+                avatar_max_bytes,
+                // A JSON byte array spends up to 4 bytes per avatar byte; leave room for the rest.
+                body_max_bytes: parse_num("CHATROOMS_BODY_MAX_BYTES", avatar_max_bytes * 4 + 1024 * 1024)?,
+            },
+            sync: SyncConfig {
+                request_wait: parse_ms("CHATROOMS_SYNC_WAIT_MS", 30_000)?,
+                worker_poll: parse_ms("CHATROOMS_WORKER_POLL_MS", 1_000)?,
+                scheduler_interval: parse_ms("CHATROOMS_SCHEDULER_INTERVAL_MS", 10_000)?,
+                retry_base: parse_ms("CHATROOMS_RETRY_BASE_MS", 500)?,
+                retry_cap: parse_ms("CHATROOMS_RETRY_CAP_MS", 300_000)?,
+                lease: parse_ms("CHATROOMS_ROOM_LEASE_MS", 120_000)?,
+                join_concurrency: parse_num("CHATROOMS_JOIN_CONCURRENCY", 8)?.max(1),
+            },
+            default_room_name: or("CHATROOMS_DEFAULT_ROOM_NAME", "General"),
+            log_format: match or("CHATROOMS_LOG_FORMAT", "text").as_str() {
+                "json" => LogFormat::Json,
+                "text" => LogFormat::Text,
+                other => bail!("CHATROOMS_LOG_FORMAT {other:?} is not text or json"),
+            },
+        })
+    }
+}

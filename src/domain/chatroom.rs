@@ -1,0 +1,229 @@
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub type AppUserId = i64;
+pub type OrganizationId = i64;
+pub type EventId = i64;
+pub type ChatroomId = i64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomKind {
+    Default,
+    Event,
+    Custom,
+}
+
+impl RoomKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Event => "event",
+            Self::Custom => "custom",
+        }
+    }
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "default" => Some(Self::Default),
+            "event" => Some(Self::Event),
+            "custom" => Some(Self::Custom),
+            _ => None,
+        }
+    }
+}
+
+/// A user's one role in a room; it decides their Matrix power level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Admin,
+    Moderator,
+    Assigned,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Moderator => "moderator",
+            Self::Assigned => "assigned",
+        }
+    }
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "admin" => Some(Self::Admin),
+            "moderator" => Some(Self::Moderator),
+            "assigned" => Some(Self::Assigned),
+            _ => None,
+        }
+    }
+    /// Power level in `m.room.power_levels`; assigned users get no entry (0).
+    pub fn power_level(self) -> Option<i64> {
+        match self {
+            Self::Admin => Some(100),
+            Self::Moderator => Some(50),
+            Self::Assigned => None,
+        }
+    }
+}
+
+/// A room name: trimmed, 1 to 255 characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomName(String);
+
+impl RoomName {
+    pub const MAX_CHARS: usize = 255;
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let trimmed = raw.trim();
+        let chars = trimmed.chars().count();
+        if chars == 0 {
+            return Err("name must not be empty".into());
+        }
+        if chars > Self::MAX_CHARS {
+            return Err(format!("name is {chars} characters long; at most {} are allowed", Self::MAX_CHARS));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err("name must not contain control characters".into());
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// The three role lists of a request, checked: every user appears in at most one list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoleLists {
+    roles: BTreeMap<AppUserId, Role>,
+}
+
+impl RoleLists {
+    pub fn parse(admins: &[i64], moderators: &[i64], assigned: &[i64]) -> Result<Self, String> {
+        let mut roles = BTreeMap::new();
+        for (list, role) in [(admins, Role::Admin), (moderators, Role::Moderator), (assigned, Role::Assigned)]
+        {
+            // A user repeated inside one list is harmless; across lists it is a contradiction.
+            for &user in list.iter().collect::<BTreeSet<_>>() {
+                if user < 0 {
+                    return Err(format!("user id {user} is negative"));
+                }
+                if let Some(previous) = roles.insert(user, role) {
+                    return Err(format!(
+                        "user {user} is listed both as {} and as {}; a user holds one role per room",
+                        list_name(previous),
+                        list_name(role)
+                    ));
+                }
+            }
+        }
+        Ok(Self { roles })
+    }
+    pub fn from_roles(roles: BTreeMap<AppUserId, Role>) -> Self {
+        Self { roles }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.roles.is_empty()
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (AppUserId, Role)> + '_ {
+        self.roles.iter().map(|(u, r)| (*u, *r))
+    }
+    pub fn users_with(&self, role: Role) -> Vec<AppUserId> {
+        self.iter().filter(|(_, r)| *r == role).map(|(u, _)| u).collect()
+    }
+    pub fn role_of(&self, user: AppUserId) -> Option<Role> {
+        self.roles.get(&user).copied()
+    }
+    /// These lists with `other`'s entries added; a user in both takes `other`'s role.
+    pub fn merged_with(&self, other: &RoleLists) -> RoleLists {
+        let mut roles = self.roles.clone();
+        roles.extend(other.roles.iter().map(|(u, r)| (*u, *r)));
+        RoleLists { roles }
+    }
+    pub fn without(&self, user: AppUserId) -> RoleLists {
+        let mut roles = self.roles.clone();
+        roles.remove(&user);
+        RoleLists { roles }
+    }
+}
+
+fn list_name(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "admins",
+        Role::Moderator => "moderators",
+        Role::Assigned => "assignedUsers",
+    }
+}
+
+/// `scheduledDeletion`: an RFC 3339 time in the future, or null.
+pub fn parse_scheduled_deletion(
+    value: &serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, String> {
+    match value {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(text) => {
+            let at = DateTime::parse_from_rfc3339(text)
+                .map_err(|e| format!("scheduledDeletion {text:?} is not an RFC 3339 time: {e}"))?
+                .with_timezone(&Utc);
+            if at <= now {
+                return Err(format!("scheduledDeletion {text} is not in the future"));
+            }
+            Ok(Some(at))
+        }
+        other => Err(format!("scheduledDeletion must be an RFC 3339 string or null, not {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_names_are_trimmed_and_bounded() {
+        assert_eq!(RoomName::parse("  Team  ").unwrap().as_str(), "Team");
+        assert!(RoomName::parse("   ").is_err());
+        assert!(RoomName::parse(&"é".repeat(255)).is_ok());
+        assert!(RoomName::parse(&"é".repeat(256)).is_err());
+        assert!(RoomName::parse("a\u{0}b").is_err());
+    }
+
+    #[test]
+    fn a_user_in_two_lists_is_rejected_but_repeats_in_one_list_are_not() {
+        let err = RoleLists::parse(&[1], &[2, 1], &[]).unwrap_err();
+        assert!(err.contains("user 1"), "{err}");
+        let lists = RoleLists::parse(&[1, 1], &[2], &[3, 3]).unwrap();
+        assert_eq!(lists.users_with(Role::Admin), vec![1]);
+        assert_eq!(lists.users_with(Role::Assigned), vec![3]);
+    }
+
+    #[test]
+    fn merging_moves_a_user_to_the_new_role() {
+        let current = RoleLists::parse(&[1], &[2], &[3]).unwrap();
+        let added = RoleLists::parse(&[3], &[], &[1]).unwrap();
+        let merged = current.merged_with(&added);
+        assert_eq!(merged.role_of(1), Some(Role::Assigned));
+        assert_eq!(merged.role_of(2), Some(Role::Moderator));
+        assert_eq!(merged.role_of(3), Some(Role::Admin));
+    }
+
+    #[test]
+    fn scheduled_deletion_must_be_a_future_rfc3339_time_or_null() {
+        let now = DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(parse_scheduled_deletion(&serde_json::Value::Null, now), Ok(None));
+        let later = serde_json::json!("2030-01-02T00:00:00+02:00");
+        assert_eq!(
+            parse_scheduled_deletion(&later, now).unwrap().unwrap().to_rfc3339(),
+            "2030-01-01T22:00:00+00:00"
+        );
+        assert!(parse_scheduled_deletion(&serde_json::json!("2029-12-31T00:00:00Z"), now).is_err());
+        assert!(parse_scheduled_deletion(&serde_json::json!("tomorrow"), now).is_err());
+        assert!(parse_scheduled_deletion(&serde_json::json!(17), now).is_err());
+    }
+}

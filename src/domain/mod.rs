@@ -1,0 +1,10 @@
+//! Identifiers and validated values: once built, they are known to be valid.
+
+mod avatar;
+mod chatroom;
+
+pub use avatar::{Avatar, AvatarInput};
+pub use chatroom::{
+    parse_scheduled_deletion, AppUserId, ChatroomId, EventId, OrganizationId, Role, RoleLists, RoomKind,
+    RoomName,
+};

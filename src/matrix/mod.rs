@@ -1,0 +1,129 @@
+//! The homeserver behind a trait: the Synapse adapter talks HTTP; the reconciler only sees this.
+
+mod error;
+mod ids;
+pub mod power_levels;
+mod synapse;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use ruma::{OwnedMxcUri, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId};
+
+pub use error::HomeserverError;
+pub use ids::MatrixIds;
+pub use synapse::Synapse;
+
+pub type HsResult<T> = Result<T, HomeserverError>;
+
+/// What a new room starts with; the reconciler fills in the rest afterwards.
+#[derive(Clone, Debug)]
+pub struct NewRoom {
+    pub alias_localpart: String,
+    pub name: String,
+    pub avatar: Option<OwnedMxcUri>,
+    pub room_version: Option<String>,
+    /// `users` of the initial power levels (already including the bot where the room version needs it).
+    pub power_users: BTreeMap<OwnedUserId, i64>,
+    pub invite: Vec<OwnedUserId>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Membership {
+    Invite,
+    Join,
+    Leave,
+    Ban,
+    Knock,
+}
+
+impl Membership {
+    fn parse(value: &str) -> Option<Self> {
+        match value {
+            "invite" => Some(Self::Invite),
+            "join" => Some(Self::Join),
+            "leave" => Some(Self::Leave),
+            "ban" => Some(Self::Ban),
+            "knock" => Some(Self::Knock),
+            _ => None,
+        }
+    }
+}
+
+/// The parts of a room's current state the service manages.
+#[derive(Clone, Debug, Default)]
+pub struct RoomState {
+    pub room_version: String,
+    pub name: Option<String>,
+    pub avatar: Option<String>,
+    pub power_levels: serde_json::Value,
+    pub members: BTreeMap<OwnedUserId, Membership>,
+}
+
+impl RoomState {
+    /// Parses the array `GET /rooms/{id}/state` returns; events it does not manage are ignored.
+    pub fn from_events(events: &[serde_json::Value]) -> Self {
+        let mut state = RoomState { room_version: "1".into(), ..Default::default() };
+        for event in events {
+            let content = &event["content"];
+            match event["type"].as_str() {
+                Some("m.room.create") => {
+                    if let Some(v) = content["room_version"].as_str() {
+                        state.room_version = v.to_owned();
+                    }
+                }
+                Some("m.room.name") => state.name = content["name"].as_str().map(str::to_owned),
+                Some("m.room.avatar") => {
+                    state.avatar = content["url"].as_str().filter(|u| !u.is_empty()).map(str::to_owned)
+                }
+                Some("m.room.power_levels") => state.power_levels = content.clone(),
+                Some("m.room.member") => {
+                    let user = event["state_key"].as_str().and_then(|s| UserId::parse(s).ok());
+                    let membership = content["membership"].as_str().and_then(Membership::parse);
+                    if let (Some(user), Some(membership)) = (user, membership) {
+                        state.members.insert(user, membership);
+                    }
+                }
+                _ => {}
+            }
+        }
+        state
+    }
+}
+
+/// Everything the service asks of a homeserver. Each call is safe to repeat.
+#[async_trait]
+pub trait Homeserver: Send + Sync + 'static {
+    fn ids(&self) -> &MatrixIds;
+    /// The homeserver answers at all (readiness).
+    async fn ping(&self) -> HsResult<()>;
+    /// The room version new rooms get when none is configured.
+    async fn default_room_version(&self) -> HsResult<String>;
+    /// Registers a namespaced user; an existing account counts as success.
+    async fn ensure_user(&self, user: &UserId) -> HsResult<()>;
+    async fn upload_media(
+        &self,
+        bytes: Vec<u8>,
+        content_type: &str,
+        file_name: &str,
+    ) -> HsResult<OwnedMxcUri>;
+    async fn resolve_alias(&self, alias: &RoomAliasId) -> HsResult<Option<OwnedRoomId>>;
+    /// Creates a room as the bot. `Ok(None)` means the alias is taken already (a previous attempt).
+    async fn create_room(&self, room: &NewRoom) -> HsResult<Option<OwnedRoomId>>;
+    async fn room_state(&self, room: &RoomId) -> HsResult<RoomState>;
+    async fn set_state(&self, room: &RoomId, event_type: &str, content: serde_json::Value) -> HsResult<()>;
+    async fn invite(&self, room: &RoomId, user: &UserId) -> HsResult<()>;
+    async fn join_as(&self, room: &RoomId, user: &UserId) -> HsResult<()>;
+    async fn kick(&self, room: &RoomId, user: &UserId, reason: &str) -> HsResult<()>;
+    async fn unban(&self, room: &RoomId, user: &UserId) -> HsResult<()>;
+    /// Local media referenced by the room's events (admin API).
+    async fn room_media(&self, room: &RoomId) -> HsResult<Vec<OwnedMxcUri>>;
+    /// Deletes local media; already gone counts as success.
+    async fn delete_media(&self, mxc: &OwnedMxcUri) -> HsResult<()>;
+    /// Shuts the room down and purges it, waiting until the purge finished.
+    async fn purge_room(&self, room: &RoomId) -> HsResult<()>;
+}
+
+pub fn room_alias(localpart: &str, server_name: &str) -> Result<OwnedRoomAliasId, String> {
+    RoomAliasId::parse(format!("#{localpart}:{server_name}")).map_err(|e| format!("room alias: {e}"))
+}

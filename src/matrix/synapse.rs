@@ -1,0 +1,446 @@
+//! Synapse over HTTP: the client-server API with the application service's token, and
+//! Synapse's admin API with an admin user's token for what only an admin may do.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use hmac::{Hmac, Mac};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use ruma::{MxcUri, OwnedMxcUri, OwnedRoomId, RoomAliasId, RoomId, UserId};
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+
+use super::{HomeserverError, HsResult, MatrixIds, NewRoom, RoomState};
+use crate::config::{MatrixConfig, Secret};
+
+pub struct Synapse {
+    http: reqwest::Client,
+    base: String,
+    as_token: Secret,
+    ids: MatrixIds,
+    admin: AdminToken,
+}
+
+/// The admin token is fetched on first use, so the service starts while the homeserver is down.
+struct AdminToken {
+    configured: Option<Secret>,
+    shared_secret: Option<Secret>,
+    localpart: String,
+    password: Secret,
+    cached: Mutex<Option<Secret>>,
+}
+
+impl Synapse {
+    pub fn new(config: &MatrixConfig, credentials_secret: &Secret) -> anyhow::Result<Self> {
+        let ids = MatrixIds::new(&config.server_name, &config.user_prefix, &config.bot_localpart)
+            .map_err(anyhow::Error::msg)?;
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(Duration::from_secs(5))
+            .build()?;
+        let admin_user = format!("@{}:{}", config.admin_localpart, config.server_name);
+        Ok(Self {
+            http,
+            base: config.homeserver_url.clone(),
+            as_token: config.as_token.clone(),
+            ids,
+            admin: AdminToken {
+                configured: config.admin_token.clone(),
+                shared_secret: config.registration_shared_secret.clone(),
+                localpart: config.admin_localpart.clone(),
+                password: Secret::new(hmac_sha256_hex(credentials_secret.expose(), &admin_user)),
+                cached: Mutex::new(None),
+            },
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn as_request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(self.as_token.expose())
+    }
+
+    async fn admin_request(&self, method: Method, path: &str) -> HsResult<RequestBuilder> {
+        let token = self.admin_token().await?;
+        Ok(self.http.request(method, self.url(path)).bearer_auth(token.expose()))
+    }
+
+    async fn admin_token(&self) -> HsResult<Secret> {
+        if let Some(token) = &self.admin.configured {
+            return Ok(token.clone());
+        }
+        let mut cached = self.admin.cached.lock().await;
+        if let Some(token) = cached.as_ref() {
+            return Ok(token.clone());
+        }
+        let token = self.bootstrap_admin().await?;
+        *cached = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Registers the admin user with the shared secret, or logs it in when it exists already.
+    /// Its password is derived from the credentials secret, so nothing needs storing.
+    async fn bootstrap_admin(&self) -> HsResult<Secret> {
+        const OP: &str = "admin bootstrap";
+        let Some(shared_secret) = &self.admin.shared_secret else {
+            return Err(HomeserverError::Protocol {
+                operation: OP,
+                message: "set CHATROOMS_MATRIX_ADMIN_TOKEN or CHATROOMS_MATRIX_REGISTRATION_SHARED_SECRET"
+                    .into(),
+            });
+        };
+        let nonce = send(OP, self.http.get(self.url("/_synapse/admin/v1/register"))).await?;
+        let nonce = nonce["nonce"].as_str().unwrap_or_default().to_owned();
+        let user = &self.admin.localpart;
+        let password = self.admin.password.expose();
+        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(shared_secret.expose().as_bytes())
+            .map_err(|e| HomeserverError::Protocol { operation: OP, message: e.to_string() })?;
+        mac.update(format!("{nonce}\0{user}\0{password}\0admin").as_bytes());
+        let body = json!({
+            "nonce": nonce, "username": user, "password": password, "admin": true,
+            "mac": hex::encode(mac.finalize().into_bytes()),
+        });
+        match send(OP, self.http.post(self.url("/_synapse/admin/v1/register")).json(&body)).await {
+            Ok(answer) => token_from(OP, &answer),
+            Err(e) if e.errcode() == Some("M_USER_IN_USE") => {
+                let login = json!({
+                    "type": "m.login.password",
+                    "identifier": {"type": "m.id.user", "user": user},
+                    "password": password,
+                    "initial_device_display_name": "chatrooms service",
+                });
+                let answer =
+                    send(OP, self.http.post(self.url("/_matrix/client/v3/login")).json(&login)).await?;
+                token_from(OP, &answer)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends an admin request; a revoked admin token is dropped so the next call fetches a new one.
+    async fn admin_send(
+        &self,
+        op: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> HsResult<Value> {
+        let mut request = self.admin_request(method, path).await?;
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let result = send(op, request).await;
+        if matches!(&result, Err(e) if e.errcode() == Some("M_UNKNOWN_TOKEN")) {
+            *self.admin.cached.lock().await = None;
+        }
+        result
+    }
+}
+
+fn token_from(op: &'static str, answer: &Value) -> HsResult<Secret> {
+    answer["access_token"].as_str().map(Secret::new).ok_or_else(|| HomeserverError::Protocol {
+        operation: op,
+        message: "no access_token in answer".into(),
+    })
+}
+
+/// HMAC-SHA256 of `message` under `key`, hex-encoded: derived passwords.
+pub(crate) fn hmac_sha256_hex(key: &str, message: &str) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
+    mac.update(message.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn enc(segment: &str) -> String {
+    urlencoding::encode(segment).into_owned()
+}
+
+/// Sends a request and turns the answer into JSON or a classified error.
+async fn send(operation: &'static str, request: RequestBuilder) -> HsResult<Value> {
+    let started = Instant::now();
+    let response = request
+        .send()
+        .await
+        .map_err(|e| HomeserverError::Transport { operation, message: error_chain(&e) })?;
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| HomeserverError::Transport { operation, message: error_chain(&e) })?;
+    tracing::debug!(
+        operation,
+        status = status.as_u16(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "homeserver call"
+    );
+    let body: Value =
+        if bytes.is_empty() { json!({}) } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+    if status.is_success() {
+        return Ok(body);
+    }
+    Err(matrix_error(operation, status, &body, &bytes))
+}
+
+fn matrix_error(operation: &'static str, status: StatusCode, body: &Value, raw: &[u8]) -> HomeserverError {
+    let errcode = body["errcode"].as_str().unwrap_or("M_UNKNOWN").to_owned();
+    let message = body["error"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| String::from_utf8_lossy(&raw[..raw.len().min(200)]).into_owned());
+    let retry_after = body["retry_after_ms"].as_u64().map(Duration::from_millis);
+    HomeserverError::Matrix { operation, status: status.as_u16(), errcode, message, retry_after }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn room_id_from(op: &'static str, answer: &Value) -> HsResult<OwnedRoomId> {
+    answer["room_id"].as_str().and_then(|id| RoomId::parse(id).ok()).ok_or_else(|| {
+        HomeserverError::Protocol { operation: op, message: format!("no valid room_id in {answer}") }
+    })
+}
+
+#[async_trait]
+impl super::Homeserver for Synapse {
+    fn ids(&self) -> &MatrixIds {
+        &self.ids
+    }
+
+    async fn ping(&self) -> HsResult<()> {
+        send("ping", self.http.get(self.url("/_matrix/client/versions"))).await.map(|_| ())
+    }
+
+    #[tracing::instrument(name = "homeserver.default_room_version", skip(self))]
+    async fn default_room_version(&self) -> HsResult<String> {
+        const OP: &str = "capabilities";
+        let answer = send(OP, self.as_request(Method::GET, "/_matrix/client/v3/capabilities")).await?;
+        answer["capabilities"]["m.room_versions"]["default"].as_str().map(str::to_owned).ok_or_else(|| {
+            HomeserverError::Protocol { operation: OP, message: "no default room version".into() }
+        })
+    }
+
+    #[tracing::instrument(name = "homeserver.ensure_user", skip(self), fields(user = %user))]
+    async fn ensure_user(&self, user: &UserId) -> HsResult<()> {
+        let body = json!({
+            "type": "m.login.application_service",
+            "username": user.localpart(),
+            "inhibit_login": true,
+        });
+        match send("register", self.as_request(Method::POST, "/_matrix/client/v3/register").json(&body)).await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.errcode() == Some("M_USER_IN_USE") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    #[tracing::instrument(name = "homeserver.upload_media", skip(self, bytes), fields(size = bytes.len()))]
+    async fn upload_media(
+        &self,
+        bytes: Vec<u8>,
+        content_type: &str,
+        file_name: &str,
+    ) -> HsResult<OwnedMxcUri> {
+        const OP: &str = "upload media";
+        let path = format!("/_matrix/media/v3/upload?filename={}", enc(file_name));
+        let request = self.as_request(Method::POST, &path).header("content-type", content_type).body(bytes);
+        let answer = send(OP, request).await?;
+        let uri = answer["content_uri"].as_str().unwrap_or_default();
+        let mxc: OwnedMxcUri = uri.into();
+        if !mxc.is_valid() {
+            return Err(HomeserverError::Protocol {
+                operation: OP,
+                message: format!("invalid content_uri {uri:?}"),
+            });
+        }
+        Ok(mxc)
+    }
+
+    async fn resolve_alias(&self, alias: &RoomAliasId) -> HsResult<Option<OwnedRoomId>> {
+        const OP: &str = "resolve alias";
+        let path = format!("/_matrix/client/v3/directory/room/{}", enc(alias.as_str()));
+        match send(OP, self.as_request(Method::GET, &path)).await {
+            Ok(answer) => room_id_from(OP, &answer).map(Some),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    #[tracing::instrument(name = "homeserver.create_room", skip(self, room), fields(alias = %room.alias_localpart))]
+    async fn create_room(&self, room: &NewRoom) -> HsResult<Option<OwnedRoomId>> {
+        const OP: &str = "create room";
+        let mut initial_state = vec![
+            json!({"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}}),
+            json!({"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "shared"}}),
+        ];
+        if let Some(avatar) = &room.avatar {
+            initial_state.push(json!({"type": "m.room.avatar", "state_key": "", "content": {"url": avatar}}));
+        }
+        let mut body = json!({
+            "preset": "private_chat",
+            "visibility": "private",
+            "name": room.name,
+            "room_alias_name": room.alias_localpart,
+            "invite": room.invite,
+            "initial_state": initial_state,
+            "power_level_content_override": {"users": room.power_users},
+        });
+        if let Some(version) = &room.room_version {
+            body["room_version"] = json!(version);
+        }
+        match send(OP, self.as_request(Method::POST, "/_matrix/client/v3/createRoom").json(&body)).await {
+            Ok(answer) => room_id_from(OP, &answer).map(Some),
+            Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    #[tracing::instrument(name = "homeserver.room_state", skip(self), fields(room = %room))]
+    async fn room_state(&self, room: &RoomId) -> HsResult<RoomState> {
+        const OP: &str = "read room state";
+        let path = format!("/_matrix/client/v3/rooms/{}/state", enc(room.as_str()));
+        let answer = send(OP, self.as_request(Method::GET, &path)).await?;
+        let events = answer.as_array().ok_or_else(|| HomeserverError::Protocol {
+            operation: OP,
+            message: "state is not an array".into(),
+        })?;
+        Ok(RoomState::from_events(events))
+    }
+
+    #[tracing::instrument(name = "homeserver.set_state", skip(self, content), fields(room = %room))]
+    async fn set_state(&self, room: &RoomId, event_type: &str, content: Value) -> HsResult<()> {
+        let path = format!("/_matrix/client/v3/rooms/{}/state/{}/", enc(room.as_str()), enc(event_type));
+        send("set room state", self.as_request(Method::PUT, &path).json(&content)).await.map(|_| ())
+    }
+
+    #[tracing::instrument(name = "homeserver.invite", skip(self), fields(room = %room, user = %user))]
+    async fn invite(&self, room: &RoomId, user: &UserId) -> HsResult<()> {
+        let path = format!("/_matrix/client/v3/rooms/{}/invite", enc(room.as_str()));
+        send("invite", self.as_request(Method::POST, &path).json(&json!({"user_id": user}))).await.map(|_| ())
+    }
+
+    #[tracing::instrument(name = "homeserver.join", skip(self), fields(room = %room, user = %user))]
+    async fn join_as(&self, room: &RoomId, user: &UserId) -> HsResult<()> {
+        let path =
+            format!("/_matrix/client/v3/rooms/{}/join?user_id={}", enc(room.as_str()), enc(user.as_str()));
+        send("join", self.as_request(Method::POST, &path).json(&json!({}))).await.map(|_| ())
+    }
+
+    #[tracing::instrument(name = "homeserver.kick", skip(self), fields(room = %room, user = %user))]
+    async fn kick(&self, room: &RoomId, user: &UserId, reason: &str) -> HsResult<()> {
+        let path = format!("/_matrix/client/v3/rooms/{}/kick", enc(room.as_str()));
+        let body = json!({"user_id": user, "reason": reason});
+        send("kick", self.as_request(Method::POST, &path).json(&body)).await.map(|_| ())
+    }
+
+    #[tracing::instrument(name = "homeserver.unban", skip(self), fields(room = %room, user = %user))]
+    async fn unban(&self, room: &RoomId, user: &UserId) -> HsResult<()> {
+        let path = format!("/_matrix/client/v3/rooms/{}/unban", enc(room.as_str()));
+        send("unban", self.as_request(Method::POST, &path).json(&json!({"user_id": user}))).await.map(|_| ())
+    }
+
+    #[tracing::instrument(name = "homeserver.room_media", skip(self), fields(room = %room))]
+    async fn room_media(&self, room: &RoomId) -> HsResult<Vec<OwnedMxcUri>> {
+        let path = format!("/_synapse/admin/v1/room/{}/media", enc(room.as_str()));
+        let answer = match self.admin_send("list room media", Method::GET, &path, None).await {
+            Ok(answer) => answer,
+            Err(e) if e.status() == Some(404) => return Ok(Vec::new()), // Purged already.
+            Err(e) => return Err(e),
+        };
+        Ok(answer["local"]
+            .as_array()
+            .map(|uris| uris.iter().filter_map(Value::as_str).map(OwnedMxcUri::from).collect())
+            .unwrap_or_default())
+    }
+
+    #[tracing::instrument(name = "homeserver.delete_media", skip(self), fields(mxc = %mxc))]
+    async fn delete_media(&self, mxc: &OwnedMxcUri) -> HsResult<()> {
+        let Ok((server, media_id)) = <&MxcUri>::from(mxc.as_str()).parts() else {
+            return Ok(()); // Not a media id we could have uploaded: nothing to delete.
+        };
+        if server.as_str() != self.ids.server_name() {
+            return Ok(()); // Remote media is only cached here; its origin owns it.
+        }
+        let path = format!("/_synapse/admin/v1/media/{}/{}", enc(server.as_str()), enc(media_id));
+        match self.admin_send("delete media", Method::DELETE, &path, None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.status() == Some(404) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    #[tracing::instrument(name = "homeserver.purge_room", skip(self), fields(room = %room))]
+    async fn purge_room(&self, room: &RoomId) -> HsResult<()> {
+        const OP: &str = "purge room";
+        let path = format!("/_synapse/admin/v2/rooms/{}", enc(room.as_str()));
+        let answer = match self.admin_send(OP, Method::DELETE, &path, Some(json!({"purge": true}))).await {
+            Ok(answer) => answer,
+            Err(e) if e.status() == Some(404) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let delete_id = answer["delete_id"]
+            .as_str()
+            .ok_or_else(|| HomeserverError::Protocol {
+                operation: OP,
+                message: format!("no delete_id in {answer}"),
+            })?
+            .to_owned();
+        let status_path = format!("/_synapse/admin/v2/rooms/delete_status/{}", enc(&delete_id));
+        let mut delay = Duration::from_millis(50);
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            if Instant::now() > deadline {
+                return Err(HomeserverError::Transport {
+                    operation: OP,
+                    message: format!("purge {delete_id} still running after 10 minutes"),
+                });
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+            let status = self.admin_send(OP, Method::GET, &status_path, None).await?;
+            match status["status"].as_str() {
+                Some("complete") => return Ok(()),
+                Some("failed") => {
+                    return Err(HomeserverError::Matrix {
+                        operation: OP,
+                        status: 500,
+                        errcode: "M_UNKNOWN".into(),
+                        message: format!("purge failed: {}", status["error"]),
+                        retry_after: None,
+                    })
+                }
+                _ => continue,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn homeserver_errors_keep_errcode_and_retry_hint() {
+        let body =
+            json!({"errcode": "M_LIMIT_EXCEEDED", "error": "Too many requests", "retry_after_ms": 1500});
+        let err = matrix_error("join", StatusCode::TOO_MANY_REQUESTS, &body, b"");
+        assert_eq!(err.errcode(), Some("M_LIMIT_EXCEEDED"));
+        assert_eq!(err.retry_after(), Some(Duration::from_millis(1500)));
+        assert!(err.is_transient());
+        let forbidden = matrix_error("join", StatusCode::FORBIDDEN, &json!({"errcode": "M_FORBIDDEN"}), b"");
+        assert!(!forbidden.is_transient());
+        let html = matrix_error("join", StatusCode::BAD_GATEWAY, &Value::Null, b"<html>bad gateway</html>");
+        assert!(html.is_transient());
+        assert!(html.to_string().contains("bad gateway"), "{html}");
+    }
+}

@@ -1,0 +1,329 @@
+//! Chatroom records and their role lists.
+
+use std::collections::BTreeMap;
+
+use ruma::{OwnedMxcUri, OwnedRoomId, RoomId};
+use sqlx::{any::AnyRow, AnyConnection, Row};
+
+use super::Tx;
+use crate::domain::{AppUserId, ChatroomId, EventId, OrganizationId, Role, RoleLists, RoomKind};
+
+/// A chatroom as stored, with its role lists and sync state.
+#[derive(Clone, Debug)]
+pub struct Chatroom {
+    pub id: ChatroomId,
+    pub kind: RoomKind,
+    pub organization_id: OrganizationId,
+    pub event_id: Option<EventId>,
+    pub name: String,
+    pub avatar_url: Option<OwnedMxcUri>,
+    pub automation_enabled: bool,
+    /// Unix milliseconds.
+    pub scheduled_deletion: Option<i64>,
+    pub matrix_room_id: Option<OwnedRoomId>,
+    pub matrix_alias: String,
+    pub deleted: bool,
+    pub roles: RoleLists,
+    pub sync: SyncState,
+}
+
+/// Derived from the room's outbox row: no row means the homeserver matches the database.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncState {
+    pub pending: bool,
+    pub failed: bool,
+    pub last_error: Option<String>,
+}
+
+pub struct NewChatroom<'a> {
+    pub kind: RoomKind,
+    pub organization_id: OrganizationId,
+    pub event_id: Option<EventId>,
+    pub name: &'a str,
+    pub avatar_url: Option<&'a OwnedMxcUri>,
+    pub automation_enabled: bool,
+    pub scheduled_deletion: Option<i64>,
+    pub matrix_alias: &'a str,
+}
+
+/// Fields an update may change; `None` leaves a field as it is.
+#[derive(Default)]
+pub struct ChatroomChanges<'a> {
+    pub name: Option<&'a str>,
+    pub avatar_url: Option<Option<&'a OwnedMxcUri>>,
+    pub automation_enabled: Option<bool>,
+    pub scheduled_deletion: Option<Option<i64>>,
+}
+
+const COLUMNS: &str =
+    "c.id, c.kind, c.organization_id, c.event_id, c.name, c.avatar_url, c.automation_enabled, \
+     c.scheduled_deletion, c.matrix_room_id, c.matrix_alias, c.deleted_at, \
+     j.chatroom_id AS job_room, j.failed AS job_failed, j.last_error AS job_error";
+const FROM: &str = "chatrooms c LEFT JOIN sync_jobs j ON j.chatroom_id = c.id";
+
+fn from_row(row: &AnyRow) -> sqlx::Result<Chatroom> {
+    let kind: String = row.try_get("kind")?;
+    let room_id: Option<String> = row.try_get("matrix_room_id")?;
+    let avatar: Option<String> = row.try_get("avatar_url")?;
+    let deleted_at: Option<i64> = row.try_get("deleted_at")?;
+    let job_room: Option<i64> = row.try_get("job_room")?;
+    Ok(Chatroom {
+        id: row.try_get("id")?,
+        kind: RoomKind::parse(&kind).ok_or_else(|| decode_error(format!("room kind {kind:?}")))?,
+        organization_id: row.try_get("organization_id")?,
+        event_id: row.try_get("event_id")?,
+        name: row.try_get("name")?,
+        avatar_url: avatar.map(OwnedMxcUri::from),
+        automation_enabled: row.try_get::<i64, _>("automation_enabled")? != 0,
+        scheduled_deletion: row.try_get("scheduled_deletion")?,
+        matrix_room_id: room_id
+            .map(|id| RoomId::parse(&id).map_err(|e| decode_error(format!("room id {id:?}: {e}"))))
+            .transpose()?,
+        matrix_alias: row.try_get("matrix_alias")?,
+        deleted: deleted_at.is_some(),
+        roles: RoleLists::default(),
+        sync: SyncState {
+            pending: job_room.is_some(),
+            failed: row.try_get::<Option<i64>, _>("job_failed")?.unwrap_or(0) != 0,
+            last_error: row.try_get("job_error")?,
+        },
+    })
+}
+
+fn decode_error(message: String) -> sqlx::Error {
+    sqlx::Error::Decode(message.into())
+}
+
+async fn attach_roles(conn: &mut AnyConnection, rooms: &mut [Chatroom]) -> sqlx::Result<()> {
+    // One query per room keeps the SQL portable; pages hold at most 50 rooms.
+    for room in rooms.iter_mut() {
+        room.roles = roles(conn, room.id).await?;
+    }
+    Ok(())
+}
+
+pub async fn roles(conn: &mut AnyConnection, id: ChatroomId) -> sqlx::Result<RoleLists> {
+    let rows = sqlx::query("SELECT app_user_id, role FROM chatroom_members WHERE chatroom_id = $1")
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut roles = BTreeMap::new();
+    for row in rows {
+        let role: String = row.try_get("role")?;
+        let role = Role::parse(&role).ok_or_else(|| decode_error(format!("role {role:?}")))?;
+        roles.insert(row.try_get::<i64, _>("app_user_id")?, role);
+    }
+    Ok(RoleLists::from_roles(roles))
+}
+
+/// A live (not deleted) chatroom.
+pub async fn find(conn: &mut AnyConnection, id: ChatroomId) -> sqlx::Result<Option<Chatroom>> {
+    Ok(find_including_deleted(conn, id).await?.filter(|room| !room.deleted))
+}
+
+/// A chatroom even after its deletion was requested: the reconciler still has to purge it.
+pub async fn find_including_deleted(
+    conn: &mut AnyConnection,
+    id: ChatroomId,
+) -> sqlx::Result<Option<Chatroom>> {
+    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE c.id = $1");
+    let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(&mut *conn).await? else {
+        return Ok(None);
+    };
+    let mut rooms = [from_row(&row)?];
+    attach_roles(conn, &mut rooms).await?;
+    let [room] = rooms;
+    Ok(Some(room))
+}
+
+pub async fn find_default(conn: &mut AnyConnection, org: OrganizationId) -> sqlx::Result<Option<Chatroom>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE c.organization_id = $1 AND c.kind = 'default' AND c.deleted_at IS NULL"
+    );
+    find_one(conn, sqlx::query(&sql).bind(org)).await
+}
+
+pub async fn find_for_event(
+    conn: &mut AnyConnection,
+    org: OrganizationId,
+    event: EventId,
+) -> sqlx::Result<Option<Chatroom>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM {FROM} \
+         WHERE c.organization_id = $1 AND c.event_id = $2 AND c.kind = 'event' AND c.deleted_at IS NULL"
+    );
+    find_one(conn, sqlx::query(&sql).bind(org).bind(event)).await
+}
+
+async fn find_one<'q>(
+    conn: &mut AnyConnection,
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+) -> sqlx::Result<Option<Chatroom>> {
+    let Some(row) = query.fetch_optional(&mut *conn).await? else {
+        return Ok(None);
+    };
+    let mut rooms = [from_row(&row)?];
+    attach_roles(conn, &mut rooms).await?;
+    let [room] = rooms;
+    Ok(Some(room))
+}
+
+/// Which page of an organization's rooms to list, and whose view.
+pub struct ListQuery {
+    pub organization_id: OrganizationId,
+    /// Only rooms this user holds a role in (callers who do not manage the organization).
+    pub member: Option<AppUserId>,
+    /// `None` lists everything.
+    pub page: Option<(i64, i64)>,
+}
+
+/// A page of rooms in id order, and how many rooms there are in all.
+pub async fn list(conn: &mut AnyConnection, query: &ListQuery) -> sqlx::Result<(Vec<Chatroom>, i64)> {
+    let member_filter = if query.member.is_some() {
+        " AND EXISTS (SELECT 1 FROM chatroom_members m WHERE m.chatroom_id = c.id AND m.app_user_id = $2)"
+    } else {
+        " AND $2 IS NULL"
+    };
+    let filter = format!("c.organization_id = $1 AND c.deleted_at IS NULL{member_filter}");
+    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM chatrooms c WHERE {filter}"))
+        .bind(query.organization_id)
+        .bind(query.member)
+        .fetch_one(&mut *conn)
+        .await?;
+    let (limit, offset) = query.page.unwrap_or((i64::MAX, 0));
+    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE {filter} ORDER BY c.id LIMIT $3 OFFSET $4");
+    let rows = sqlx::query(&sql)
+        .bind(query.organization_id)
+        .bind(query.member)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut rooms = rows.iter().map(from_row).collect::<sqlx::Result<Vec<_>>>()?;
+    attach_roles(conn, &mut rooms).await?;
+    Ok((rooms, total))
+}
+
+pub async fn insert(tx: &mut Tx, room: &NewChatroom<'_>, now: i64) -> sqlx::Result<ChatroomId> {
+    sqlx::query_scalar(
+        "INSERT INTO chatrooms (kind, organization_id, event_id, name, avatar_url, automation_enabled, \
+         scheduled_deletion, matrix_alias, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
+    )
+    .bind(room.kind.as_str())
+    .bind(room.organization_id)
+    .bind(room.event_id)
+    .bind(room.name)
+    .bind(room.avatar_url.map(|u| u.to_string()))
+    .bind(room.automation_enabled as i64)
+    .bind(room.scheduled_deletion)
+    .bind(room.matrix_alias)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+pub async fn update(
+    tx: &mut Tx,
+    id: ChatroomId,
+    changes: &ChatroomChanges<'_>,
+    now: i64,
+) -> sqlx::Result<()> {
+    // Each field is set to itself unless a new value is given; flags say which.
+    sqlx::query(
+        "UPDATE chatrooms SET \
+           name = CASE WHEN $2 THEN $3 ELSE name END, \
+           avatar_url = CASE WHEN $4 THEN $5 ELSE avatar_url END, \
+           automation_enabled = CASE WHEN $6 THEN $7 ELSE automation_enabled END, \
+           scheduled_deletion = CASE WHEN $8 THEN $9 ELSE scheduled_deletion END, \
+           updated_at = $10 \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(changes.name.is_some())
+    .bind(changes.name.unwrap_or_default())
+    .bind(changes.avatar_url.is_some())
+    .bind(changes.avatar_url.flatten().map(|u| u.to_string()))
+    .bind(changes.automation_enabled.is_some())
+    .bind(changes.automation_enabled.unwrap_or_default() as i64)
+    .bind(changes.scheduled_deletion.is_some())
+    .bind(changes.scheduled_deletion.flatten())
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+}
+
+/// Gives each listed user their role, moving users who held another one.
+pub async fn put_roles(tx: &mut Tx, id: ChatroomId, roles: &RoleLists) -> sqlx::Result<()> {
+    for (user, role) in roles.iter() {
+        sqlx::query(
+            "INSERT INTO chatroom_members (chatroom_id, app_user_id, role) VALUES ($1, $2, $3) \
+             ON CONFLICT (chatroom_id, app_user_id) DO UPDATE SET role = excluded.role",
+        )
+        .bind(id)
+        .bind(user)
+        .bind(role.as_str())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Makes the role lists exactly `roles`.
+pub async fn replace_roles(tx: &mut Tx, id: ChatroomId, roles: &RoleLists) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM chatroom_members WHERE chatroom_id = $1").bind(id).execute(&mut **tx).await?;
+    put_roles(tx, id, roles).await
+}
+
+/// Removes a user from the room's lists; false if they held no role.
+pub async fn remove_member(tx: &mut Tx, id: ChatroomId, user: AppUserId) -> sqlx::Result<bool> {
+    let result = sqlx::query("DELETE FROM chatroom_members WHERE chatroom_id = $1 AND app_user_id = $2")
+        .bind(id)
+        .bind(user)
+        .execute(&mut **tx)
+        .await?;
+    Ok(result.rows_affected() > 0)
+}
+
+pub async fn set_matrix_room_id(conn: &mut AnyConnection, id: ChatroomId, room: &RoomId) -> sqlx::Result<()> {
+    sqlx::query("UPDATE chatrooms SET matrix_room_id = $2 WHERE id = $1")
+        .bind(id)
+        .bind(room.as_str())
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+}
+
+/// Marks a live room for deletion; false if it was gone or marked already (so it happens once).
+pub async fn mark_deleted(tx: &mut Tx, id: ChatroomId, now: i64) -> sqlx::Result<bool> {
+    let result = sqlx::query("UPDATE chatrooms SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL")
+        .bind(id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(result.rows_affected() > 0)
+}
+
+/// Drops the record once the homeserver has purged the room; members and job go with it.
+pub async fn remove(conn: &mut AnyConnection, id: ChatroomId) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM chatroom_members WHERE chatroom_id = $1").bind(id).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM sync_jobs WHERE chatroom_id = $1").bind(id).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM chatrooms WHERE id = $1").bind(id).execute(&mut *conn).await.map(|_| ())
+}
+
+/// Live rooms whose scheduled deletion time has come.
+pub async fn due_for_deletion(
+    conn: &mut AnyConnection,
+    now: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<ChatroomId>> {
+    sqlx::query_scalar(
+        "SELECT id FROM chatrooms WHERE deleted_at IS NULL AND scheduled_deletion IS NOT NULL \
+         AND scheduled_deletion <= $1 ORDER BY scheduled_deletion LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+}

@@ -1,0 +1,125 @@
+//! The sync outbox. A row means "this room's homeserver state must catch up"; its `version`
+//! grows with every change, so a sync that ran while another change came in leaves the row.
+
+use sqlx::AnyConnection;
+
+use super::Tx;
+use crate::domain::ChatroomId;
+
+/// Records that the room changed. Runs in the same transaction as the change itself.
+pub async fn enqueue(tx: &mut Tx, id: ChatroomId, now: i64) -> sqlx::Result<()> {
+    enqueue_on(&mut *tx, id, now).await
+}
+
+pub async fn enqueue_on(conn: &mut AnyConnection, id: ChatroomId, now: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO sync_jobs (chatroom_id, version, attempts, next_attempt_at, failed) \
+         VALUES ($1, 1, 0, $2, 0) \
+         ON CONFLICT (chatroom_id) DO UPDATE SET version = sync_jobs.version + 1, attempts = 0, \
+           next_attempt_at = $2, failed = 0",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map(|_| ())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lease {
+    /// We hold the room until `locked_until`; the job's version when we took it.
+    Held { version: i64, attempts: i64 },
+    /// Nothing to do: the room is in sync.
+    NoJob,
+    /// Another worker (maybe another instance) holds the room.
+    Busy,
+}
+
+/// Takes the room's lease, so that no other worker, here or in another instance, writes it.
+pub async fn lease(
+    conn: &mut AnyConnection,
+    id: ChatroomId,
+    owner: &str,
+    now: i64,
+    until: i64,
+) -> sqlx::Result<Lease> {
+    let taken: Option<(i64, i64)> = sqlx::query_as(
+        "UPDATE sync_jobs SET locked_by = $2, locked_until = $4 \
+         WHERE chatroom_id = $1 AND (locked_until IS NULL OR locked_until < $3 OR locked_by = $2) \
+         RETURNING version, attempts",
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(now)
+    .bind(until)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some((version, attempts)) = taken {
+        return Ok(Lease::Held { version, attempts });
+    }
+    let exists: Option<i64> = sqlx::query_scalar("SELECT chatroom_id FROM sync_jobs WHERE chatroom_id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(if exists.is_some() { Lease::Busy } else { Lease::NoJob })
+}
+
+/// Rooms whose sync is due and that nobody holds.
+pub async fn due(conn: &mut AnyConnection, now: i64, limit: i64) -> sqlx::Result<Vec<ChatroomId>> {
+    sqlx::query_scalar(
+        "SELECT chatroom_id FROM sync_jobs WHERE failed = 0 AND next_attempt_at <= $1 \
+         AND (locked_until IS NULL OR locked_until < $1) ORDER BY next_attempt_at LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// The sync reached `version`: drop the job unless a newer change arrived meanwhile.
+pub async fn complete(
+    conn: &mut AnyConnection,
+    id: ChatroomId,
+    version: i64,
+    owner: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM sync_jobs WHERE chatroom_id = $1 AND version = $2")
+        .bind(id)
+        .bind(version)
+        .execute(&mut *conn)
+        .await?;
+    release(conn, id, owner).await
+}
+
+/// Records a failed attempt and when to try again; `failed` stops retries until someone forces one.
+pub async fn record_failure(
+    conn: &mut AnyConnection,
+    id: ChatroomId,
+    owner: &str,
+    error: &str,
+    next_attempt_at: i64,
+    failed: bool,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE sync_jobs SET attempts = attempts + 1, last_error = $3, next_attempt_at = $4, failed = $5, \
+           locked_by = NULL, locked_until = NULL \
+         WHERE chatroom_id = $1 AND locked_by = $2",
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(error)
+    .bind(next_attempt_at)
+    .bind(failed as i64)
+    .execute(&mut *conn)
+    .await
+    .map(|_| ())
+}
+
+pub async fn release(conn: &mut AnyConnection, id: ChatroomId, owner: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE sync_jobs SET locked_by = NULL, locked_until = NULL WHERE chatroom_id = $1 AND locked_by = $2")
+        .bind(id)
+        .bind(owner)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+}

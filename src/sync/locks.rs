@@ -1,0 +1,26 @@
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use tokio::sync::OwnedMutexGuard;
+
+use crate::domain::ChatroomId;
+
+/// One in-process writer per room; the database lease covers other instances.
+#[derive(Default)]
+pub struct RoomLocks {
+    rooms: Mutex<HashMap<ChatroomId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl RoomLocks {
+    pub async fn lock(&self, id: ChatroomId) -> OwnedMutexGuard<()> {
+        let lock = {
+            let mut rooms = self.rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            // Drop entries nobody holds or waits for, so the map does not grow with every room ever seen.
+            rooms.retain(|_, lock| Arc::strong_count(lock) > 1);
+            rooms.entry(id).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+}

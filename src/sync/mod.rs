@@ -1,0 +1,10 @@
+//! Converging the homeserver to the database: the plan (pure), the reconciler (applies it for
+//! one room at a time), the worker (retries the outbox) and the scheduler (timed deletions).
+
+mod locks;
+pub mod plan;
+mod reconciler;
+mod worker;
+
+pub use reconciler::{Reconciler, SyncError};
+pub use worker::{spawn_background, start_due_deletions, BackgroundTasks};

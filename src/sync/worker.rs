@@ -1,0 +1,132 @@
+//! Background loops: the outbox worker retries pending rooms; the scheduler starts the
+//! deletions whose time has come. Both survive restarts because their work is in the database.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::{sync::watch, task::JoinHandle};
+
+use super::Reconciler;
+use crate::{
+    clock::Clock,
+    config::SyncConfig,
+    store::{chatrooms, jobs, Store},
+};
+
+pub struct BackgroundTasks {
+    shutdown: watch::Sender<bool>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl BackgroundTasks {
+    /// Stops the loops and lets rooms being synced finish their current attempt.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for handle in self.handles {
+            let _ = handle.await;
+        }
+    }
+}
+
+pub fn spawn_background(
+    reconciler: Arc<Reconciler>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    config: SyncConfig,
+) -> BackgroundTasks {
+    let (shutdown, stopped) = watch::channel(false);
+    let worker = tokio::spawn(run_worker(
+        reconciler.clone(),
+        store.clone(),
+        clock.clone(),
+        config.clone(),
+        stopped.clone(),
+    ));
+    let scheduler = tokio::spawn(run_scheduler(reconciler, store, clock, config, stopped));
+    BackgroundTasks { shutdown, handles: vec![worker, scheduler] }
+}
+
+/// Sleeps for `period` or until shutdown; true when it is time to stop.
+async fn wait_or_stop(stopped: &mut watch::Receiver<bool>, period: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(period) => *stopped.borrow(),
+        _ = stopped.changed() => true,
+    }
+}
+
+async fn run_worker(
+    reconciler: Arc<Reconciler>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    config: SyncConfig,
+    mut stopped: watch::Receiver<bool>,
+) {
+    const BATCH: i64 = 32;
+    loop {
+        let due = match store.pool().acquire().await {
+            Ok(mut conn) => jobs::due(&mut conn, clock.now_ms(), BATCH).await,
+            Err(e) => Err(e),
+        };
+        match due {
+            Ok(rooms) if !rooms.is_empty() => {
+                let full_batch = rooms.len() as i64 == BATCH;
+                let attempts = rooms.into_iter().map(|id| {
+                    let reconciler = reconciler.clone();
+                    async move { reconciler.converge(id).await }
+                });
+                futures::future::join_all(attempts).await;
+                if full_batch && !*stopped.borrow() {
+                    continue; // More may be due right away.
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reading due sync jobs failed"),
+        }
+        if wait_or_stop(&mut stopped, config.worker_poll).await {
+            return;
+        }
+    }
+}
+
+async fn run_scheduler(
+    reconciler: Arc<Reconciler>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    config: SyncConfig,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        match start_due_deletions(&store, clock.as_ref()).await {
+            Ok(started) => {
+                for id in started {
+                    reconciler.converge(id).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "scheduled deletions failed"),
+        }
+        if wait_or_stop(&mut stopped, config.scheduler_interval).await {
+            return;
+        }
+    }
+}
+
+/// Marks rooms whose scheduled time passed as deleted, each with its sync job, in one
+/// transaction per room. The conditional update makes each deletion start exactly once,
+/// whichever instance gets there first.
+pub async fn start_due_deletions(store: &Store, clock: &dyn Clock) -> sqlx::Result<Vec<i64>> {
+    let now = clock.now_ms();
+    let due = {
+        let mut conn = store.pool().acquire().await?;
+        chatrooms::due_for_deletion(&mut conn, now, 100).await?
+    };
+    let mut started = Vec::new();
+    for id in due {
+        let mut tx = store.begin().await?;
+        if chatrooms::mark_deleted(&mut tx, id, now).await? {
+            jobs::enqueue(&mut tx, id, now).await?;
+            started.push(id);
+            tracing::info!(chatroom = id, "scheduled deletion started");
+        }
+        tx.commit().await?;
+    }
+    Ok(started)
+}

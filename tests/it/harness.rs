@@ -1,0 +1,437 @@
+//! Test harness: one real Synapse per test process (started from the project's own script on a
+//! free port), and per test a fresh database (SQLite, or Postgres when CHATROOMS_TEST_DATABASE=postgres)
+//! and a service started exactly as `main` starts it.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::TcpListener,
+    path::PathBuf,
+    process::{Command, Stdio},
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use chatrooms::{clock::ShiftedClock, Application, Config};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::{json, Value};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+pub const API_TOKEN: &str = "test-api-token";
+pub const JWT_SECRET: &str = "test-jwt-secret-with-enough-length";
+
+/// The Synapse every test of this process talks to.
+pub struct Homeserver {
+    pub url: String,
+    pub server_name: String,
+    pub env: HashMap<String, String>,
+}
+
+static HOMESERVER: OnceLock<Homeserver> = OnceLock::new();
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+pub fn homeserver() -> &'static Homeserver {
+    HOMESERVER.get_or_init(start_homeserver)
+}
+
+fn start_homeserver() -> Homeserver {
+    let root = repo_root();
+    let script = root.join("scripts/synapse.sh");
+    let base = std::env::temp_dir().join(format!("chatrooms-test-synapse-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let port = free_port();
+    let status = Command::new(&script)
+        .args(["config", base.to_str().unwrap(), &port.to_string()])
+        .env("SYNAPSE_BCRYPT_ROUNDS", "4")
+        .status()
+        .expect("running scripts/synapse.sh config");
+    assert!(status.success(), "scripts/synapse.sh config failed");
+
+    let log = std::fs::File::create(base.join("synapse.log")).expect("synapse log file");
+    let config_path = base.join("homeserver.yaml");
+    let python = std::env::var("CHATROOMS_VENV").map(PathBuf::from).unwrap_or_else(|_| root.join(".venv"));
+    let python = python.join("bin/python");
+    // A thread that lives as long as the process owns the child: with PDEATHSIG, Synapse dies
+    // with the test process however it ends.
+    std::thread::spawn(move || {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(python);
+        command
+            .args(["-m", "synapse.app.homeserver", "-c"])
+            .arg(&config_path)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log));
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().expect("starting Synapse");
+        let _ = child.wait();
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let status = Command::new(&script).args(["wait", &url]).status().expect("waiting for Synapse");
+    assert!(status.success(), "Synapse did not start; see {}", base.join("synapse.log").display());
+
+    let env: HashMap<String, String> = std::fs::read_to_string(base.join("env"))
+        .expect("synapse env file")
+        .lines()
+        .filter_map(|line| line.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    Homeserver { url, server_name: env["CHATROOMS_MATRIX_SERVER_NAME"].clone(), env }
+}
+
+/// A fresh database for one test.
+pub struct TestDatabase {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub async fn fresh_database() -> TestDatabase {
+    if std::env::var("CHATROOMS_TEST_DATABASE").as_deref() == Ok("postgres") {
+        let admin_url = std::env::var("CHATROOMS_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        sqlx::any::install_default_drivers();
+        let name = format!("chatrooms_test_{:016x}", rand::random::<u64>());
+        let mut conn =
+            <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url).await.expect("Postgres");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("CREATE DATABASE");
+        let (prefix, _) = admin_url.rsplit_once('/').expect("a database in the Postgres URL");
+        TestDatabase { url: format!("{prefix}/{name}"), _dir: None }
+    } else {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("nested/chatrooms.db").display());
+        TestDatabase { url, _dir: Some(dir) }
+    }
+}
+
+pub fn base_env(hs: &Homeserver, database_url: &str) -> HashMap<String, String> {
+    let mut vars = hs.env.clone();
+    vars.extend([
+        ("DATABASE_URL".to_owned(), database_url.to_owned()),
+        ("CHATROOMS_BIND_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+        ("CHATROOMS_API_TOKENS".to_owned(), format!("other-token,{API_TOKEN}")),
+        ("CHATROOMS_JWT_SECRET".to_owned(), JWT_SECRET.to_owned()),
+        ("CHATROOMS_CREDENTIALS_SECRET".to_owned(), "test-credentials-secret".to_owned()),
+        ("CHATROOMS_WORKER_POLL_MS".to_owned(), "100".to_owned()),
+        ("CHATROOMS_SCHEDULER_INTERVAL_MS".to_owned(), "100".to_owned()),
+        ("CHATROOMS_RETRY_BASE_MS".to_owned(), "100".to_owned()),
+        ("CHATROOMS_RETRY_CAP_MS".to_owned(), "1000".to_owned()),
+    ]);
+    vars
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub clock: ShiftedClock,
+    pub hs: &'static Homeserver,
+    /// Keeps the database (and a SQLite file's directory) alive as long as the app.
+    _database: Arc<TestDatabase>,
+    pub state: chatrooms::AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(customize: impl FnOnce(&mut HashMap<String, String>)) -> Self {
+        let database = Arc::new(fresh_database().await);
+        Self::spawn_on(database, customize).await
+    }
+
+    /// Starts a service on an existing database (a restart, or a second instance).
+    pub async fn spawn_on(
+        database: Arc<TestDatabase>,
+        customize: impl FnOnce(&mut HashMap<String, String>),
+    ) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()))
+            .with_test_writer()
+            .try_init();
+        let hs = homeserver();
+        let mut vars = base_env(hs, &database.url);
+        customize(&mut vars);
+        let config = Config::from_map(&vars).expect("test configuration");
+        let clock = ShiftedClock::default();
+        let app =
+            Application::build_with_clock(config, Arc::new(clock.clone())).await.expect("building the app");
+        let base = format!("http://{}", app.local_addr());
+        let state = app.state().clone();
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
+        TestApp {
+            base,
+            http,
+            clock,
+            hs,
+            _database: database,
+            state,
+            shutdown: Some(shutdown),
+            server: Some(server),
+        }
+    }
+
+    /// Graceful shutdown, as SIGTERM does.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server ran");
+        }
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{}", self.base, path)).header("API-TOKEN", API_TOKEN)
+    }
+
+    pub fn anonymous(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{}", self.base, path))
+    }
+
+    pub fn as_user(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{}", self.base, path)).header("Personal-Access-Token", token)
+    }
+
+    /// Sends and returns status and JSON body (Null when empty).
+    pub async fn send(&self, request: RequestBuilder) -> (StatusCode, Value) {
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let bytes = response.bytes().await.expect("body read");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        (status, body)
+    }
+
+    pub async fn create_room(&self, body: Value) -> Value {
+        let (status, room) = self.send(self.request(Method::POST, "/chatrooms").json(&body)).await;
+        assert_eq!(status, StatusCode::CREATED, "create answered {room}");
+        room
+    }
+
+    pub async fn list_total(&self, org: i64) -> i64 {
+        let (status, page) =
+            self.send(self.request(Method::GET, &format!("/chatrooms?organization_id={org}&all=true"))).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        page["total"].as_i64().unwrap()
+    }
+
+    pub fn user_id(&self, app_user: i64) -> String {
+        format!("@app_{}:{}", app_user, self.hs.server_name)
+    }
+
+    pub fn matrix(&self) -> MatrixView {
+        MatrixView { http: self.http.clone(), hs: self.hs }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// Reads the homeserver directly, as a Matrix client (the bot, a member of every room) or the
+/// homeserver's admin would.
+pub struct MatrixView {
+    http: reqwest::Client,
+    hs: &'static Homeserver,
+}
+
+/// The room as a client sees it.
+#[derive(Debug)]
+pub struct SeenRoom {
+    pub creator: String,
+    pub room_version: String,
+    pub name: Option<String>,
+    pub avatar: Option<String>,
+    pub power_users: BTreeMap<String, i64>,
+    pub joined: Vec<String>,
+    pub join_rule: Option<String>,
+    pub guest_access: Option<String>,
+}
+
+impl MatrixView {
+    fn as_token(&self) -> &str {
+        &self.hs.env["CHATROOMS_MATRIX_AS_TOKEN"]
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{}", self.hs.url, path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("homeserver request");
+        let status = response.status();
+        let body = response.json::<Value>().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    pub async fn room(&self, room_id: &str) -> SeenRoom {
+        let path = format!("/_matrix/client/v3/rooms/{}/state", urlencoding::encode(room_id));
+        let (status, events) = self.call(Method::GET, &path, self.as_token(), None).await;
+        assert_eq!(status, StatusCode::OK, "room state: {events}");
+        let events = events.as_array().expect("state array").clone();
+        let find = |ty: &str| events.iter().find(|e| e["type"] == ty).map(|e| e["content"].clone());
+        let create = events.iter().find(|e| e["type"] == "m.room.create").expect("create event");
+        let power_users = find("m.room.power_levels").map(|c| c["users"].clone()).unwrap_or_default();
+        let mut joined: Vec<String> = events
+            .iter()
+            .filter(|e| e["type"] == "m.room.member" && e["content"]["membership"] == "join")
+            .map(|e| e["state_key"].as_str().unwrap().to_owned())
+            .collect();
+        joined.sort();
+        SeenRoom {
+            creator: create["sender"].as_str().unwrap().to_owned(),
+            room_version: create["content"]["room_version"].as_str().unwrap_or("1").to_owned(),
+            name: find("m.room.name").and_then(|c| c["name"].as_str().map(str::to_owned)),
+            avatar: find("m.room.avatar").and_then(|c| c["url"].as_str().map(str::to_owned)),
+            power_users: serde_json::from_value(power_users).unwrap_or_default(),
+            joined,
+            join_rule: find("m.room.join_rules").and_then(|c| c["join_rule"].as_str().map(str::to_owned)),
+            guest_access: find("m.room.guest_access")
+                .and_then(|c| c["guest_access"].as_str().map(str::to_owned)),
+        }
+    }
+
+    /// An admin token of the homeserver's (registered once with the shared secret).
+    pub async fn admin_token(&self) -> String {
+        static TOKEN: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+        TOKEN
+            .get_or_init(|| async {
+                let secret = &self.hs.env["CHATROOMS_MATRIX_REGISTRATION_SHARED_SECRET"];
+                let (_, nonce) = self.call(Method::GET, "/_synapse/admin/v1/register", "", None).await;
+                let nonce = nonce["nonce"].as_str().unwrap().to_owned();
+                let (user, password) = ("test-inspector", "test-inspector-password");
+                use hmac::Mac;
+                let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).unwrap();
+                mac.update(format!("{nonce}\0{user}\0{password}\0admin").as_bytes());
+                let body = json!({"nonce": nonce, "username": user, "password": password, "admin": true,
+                    "mac": hex::encode(mac.finalize().into_bytes())});
+                let (status, answer) =
+                    self.call(Method::POST, "/_synapse/admin/v1/register", "", Some(body)).await;
+                assert_eq!(status, StatusCode::OK, "{answer}");
+                answer["access_token"].as_str().unwrap().to_owned()
+            })
+            .await
+            .clone()
+    }
+
+    /// Whether the homeserver still knows the room (admin API).
+    pub async fn room_exists(&self, room_id: &str) -> bool {
+        let token = self.admin_token().await;
+        let path = format!("/_synapse/admin/v1/rooms/{}", urlencoding::encode(room_id));
+        let (status, body) = self.call(Method::GET, &path, &token, None).await;
+        match status {
+            StatusCode::OK => true,
+            StatusCode::NOT_FOUND => false,
+            other => panic!("room lookup answered {other}: {body}"),
+        }
+    }
+
+    /// Whether local media still exists (admin API).
+    pub async fn media_exists(&self, mxc: &str) -> bool {
+        let token = self.admin_token().await;
+        let (server, id) = mxc.trim_start_matches("mxc://").split_once('/').expect("an mxc uri");
+        let path = format!("/_synapse/admin/v1/media/{server}/{id}");
+        let (status, body) = self.call(Method::GET, &path, &token, None).await;
+        match status {
+            StatusCode::OK => true,
+            StatusCode::NOT_FOUND => false,
+            other => panic!("media lookup answered {other}: {body}"),
+        }
+    }
+
+    /// Downloads media as a client would (authenticated media).
+    pub async fn download(&self, mxc: &str, token: &str) -> Vec<u8> {
+        let rest = mxc.trim_start_matches("mxc://");
+        let url = format!("{}/_matrix/client/v1/media/download/{rest}", self.hs.url);
+        let response = self.http.get(url).bearer_auth(token).send().await.expect("download");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.bytes().await.unwrap().to_vec()
+    }
+
+    /// Logs a namespaced user in through the appservice and returns their access token.
+    pub async fn login_as(&self, localpart: &str) -> String {
+        let body = json!({"type": "m.login.application_service",
+            "identifier": {"type": "m.id.user", "user": localpart}});
+        let (status, answer) =
+            self.call(Method::POST, "/_matrix/client/v3/login", self.as_token(), Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        answer["access_token"].as_str().unwrap().to_owned()
+    }
+}
+
+/// App user ids no other test uses.
+pub fn fresh_users(n: usize) -> Vec<i64> {
+    let base = 1_000_000 + (rand::random::<u32>() as i64) * 1000;
+    (0..n as i64).map(|i| base + i).collect()
+}
+
+pub fn fresh_org() -> i64 {
+    rand::random::<u32>() as i64
+}
+
+/// A 1x1 PNG.
+pub fn tiny_png() -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(&[
+        0, 0, 0, 13, 73, 72, 68, 82, 0, 0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 31, 21, 196, 137, 0, 0, 0, 13,
+        73, 68, 65, 84, 120, 156, 99, 248, 207, 192, 240, 31, 0, 5, 0, 1, 255, 137, 153, 61, 29, 0, 0, 0, 0,
+        73, 69, 78, 68, 174, 66, 96, 130,
+    ]);
+    png
+}
+
+/// A signed personal access token.
+pub fn jwt(sub: Value, organizations: Value, valid_for_secs: i64) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({"sub": sub, "exp": now + valid_for_secs, "iat": now, "organizations": organizations});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// Polls until `check` holds (the background worker converges on its own schedule).
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,11 @@
+//! One integration binary: every test runs the real service against a real Synapse and a real
+//! database (SQLite, or Postgres with CHATROOMS_TEST_DATABASE=postgres).
+
+mod auth;
+mod chatrooms;
+mod harness;
+mod listing;
+mod openapi;
+mod organization_rooms;
+mod resilience;
+mod validation;
