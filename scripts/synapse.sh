@@ -4,6 +4,9 @@
 #   scripts/synapse.sh config DIR PORT      write DIR/homeserver.yaml, appservice.yaml, env (if missing)
 #   scripts/synapse.sh start DIR            run Synapse in the foreground with DIR's config
 #   scripts/synapse.sh wait URL             wait until the homeserver answers
+# config reads (all optional): SYNAPSE_SERVER_NAME (localhost), SYNAPSE_BIND_ADDRESS (127.0.0.1),
+# SYNAPSE_PUBLIC_BASEURL, SYNAPSE_SERVICE_URL (how the service reaches Synapse),
+# SYNAPSE_POSTGRES_HOST/_USER/_PASSWORD/_DB (Postgres instead of SQLite), SYNAPSE_BCRYPT_ROUNDS.
 set -euo pipefail
 
 SYNAPSE_VERSION="1.163.2"
@@ -12,7 +15,7 @@ VENV="${CHATROOMS_VENV:-$ROOT/.venv}"
 PY="$VENV/bin/python"
 
 install() {
-  if [ -x "$PY" ] && "$PY" -c "import synapse, sys; sys.exit(synapse.__version__ != '$SYNAPSE_VERSION')" 2>/dev/null; then
+  if [ -x "$PY" ] && "$PY" -c "import importlib.metadata as m, sys; sys.exit(m.version('matrix-synapse') != '$SYNAPSE_VERSION')" 2>/dev/null; then
     return 0
   fi
   echo "installing Synapse $SYNAPSE_VERSION into $VENV" >&2
@@ -29,6 +32,9 @@ config() {
   local bot="${CHATROOMS_MATRIX_BOT_LOCALPART:-chatrooms}"
   # Tests turn bcrypt down; a real deployment keeps Synapse's default cost.
   local bcrypt_rounds="${SYNAPSE_BCRYPT_ROUNDS:-12}"
+  local bind="${SYNAPSE_BIND_ADDRESS:-127.0.0.1}"
+  local public_baseurl="${SYNAPSE_PUBLIC_BASEURL:-http://127.0.0.1:$port/}"
+  local service_url="${SYNAPSE_SERVICE_URL:-http://127.0.0.1:$port}"
   mkdir -p "$dir/media"
   dir="$(cd "$dir" && pwd)"
   if [ -f "$dir/homeserver.yaml" ]; then return 0; fi
@@ -71,23 +77,37 @@ root:
   handlers: [console]
 disable_existing_loggers: false
 YAML
+  local database
+  if [ -n "${SYNAPSE_POSTGRES_HOST:-}" ]; then
+    database="database:
+  name: psycopg2
+  args:
+    host: \"$SYNAPSE_POSTGRES_HOST\"
+    user: \"${SYNAPSE_POSTGRES_USER:-synapse}\"
+    password: \"${SYNAPSE_POSTGRES_PASSWORD:-}\"
+    dbname: \"${SYNAPSE_POSTGRES_DB:-synapse}\"
+    cp_min: 2
+    cp_max: 10"
+  else
+    database="database:
+  name: sqlite3
+  args:
+    database: \"$dir/homeserver.db\""
+  fi
   cat > "$dir/homeserver.yaml" <<YAML
 server_name: "$server_name"
-public_baseurl: "http://127.0.0.1:$port/"
+public_baseurl: "$public_baseurl"
 pid_file: "$dir/homeserver.pid"
 listeners:
   - port: $port
-    bind_addresses: ["127.0.0.1"]
+    bind_addresses: ["$bind"]
     type: http
     tls: false
     x_forwarded: false
     resources:
       - names: [client]
         compress: false
-database:
-  name: sqlite3
-  args:
-    database: "$dir/homeserver.db"
+$database
 log_config: "$dir/log.yaml"
 media_store_path: "$dir/media"
 signing_key_path: "$dir/signing.key"
@@ -124,7 +144,7 @@ rc_message: {per_second: 1000, burst_count: 1000}
 rc_registration: {per_second: 1000, burst_count: 1000}
 YAML
   cat > "$dir/env" <<ENV
-CHATROOMS_HOMESERVER_URL=http://127.0.0.1:$port
+CHATROOMS_HOMESERVER_URL=$service_url
 CHATROOMS_MATRIX_SERVER_NAME=$server_name
 CHATROOMS_MATRIX_AS_TOKEN=$as_token
 CHATROOMS_MATRIX_BOT_LOCALPART=$bot
