@@ -123,3 +123,14 @@ pub async fn release(conn: &mut AnyConnection, id: ChatroomId, owner: &str) -> s
         .await
         .map(|_| ())
 }
+
+/// Hands back every room this worker holds (on shutdown), so another instance need not wait
+/// for the leases to expire.
+pub async fn release_all(conn: &mut AnyConnection, owner: &str) -> sqlx::Result<u64> {
+    let result =
+        sqlx::query("UPDATE sync_jobs SET locked_by = NULL, locked_until = NULL WHERE locked_by = $1")
+            .bind(owner)
+            .execute(&mut *conn)
+            .await?;
+    Ok(result.rows_affected())
+}

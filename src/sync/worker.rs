@@ -15,14 +15,23 @@ use crate::{
 pub struct BackgroundTasks {
     shutdown: watch::Sender<bool>,
     handles: Vec<JoinHandle<()>>,
+    reconciler: Arc<Reconciler>,
+    store: Store,
 }
 
 impl BackgroundTasks {
-    /// Stops the loops and lets rooms being synced finish their current attempt.
+    /// Stops the loops after their current attempt and releases this instance's room leases.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         for handle in self.handles {
             let _ = handle.await;
+        }
+        let released = match self.store.pool().acquire().await {
+            Ok(mut conn) => jobs::release_all(&mut conn, self.reconciler.owner()).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = released {
+            tracing::warn!(error = %e, "releasing room leases failed; they expire by themselves");
         }
     }
 }
@@ -41,8 +50,8 @@ pub fn spawn_background(
         config.clone(),
         stopped.clone(),
     ));
-    let scheduler = tokio::spawn(run_scheduler(reconciler, store, clock, config, stopped));
-    BackgroundTasks { shutdown, handles: vec![worker, scheduler] }
+    let scheduler = tokio::spawn(run_scheduler(reconciler.clone(), store.clone(), clock, config, stopped));
+    BackgroundTasks { shutdown, handles: vec![worker, scheduler], reconciler, store }
 }
 
 /// Sleeps for `period` or until shutdown; true when it is time to stop.

@@ -169,12 +169,10 @@ async fn rooms_of_room_version_11_keep_the_bot_in_power_levels() {
 async fn a_room_of_ten_users_is_created_joined_in_one_request() {
     let app = TestApp::spawn().await;
     let users = fresh_users(10);
-    let started = std::time::Instant::now();
     let room = app
         .create_room(json!({"organizationID": fresh_org(), "name": "Ten", "admins": [users[0]],
             "moderators": [users[1]], "assignedUsers": &users[2..]}))
         .await;
-    eprintln!("room with 10 users created in {} ms", started.elapsed().as_millis());
     let seen = app.matrix().room(room["matrixRoomID"].as_str().unwrap()).await;
     assert_eq!(seen.joined.len(), 11, "ten users and the bot: {:?}", seen.joined);
 }
