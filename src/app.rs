@@ -11,6 +11,7 @@ use crate::{
     auth::Authenticator,
     clock::{Clock, SystemClock},
     config::Config,
+    credentials::PasswordDeriver,
     matrix::{Homeserver, Synapse},
     store::Store,
     sync::{spawn_background, Reconciler},
@@ -23,6 +24,7 @@ pub struct AppState {
     pub homeserver: Arc<dyn Homeserver>,
     pub reconciler: Arc<Reconciler>,
     pub authenticator: Arc<Authenticator>,
+    pub passwords: Arc<PasswordDeriver>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -39,10 +41,8 @@ impl Application {
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let store = Store::connect(&config.database_url, config.database_max_connections).await?;
         store.migrate().await?;
-        let homeserver: Arc<dyn Homeserver> = Arc::new(
-            Synapse::new(&config.matrix, &config.auth.credentials_secret)
-                .context("configuring the homeserver")?,
-        );
+        let homeserver: Arc<dyn Homeserver> =
+            Arc::new(Synapse::new(&config.matrix).context("configuring the homeserver")?);
         let reconciler = Arc::new(Reconciler::new(
             store.clone(),
             homeserver.clone(),
@@ -54,8 +54,16 @@ impl Application {
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .with_context(|| format!("binding {}", config.bind_addr))?;
-        let state =
-            AppState { config: Arc::new(config), store, homeserver, reconciler, authenticator, clock };
+        let passwords = Arc::new(PasswordDeriver::new(&config.auth.credentials_secret));
+        let state = AppState {
+            config: Arc::new(config),
+            store,
+            homeserver,
+            reconciler,
+            authenticator,
+            passwords,
+            clock,
+        };
         Ok(Self { listener, state })
     }
 

@@ -50,6 +50,25 @@ impl Caller {
         }
     }
 
+    pub fn require_backend(&self) -> Result<(), ApiError> {
+        match self {
+            Caller::Backend => Ok(()),
+            Caller::User(_) => Err(ApiError::forbidden("only the backend (API-TOKEN) may do this")),
+        }
+    }
+
+    /// The app user a `/user/...` request acts for: a token's own user, or with the backend's
+    /// token the `user_id` parameter.
+    pub fn subject(&self, user_id: Option<AppUserId>) -> Result<AppUserId, ApiError> {
+        match (self, user_id) {
+            (Caller::User(user), None) => Ok(user.id),
+            (Caller::User(user), Some(other)) if other == user.id => Ok(user.id),
+            (Caller::User(_), Some(_)) => Err(ApiError::forbidden("a user can only act for themselves")),
+            (Caller::Backend, Some(user)) => Ok(user),
+            (Caller::Backend, None) => Err(ApiError::bad_request("user_id is required with an API token")),
+        }
+    }
+
     /// Managers of the organization, and users holding a role in the room.
     pub fn require_read(&self, room: &Chatroom) -> Result<(), ApiError> {
         match self {

@@ -58,7 +58,7 @@ pub struct MatrixConfig {
 pub struct AuthConfig {
     pub api_tokens: Vec<Secret>,
     pub jwt: Option<JwtConfig>,
-    /// Key for deriving Matrix passwords and the admin account's password.
+    /// Key for deriving app users' Matrix passwords.
     pub credentials_secret: Secret,
 }
 

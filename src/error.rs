@@ -61,6 +61,10 @@ impl ApiError {
             ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "homeserver_unavailable", message)
         }
     }
+    /// The same error under a more specific code.
+    pub fn with_code(self, code: &'static str) -> Self {
+        Self { code, ..self }
+    }
     pub fn internal(err: impl std::fmt::Display) -> Self {
         // The cause goes to the log; the caller learns only that it was our fault.
         tracing::error!(error = %err, "internal error");

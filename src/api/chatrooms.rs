@@ -18,7 +18,7 @@ use crate::{
     error::{ApiError, ApiResult, ErrorBody},
     matrix::power_levels,
     store::{
-        self,
+        self, accounts,
         chatrooms::{self, Chatroom, ChatroomChanges, ListQuery, NewChatroom},
         jobs,
     },
@@ -161,6 +161,18 @@ pub(crate) fn check_power_levels_fit(state: &AppState, roles: &RoleLists) -> Api
     Ok(())
 }
 
+/// Refuses role lists naming deactivated users: their accounts can no longer join rooms.
+pub(crate) async fn check_users_active(state: &AppState, roles: &RoleLists) -> ApiResult<()> {
+    let users: Vec<_> = roles.iter().map(|(user, _)| user).collect();
+    let mut conn = state.store.pool().acquire().await?;
+    let deactivated = accounts::deactivated_among(&mut conn, &users).await?;
+    if deactivated.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::unprocessable(format!("deactivated users cannot hold a role: {deactivated:?}")))
+    }
+}
+
 /// Uploads the avatar before anything is written: if the homeserver cannot take it now, the
 /// request is refused whole (503) instead of half-accepted.
 pub(crate) async fn upload_avatar(state: &AppState, avatar: &Avatar) -> ApiResult<OwnedMxcUri> {
@@ -196,6 +208,7 @@ impl From<sqlx::Error> for CreateError {
 /// Stores the room, its roles and its sync job in one transaction.
 pub(crate) async fn insert_room(state: &AppState, draft: RoomDraft) -> Result<ChatroomId, CreateError> {
     check_power_levels_fit(state, &draft.roles)?;
+    check_users_active(state, &draft.roles).await?;
     let avatar_url = match &draft.avatar {
         Some(avatar) => Some(upload_avatar(state, avatar).await?),
         None => None,

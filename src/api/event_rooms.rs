@@ -6,8 +6,9 @@ use utoipa::ToSchema;
 
 use super::{
     chatrooms::{
-        check_power_levels_fit, delete_room, insert_room, parse_avatar, parse_deletion, parse_name,
-        parse_roles, present, respond_after_sync, upload_avatar, ChatroomResponse, CreateError, RoomDraft,
+        check_power_levels_fit, check_users_active, delete_room, insert_room, parse_avatar, parse_deletion,
+        parse_name, parse_roles, present, respond_after_sync, upload_avatar, ChatroomResponse, CreateError,
+        RoomDraft,
     },
     extract::{ApiJson, ApiPath},
 };
@@ -141,6 +142,7 @@ async fn update(
 ) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
     if let Some(roles) = &roles {
         check_power_levels_fit(state, roles)?;
+        check_users_active(state, roles).await?;
     }
     let avatar_url = match &avatar {
         Some(Some(avatar)) => Some(Some(upload_avatar(state, avatar).await?)),

@@ -52,6 +52,27 @@ fn source_text(err: &dyn std::error::Error) -> String {
     cause.to_string()
 }
 
+/// A JSON body that may also be left out entirely (then `T::default()`).
+pub struct ApiJsonOrEmpty<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJsonOrEmpty<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|rejection| {
+            ApiError::new(rejection.status(), "invalid_request", rejection.body_text())
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        axum::Json::<T>::from_bytes(&bytes).map(|axum::Json(value)| Self(value)).map_err(json_error)
+    }
+}
+
 /// Query parameters; unknown values and wrong types are a 400.
 pub struct ApiQuery<T>(pub T);
 

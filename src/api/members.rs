@@ -5,7 +5,10 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    chatrooms::{check_power_levels_fit, load_room, parse_roles, respond_after_sync, ChatroomResponse},
+    chatrooms::{
+        check_power_levels_fit, check_users_active, load_room, parse_roles, respond_after_sync,
+        ChatroomResponse,
+    },
     extract::{ApiJson, ApiPath, ApiQuery},
 };
 use crate::{
@@ -59,6 +62,7 @@ pub async fn add_users(
     caller.require_manage(room.organization_id)?;
     let added = parse_roles(&body.admins, &body.moderators, &body.assigned_users)?;
     check_power_levels_fit(&state, &room.roles.merged_with(&added))?;
+    check_users_active(&state, &added).await?;
     let now = state.clock.now_ms();
     let mut tx = state.store.begin().await?;
     chatrooms::put_roles(&mut tx, id, &added).await?;
@@ -130,17 +134,7 @@ pub async fn claim_chatroom(
     ApiPath(id): ApiPath<ChatroomId>,
     ApiQuery(query): ApiQuery<ClaimQuery>,
 ) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
-    let user = match (&caller, query.user_id) {
-        (Caller::User(user), None) => user.id,
-        (Caller::User(user), Some(other)) if other == user.id => user.id,
-        (Caller::User(_), Some(_)) => {
-            return Err(ApiError::forbidden("a user can only claim rooms for themselves"))
-        }
-        (Caller::Backend, Some(user)) => user,
-        (Caller::Backend, None) => {
-            return Err(ApiError::bad_request("user_id is required with an API token"))
-        }
-    };
+    let user = caller.subject(query.user_id)?;
     let room = load_room(&state, id).await?;
     if room.roles.role_of(user).is_none() {
         return Err(ApiError::forbidden(format!("user {user} holds no role in chatroom {id}")));

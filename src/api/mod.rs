@@ -7,6 +7,8 @@ pub mod event_rooms;
 mod extract;
 pub mod health;
 pub mod members;
+pub mod user_session;
+pub mod users;
 
 use axum::{extract::DefaultBodyLimit, http::StatusCode, response::IntoResponse, Json, Router};
 use tower_http::trace::TraceLayer;
@@ -31,6 +33,8 @@ use crate::{app::AppState, error::ApiError};
     modifiers(&SecuritySchemes),
     tags(
         (name = "chatrooms", description = "Chatrooms and their role lists"),
+        (name = "user", description = "The caller's Matrix account: credentials, login, devices"),
+        (name = "users", description = "App users as the backend manages them"),
         (name = "health", description = "Probes"),
     )
 )]
@@ -82,6 +86,11 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(default_rooms::create_default_chatroom))
         .routes(routes!(default_rooms::remove_default_chatroom))
         .routes(routes!(event_rooms::put_event_chatroom, event_rooms::delete_event_chatroom))
+        .routes(routes!(user_session::get_credentials))
+        .routes(routes!(user_session::login))
+        .routes(routes!(user_session::list_devices, user_session::logout_all_devices))
+        .routes(routes!(user_session::logout_device))
+        .routes(routes!(users::update_user, users::deactivate_user))
 }
 
 /// The OpenAPI document, as committed in `openapi/openapi.json`.

@@ -8,7 +8,13 @@ mod synapse;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use ruma::{OwnedMxcUri, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId};
+use ruma::{
+    OwnedDeviceId, OwnedMxcUri, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId,
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::config::Secret;
 
 pub use error::HomeserverError;
 pub use ids::MatrixIds;
@@ -91,6 +97,32 @@ impl RoomState {
     }
 }
 
+/// A session the homeserver issued for one of our users.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
+    pub access_token: Secret,
+    pub refresh_token: Option<Secret>,
+    pub expires_in_ms: Option<u64>,
+    /// The homeserver's `/.well-known/matrix/client` body.
+    pub well_known: serde_json::Value,
+}
+
+/// One of a user's devices, as the homeserver lists it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Device {
+    #[serde(rename = "deviceID")]
+    pub device_id: String,
+    pub display_name: Option<String>,
+    /// Unix milliseconds.
+    #[serde(rename = "lastSeenTS")]
+    pub last_seen_ts: Option<i64>,
+    #[serde(rename = "lastSeenIP")]
+    pub last_seen_ip: Option<String>,
+}
+
 /// Everything the service asks of a homeserver. Each call is safe to repeat.
 #[async_trait]
 pub trait Homeserver: Send + Sync + 'static {
@@ -122,6 +154,18 @@ pub trait Homeserver: Send + Sync + 'static {
     async fn delete_media(&self, mxc: &OwnedMxcUri) -> HsResult<()>;
     /// Shuts the room down and purges it, waiting until the purge finished.
     async fn purge_room(&self, room: &RoomId) -> HsResult<()>;
+
+    /// Logs the user in on `device_id` (application-service login, with a refresh token).
+    async fn login(&self, user: &UserId, device_id: &str) -> HsResult<Session>;
+    /// Sets the account's password without logging its devices out (admin API).
+    async fn set_password(&self, user: &UserId, password: &Secret) -> HsResult<()>;
+    async fn set_display_name(&self, user: &UserId, name: Option<&str>) -> HsResult<()>;
+    async fn set_avatar_url(&self, user: &UserId, avatar: Option<&OwnedMxcUri>) -> HsResult<()>;
+    async fn devices(&self, user: &UserId) -> HsResult<Vec<Device>>;
+    /// Deletes devices and with them their tokens; unknown devices are ignored.
+    async fn delete_devices(&self, user: &UserId, devices: &[String]) -> HsResult<()>;
+    /// Deactivates the account: it leaves every room and can no longer log in.
+    async fn deactivate(&self, user: &UserId) -> HsResult<()>;
 }
 
 pub fn room_alias(localpart: &str, server_name: &str) -> Result<OwnedRoomAliasId, String> {

@@ -6,12 +6,15 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
 use reqwest::{Method, RequestBuilder, StatusCode};
-use ruma::{MxcUri, OwnedMxcUri, OwnedRoomId, RoomAliasId, RoomId, UserId};
+use ruma::{MxcUri, OwnedDeviceId, OwnedMxcUri, OwnedRoomId, RoomAliasId, RoomId, UserId};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use super::{HomeserverError, HsResult, MatrixIds, NewRoom, RoomState};
-use crate::config::{MatrixConfig, Secret};
+use super::{Device, HomeserverError, HsResult, MatrixIds, NewRoom, RoomState, Session};
+use crate::{
+    config::{MatrixConfig, Secret},
+    credentials::hmac_sha256_hex,
+};
 
 pub struct Synapse {
     http: reqwest::Client,
@@ -31,7 +34,7 @@ struct AdminToken {
 }
 
 impl Synapse {
-    pub fn new(config: &MatrixConfig, credentials_secret: &Secret) -> anyhow::Result<Self> {
+    pub fn new(config: &MatrixConfig) -> anyhow::Result<Self> {
         let ids = MatrixIds::new(&config.server_name, &config.user_prefix, &config.bot_localpart)
             .map_err(anyhow::Error::msg)?;
         let http = reqwest::Client::builder()
@@ -48,7 +51,12 @@ impl Synapse {
                 configured: config.admin_token.clone(),
                 shared_secret: config.registration_shared_secret.clone(),
                 localpart: config.admin_localpart.clone(),
-                password: Secret::new(hmac_sha256_hex(credentials_secret.expose(), &admin_user)),
+                // Derived from the shared secret it is registered with, so it outlives a rotation
+                // of the credentials secret.
+                password: Secret::new(hmac_sha256_hex(
+                    config.registration_shared_secret.as_ref().map(Secret::expose).unwrap_or_default(),
+                    &admin_user,
+                )),
                 cached: Mutex::new(None),
             },
         })
@@ -144,13 +152,6 @@ fn token_from(op: &'static str, answer: &Value) -> HsResult<Secret> {
         operation: op,
         message: "no access_token in answer".into(),
     })
-}
-
-/// HMAC-SHA256 of `message` under `key`, hex-encoded: derived passwords.
-pub(crate) fn hmac_sha256_hex(key: &str, message: &str) -> String {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
-    mac.update(message.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
 }
 
 fn enc(segment: &str) -> String {
@@ -421,6 +422,106 @@ impl super::Homeserver for Synapse {
                 }
                 _ => continue,
             }
+        }
+    }
+
+    #[tracing::instrument(name = "homeserver.login", skip(self), fields(user = %user))]
+    async fn login(&self, user: &UserId, device_id: &str) -> HsResult<Session> {
+        const OP: &str = "login";
+        let body = json!({
+            "type": "m.login.application_service",
+            "identifier": {"type": "m.id.user", "user": user},
+            "device_id": device_id,
+            "refresh_token": true,
+        });
+        let answer = send(OP, self.as_request(Method::POST, "/_matrix/client/v3/login").json(&body)).await?;
+        let protocol =
+            |message: &str| HomeserverError::Protocol { operation: OP, message: message.to_owned() };
+        let well_known = match answer.get("well_known") {
+            Some(known) if known.is_object() => known.clone(),
+            _ => send(OP, self.http.get(self.url("/.well-known/matrix/client")))
+                .await
+                .unwrap_or_else(|_| json!({})),
+        };
+        Ok(Session {
+            user_id: answer["user_id"]
+                .as_str()
+                .and_then(|id| UserId::parse(id).ok())
+                .ok_or_else(|| protocol("no user_id"))?,
+            device_id: answer["device_id"]
+                .as_str()
+                .map(OwnedDeviceId::from)
+                .ok_or_else(|| protocol("no device_id"))?,
+            access_token: token_from(OP, &answer)?,
+            refresh_token: answer["refresh_token"].as_str().map(Secret::new),
+            expires_in_ms: answer["expires_in_ms"].as_u64(),
+            well_known,
+        })
+    }
+
+    #[tracing::instrument(name = "homeserver.set_password", skip(self, password), fields(user = %user))]
+    async fn set_password(&self, user: &UserId, password: &Secret) -> HsResult<()> {
+        let path = format!("/_synapse/admin/v2/users/{}", enc(user.as_str()));
+        // Without logout_devices=false, Synapse would end every session the user has.
+        let body = json!({"password": password.expose(), "logout_devices": false});
+        self.admin_send("set password", Method::PUT, &path, Some(body)).await.map(|_| ())
+    }
+
+    #[tracing::instrument(name = "homeserver.set_display_name", skip(self), fields(user = %user))]
+    async fn set_display_name(&self, user: &UserId, name: Option<&str>) -> HsResult<()> {
+        let path = format!(
+            "/_matrix/client/v3/profile/{}/displayname?user_id={}",
+            enc(user.as_str()),
+            enc(user.as_str())
+        );
+        let body = json!({"displayname": name.unwrap_or_default()});
+        send("set display name", self.as_request(Method::PUT, &path).json(&body)).await.map(|_| ())
+    }
+
+    #[tracing::instrument(name = "homeserver.set_avatar_url", skip(self), fields(user = %user))]
+    async fn set_avatar_url(&self, user: &UserId, avatar: Option<&OwnedMxcUri>) -> HsResult<()> {
+        let path = format!(
+            "/_matrix/client/v3/profile/{}/avatar_url?user_id={}",
+            enc(user.as_str()),
+            enc(user.as_str())
+        );
+        let body = json!({"avatar_url": avatar.map(|a| a.as_str()).unwrap_or_default()});
+        send("set avatar", self.as_request(Method::PUT, &path).json(&body)).await.map(|_| ())
+    }
+
+    #[tracing::instrument(name = "homeserver.devices", skip(self), fields(user = %user))]
+    async fn devices(&self, user: &UserId) -> HsResult<Vec<Device>> {
+        let path = format!("/_synapse/admin/v2/users/{}/devices", enc(user.as_str()));
+        let answer = self.admin_send("list devices", Method::GET, &path, None).await?;
+        let devices = answer["devices"].as_array().cloned().unwrap_or_default();
+        Ok(devices
+            .iter()
+            .filter_map(|d| {
+                Some(Device {
+                    device_id: d["device_id"].as_str()?.to_owned(),
+                    display_name: d["display_name"].as_str().map(str::to_owned),
+                    last_seen_ts: d["last_seen_ts"].as_i64(),
+                    last_seen_ip: d["last_seen_ip"].as_str().map(str::to_owned),
+                })
+            })
+            .collect())
+    }
+
+    #[tracing::instrument(name = "homeserver.delete_devices", skip(self), fields(user = %user, count = devices.len()))]
+    async fn delete_devices(&self, user: &UserId, devices: &[String]) -> HsResult<()> {
+        let path = format!("/_synapse/admin/v2/users/{}/delete_devices", enc(user.as_str()));
+        self.admin_send("delete devices", Method::POST, &path, Some(json!({"devices": devices})))
+            .await
+            .map(|_| ())
+    }
+
+    #[tracing::instrument(name = "homeserver.deactivate", skip(self), fields(user = %user))]
+    async fn deactivate(&self, user: &UserId) -> HsResult<()> {
+        let path = format!("/_synapse/admin/v1/deactivate/{}", enc(user.as_str()));
+        match self.admin_send("deactivate", Method::POST, &path, Some(json!({"erase": false}))).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.status() == Some(404) => Ok(()), // Never existed: nothing to deactivate.
+            Err(e) => Err(e),
         }
     }
 }

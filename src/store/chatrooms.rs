@@ -327,3 +327,11 @@ pub async fn due_for_deletion(
     .fetch_all(&mut *conn)
     .await
 }
+
+/// Rooms (live or being deleted) in which the user holds a role.
+pub async fn rooms_of_member(tx: &mut Tx, user: AppUserId) -> sqlx::Result<Vec<ChatroomId>> {
+    sqlx::query_scalar("SELECT chatroom_id FROM chatroom_members WHERE app_user_id = $1 ORDER BY chatroom_id")
+        .bind(user)
+        .fetch_all(&mut **tx)
+        .await
+}

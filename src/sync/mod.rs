@@ -6,5 +6,5 @@ pub mod plan;
 mod reconciler;
 mod worker;
 
-pub use reconciler::{Reconciler, SyncError};
+pub use reconciler::{Reconciler, SyncError, SyncOutcome};
 pub use worker::{spawn_background, start_due_deletions, BackgroundTasks};

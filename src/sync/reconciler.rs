@@ -15,7 +15,7 @@ use crate::{
     clock::Clock,
     config::SyncConfig,
     domain::{AppUserId, ChatroomId, Role},
-    matrix::{room_alias, Homeserver, HomeserverError, NewRoom},
+    matrix::{room_alias, Homeserver, HomeserverError, Membership, NewRoom},
     store::{
         accounts,
         chatrooms::{self, Chatroom},
@@ -23,6 +23,9 @@ use crate::{
         Store,
     },
 };
+
+/// Attempts that end in the same kind of refusal before a room is reported `failed`.
+const PERMANENT_AFTER_ATTEMPTS: i64 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -140,7 +143,10 @@ impl Reconciler {
                 Ok(SyncOutcome::Synced)
             }
             Err(err) => {
-                let permanent = !err.is_transient();
+                // A refusal can be a race with a change on the homeserver (a user leaving while
+                // we kick them); the next attempt reads fresh state. Only a refusal that repeats
+                // stops the retries.
+                let permanent = !err.is_transient() && attempts + 1 >= PERMANENT_AFTER_ATTEMPTS;
                 let delay = self.backoff(attempts, &err);
                 let message = err.to_string();
                 let next = self.clock.now_ms() + delay.as_millis() as i64;
@@ -219,7 +225,17 @@ impl Reconciler {
             .await?;
         stream::iter(plan.kick.iter().map(Ok::<_, HomeserverError>))
             .try_for_each_concurrent(self.config.join_concurrency, |user| async move {
-                hs.kick(room_ref, user, "removed from the room's lists").await
+                match hs.kick(room_ref, user, "removed from the room's lists").await {
+                    Err(e) if !e.is_transient() => {
+                        // Refused because they left meanwhile (deactivation does that)? Then done.
+                        let membership = hs.room_state(room_ref).await?.members.get(user).copied();
+                        match membership {
+                            Some(Membership::Join | Membership::Invite | Membership::Knock) => Err(e),
+                            _ => Ok(()),
+                        }
+                    }
+                    other => other,
+                }
             })
             .await?;
         Ok(())

@@ -7,7 +7,7 @@ use std::{
     net::TcpListener,
     path::PathBuf,
     process::{Command, Stdio},
-    sync::{Arc, OnceLock},
+    sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 
@@ -88,6 +88,42 @@ fn start_homeserver() -> Homeserver {
     Homeserver { url, server_name: env["CHATROOMS_MATRIX_SERVER_NAME"].clone(), env }
 }
 
+/// Everything the service logs at debug level and above, kept so tests can search it.
+pub static CAPTURED_LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct CaptureWriter;
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURED_LOGS.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Prints logs the test runner shows for failing tests, and captures the service's own (and
+/// its HTTP layer's) at debug level for the tests that check what never gets logged.
+fn init_logging() {
+    use tracing_subscriber::{filter::Targets, layer::SubscriberExt, util::SubscriberInitExt, Layer};
+    let printed =
+        tracing_subscriber::fmt::layer().with_test_writer().with_filter(tracing_subscriber::EnvFilter::new(
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
+        ));
+    let captured =
+        tracing_subscriber::fmt::layer().with_ansi(false).with_writer(|| CaptureWriter).with_filter(
+            Targets::new()
+                .with_target("chatrooms", tracing::Level::TRACE)
+                .with_target("tower_http", tracing::Level::TRACE),
+        );
+    let _ = tracing_subscriber::registry().with(printed).with(captured).try_init();
+}
+
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&CAPTURED_LOGS.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+}
+
 /// A fresh database for one test.
 pub struct TestDatabase {
     pub url: String,
@@ -134,7 +170,7 @@ pub struct TestApp {
     pub clock: ShiftedClock,
     pub hs: &'static Homeserver,
     /// Keeps the database (and a SQLite file's directory) alive as long as the app.
-    _database: Arc<TestDatabase>,
+    database: Arc<TestDatabase>,
     pub state: chatrooms::AppState,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
@@ -155,10 +191,7 @@ impl TestApp {
         database: Arc<TestDatabase>,
         customize: impl FnOnce(&mut HashMap<String, String>),
     ) -> Self {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()))
-            .with_test_writer()
-            .try_init();
+        init_logging();
         let hs = homeserver();
         let mut vars = base_env(hs, &database.url);
         customize(&mut vars);
@@ -173,16 +206,7 @@ impl TestApp {
             let _ = stopped.await;
         }));
         let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
-        TestApp {
-            base,
-            http,
-            clock,
-            hs,
-            _database: database,
-            state,
-            shutdown: Some(shutdown),
-            server: Some(server),
-        }
+        TestApp { base, http, clock, hs, database, state, shutdown: Some(shutdown), server: Some(server) }
     }
 
     /// Graceful shutdown, as SIGTERM does.
@@ -193,6 +217,11 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.await.expect("server task").expect("server ran");
         }
+    }
+
+    /// The database this instance runs on, to start another instance on it.
+    pub fn database(&self) -> Arc<TestDatabase> {
+        self.database.clone()
     }
 
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {

@@ -4,7 +4,9 @@
 mod auth;
 mod chatrooms;
 mod harness;
+mod jwt;
 mod listing;
+mod mobile_client;
 mod openapi;
 mod organization_rooms;
 mod resilience;

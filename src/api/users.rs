@@ -1,0 +1,168 @@
+//! App users as the backend manages them: profile and deactivation. Also the one place that
+//! provisions a single user's Matrix account on first need.
+
+use axum::{extract::State, http::StatusCode, Json};
+use ruma::{OwnedMxcUri, OwnedUserId};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{
+    chatrooms::{parse_avatar, present, upload_avatar},
+    extract::{ApiJson, ApiPath},
+};
+use crate::{
+    app::AppState,
+    auth::Caller,
+    domain::AppUserId,
+    error::{ApiError, ApiResult, ErrorBody},
+    store::{accounts, chatrooms, jobs},
+};
+
+pub(crate) fn homeserver_error(err: impl std::fmt::Display) -> ApiError {
+    tracing::warn!(error = %err, "homeserver call failed");
+    ApiError::homeserver_unavailable(format!("the homeserver did not answer as expected: {err}"))
+}
+
+/// Makes sure the app user has a Matrix account (registering it on first need) and is not
+/// deactivated. Safe when several first requests for the same user race.
+pub(crate) async fn provision_account(state: &AppState, user: AppUserId) -> ApiResult<OwnedUserId> {
+    if user < 0 {
+        return Err(ApiError::bad_request(format!("user id {user} is negative")));
+    }
+    let account = {
+        let mut conn = state.store.pool().acquire().await?;
+        accounts::find(&mut conn, user).await?
+    };
+    if account.is_some_and(|a| a.deactivated) {
+        return Err(
+            ApiError::forbidden(format!("app user {user} is deactivated")).with_code("user_deactivated")
+        );
+    }
+    state.reconciler.ensure_accounts(&[user]).await.map_err(homeserver_error)?;
+    state.homeserver.ids().user_id(user).map_err(ApiError::bad_request)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    /// Display name on the homeserver (1 to 256 characters); null removes it.
+    #[serde(default, deserialize_with = "present")]
+    pub display_name: Option<Option<String>>,
+    /// Avatar bytes (array of integers or base64; PNG, JPEG, GIF or WebP); null removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<u8>>)]
+    pub avatar: Option<Option<crate::domain::AvatarInput>>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserProfileResponse {
+    /// The Matrix user id.
+    #[serde(rename = "userID")]
+    pub user_id: String,
+    /// What was set by this request (absent fields were left as they are).
+    pub display_name: Option<String>,
+    #[serde(rename = "avatarURL")]
+    pub avatar_url: Option<String>,
+}
+
+/// Sets an app user's Matrix display name and avatar (creating the account if needed).
+#[utoipa::path(
+    put, path = "/users/{userID}", tag = "users",
+    params(("userID" = i64, Path, description = "Id of the app user")),
+    request_body = UpdateUserRequest,
+    responses(
+        (status = 200, description = "The homeserver profile was updated", body = UserProfileResponse),
+        (status = 400, description = "Malformed JSON or userID", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Not the backend, or the user is deactivated", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid display name or avatar", body = ErrorBody),
+        (status = 503, description = "Homeserver unavailable; try again", body = ErrorBody),
+    ),
+    security(("api_token" = []))
+)]
+pub async fn update_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(user): ApiPath<AppUserId>,
+    ApiJson(body): ApiJson<UpdateUserRequest>,
+) -> ApiResult<Json<UserProfileResponse>> {
+    caller.require_backend()?;
+    let display_name = match &body.display_name {
+        Some(Some(name)) => {
+            let name = name.trim();
+            let chars = name.chars().count();
+            if chars == 0 || chars > 256 || name.chars().any(char::is_control) {
+                return Err(ApiError::unprocessable(
+                    "displayName must be 1 to 256 characters, no control characters",
+                ));
+            }
+            Some(Some(name.to_owned()))
+        }
+        Some(None) => Some(None),
+        None => None,
+    };
+    let avatar = body.avatar.map(|input| parse_avatar(&state, input)).transpose()?;
+    let matrix_user = provision_account(&state, user).await?;
+    let hs = &state.homeserver;
+    if let Some(name) = &display_name {
+        hs.set_display_name(&matrix_user, name.as_deref()).await.map_err(homeserver_error)?;
+    }
+    let avatar_url: Option<Option<OwnedMxcUri>> = match &avatar {
+        Some(Some(avatar)) => Some(Some(upload_avatar(&state, avatar).await?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    if let Some(url) = &avatar_url {
+        hs.set_avatar_url(&matrix_user, url.as_ref()).await.map_err(homeserver_error)?;
+    }
+    Ok(Json(UserProfileResponse {
+        user_id: matrix_user.to_string(),
+        display_name: display_name.flatten(),
+        avatar_url: avatar_url.flatten().map(|u| u.to_string()),
+    }))
+}
+
+/// Deactivates an app user: the Matrix account is deactivated (it leaves every room and can no
+/// longer log in), and the user is removed from every room's role lists.
+#[utoipa::path(
+    delete, path = "/users/{userID}", tag = "users",
+    params(("userID" = i64, Path, description = "Id of the app user")),
+    responses(
+        (status = 204, description = "Deactivated; every affected room is in sync"),
+        (status = 202, description = "Deactivated; some rooms are still converging"),
+        (status = 400, description = "userID is not an integer", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Not the backend", body = ErrorBody),
+        (status = 503, description = "Homeserver unavailable; nothing changed", body = ErrorBody),
+    ),
+    security(("api_token" = []))
+)]
+pub async fn deactivate_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(user): ApiPath<AppUserId>,
+) -> ApiResult<StatusCode> {
+    caller.require_backend()?;
+    let matrix_user = state.homeserver.ids().user_id(user).map_err(ApiError::bad_request)?;
+    // The homeserver first: if it cannot deactivate now, the request fails whole.
+    state.homeserver.deactivate(&matrix_user).await.map_err(homeserver_error)?;
+    let now = state.clock.now_ms();
+    let mut tx = state.store.begin().await?;
+    accounts::mark_deactivated(&mut tx, user, now).await?;
+    let rooms = chatrooms::rooms_of_member(&mut tx, user).await?;
+    for &room in &rooms {
+        chatrooms::remove_member(&mut tx, room, user).await?;
+        jobs::enqueue(&mut tx, room, now).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(user, rooms = rooms.len(), "app user deactivated");
+    let mut all_synced = true;
+    for room in rooms {
+        let outcome = state.reconciler.converge_within_request(room).await;
+        all_synced &= matches!(outcome, Some(crate::sync::SyncOutcome::Synced));
+    }
+    Ok(if all_synced { StatusCode::NO_CONTENT } else { StatusCode::ACCEPTED })
+}
