@@ -67,13 +67,15 @@ async fn main() {
         service.push(started.elapsed());
 
         let started = Instant::now();
-        let (status, _) = matrix.call(Method::POST, "/_matrix/client/v3/login", &as_token, Some(as_login.clone())).await;
+        let (status, _) =
+            matrix.call(Method::POST, "/_matrix/client/v3/login", &as_token, Some(as_login.clone())).await;
         assert_eq!(status, StatusCode::OK);
         appservice.push(started.elapsed());
 
         if round % 3 == 0 {
             let started = Instant::now();
-            let (status, _) = matrix.call(Method::POST, "/_matrix/client/v3/login", "", Some(password_login.clone())).await;
+            let (status, _) =
+                matrix.call(Method::POST, "/_matrix/client/v3/login", "", Some(password_login.clone())).await;
             assert_eq!(status, StatusCode::OK);
             password.push(started.elapsed());
         }

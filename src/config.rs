@@ -87,6 +87,10 @@ pub struct SyncConfig {
     pub retry_cap: Duration,
     pub lease: Duration,
     pub join_concurrency: usize,
+    /// Rooms synced at once by the worker.
+    pub concurrency: usize,
+    /// How often every room is checked for drift; `None` turns the check off.
+    pub reconcile_interval: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,8 +206,11 @@ impl Config {
                 scheduler_interval: parse_ms("CHATROOMS_SCHEDULER_INTERVAL_MS", 10_000)?,
                 retry_base: parse_ms("CHATROOMS_RETRY_BASE_MS", 500)?,
                 retry_cap: parse_ms("CHATROOMS_RETRY_CAP_MS", 300_000)?,
-                lease: parse_ms("CHATROOMS_ROOM_LEASE_MS", 120_000)?,
+                lease: parse_ms("CHATROOMS_ROOM_LEASE_MS", 30_000)?.max(Duration::from_millis(300)),
                 join_concurrency: parse_num("CHATROOMS_JOIN_CONCURRENCY", 8)?.max(1),
+                concurrency: parse_num("CHATROOMS_SYNC_CONCURRENCY", 8)?.max(1),
+                reconcile_interval: Some(parse_ms("CHATROOMS_RECONCILE_INTERVAL_MS", 300_000)?)
+                    .filter(|interval| !interval.is_zero()),
             },
             default_room_name: or("CHATROOMS_DEFAULT_ROOM_NAME", "General"),
             log_format: match or("CHATROOMS_LOG_FORMAT", "text").as_str() {

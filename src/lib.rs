@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod domain;
 pub mod error;
 pub mod matrix;
+pub mod metrics;
 pub mod store;
 pub mod sync;
 pub mod telemetry;

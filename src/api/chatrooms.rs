@@ -591,3 +591,31 @@ pub async fn delete_chatroom(
         )),
     }
 }
+
+/// Forces a fresh attempt to bring the homeserver in line with this room, also after the sync
+/// stopped retrying (`syncStatus: failed`).
+#[utoipa::path(
+    post, path = "/chatrooms/{roomID}/sync", tag = "chatrooms",
+    params(("roomID" = i64, Path, description = "Id of the chatroom")),
+    responses(
+        (status = 200, description = "The homeserver matches the room", body = ChatroomResponse),
+        (status = 202, description = "Still not in sync; retried (syncStatus and syncError tell)", body = ChatroomResponse),
+        (status = 400, description = "roomID is not an integer", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Caller does not administer the organization", body = ErrorBody),
+        (status = 404, description = "No such chatroom", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn sync_chatroom(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<ChatroomId>,
+) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
+    let room = load_room(&state, id).await?;
+    caller.require_manage(room.organization_id)?;
+    let mut tx = state.store.begin().await?;
+    jobs::enqueue(&mut tx, id, state.clock.now_ms()).await?;
+    tx.commit().await?;
+    respond_after_sync(&state, id, StatusCode::OK).await
+}

@@ -77,6 +77,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(chatrooms::sync_chatroom))
         .routes(routes!(chatrooms::list_chatrooms, chatrooms::create_chatroom))
         .routes(routes!(chatrooms::chatroom_by_event))
         .routes(routes!(chatrooms::get_chatroom, chatrooms::update_chatroom, chatrooms::delete_chatroom))

@@ -58,7 +58,8 @@ pub struct ChatroomChanges<'a> {
 const COLUMNS: &str =
     "c.id, c.kind, c.organization_id, c.event_id, c.name, c.avatar_url, c.automation_enabled, \
      c.scheduled_deletion, c.matrix_room_id, c.matrix_alias, c.deleted_at, \
-     j.chatroom_id AS job_room, j.failed AS job_failed, j.last_error AS job_error";
+     j.chatroom_id AS job_room, j.failed AS job_failed, j.last_error AS job_error, j.reason AS job_reason, \
+     j.attempts AS job_attempts";
 const FROM: &str = "chatrooms c LEFT JOIN sync_jobs j ON j.chatroom_id = c.id";
 
 fn from_row(row: &AnyRow) -> sqlx::Result<Chatroom> {
@@ -67,6 +68,11 @@ fn from_row(row: &AnyRow) -> sqlx::Result<Chatroom> {
     let avatar: Option<String> = row.try_get("avatar_url")?;
     let deleted_at: Option<i64> = row.try_get("deleted_at")?;
     let job_room: Option<i64> = row.try_get("job_room")?;
+    let job_reason: Option<String> = row.try_get("job_reason")?;
+    let job_attempts: Option<i64> = row.try_get("job_attempts")?;
+    // A drift check is not a pending change, unless it has failed.
+    let pending =
+        job_room.is_some() && (job_reason.as_deref() != Some("reconcile") || job_attempts.unwrap_or(0) > 0);
     Ok(Chatroom {
         id: row.try_get("id")?,
         kind: RoomKind::parse(&kind).ok_or_else(|| decode_error(format!("room kind {kind:?}")))?,
@@ -83,7 +89,7 @@ fn from_row(row: &AnyRow) -> sqlx::Result<Chatroom> {
         deleted: deleted_at.is_some(),
         roles: RoleLists::default(),
         sync: SyncState {
-            pending: job_room.is_some(),
+            pending,
             failed: row.try_get::<Option<i64>, _>("job_failed")?.unwrap_or(0) != 0,
             last_error: row.try_get("job_error")?,
         },
@@ -310,6 +316,15 @@ pub async fn remove(conn: &mut AnyConnection, id: ChatroomId) -> sqlx::Result<()
     sqlx::query("DELETE FROM chatroom_members WHERE chatroom_id = $1").bind(id).execute(&mut *conn).await?;
     sqlx::query("DELETE FROM sync_jobs WHERE chatroom_id = $1").bind(id).execute(&mut *conn).await?;
     sqlx::query("DELETE FROM chatrooms WHERE id = $1").bind(id).execute(&mut *conn).await.map(|_| ())
+}
+
+/// Live rooms that exist on the homeserver: the drift check's work list.
+pub async fn created_room_ids(conn: &mut AnyConnection) -> sqlx::Result<Vec<ChatroomId>> {
+    sqlx::query_scalar(
+        "SELECT id FROM chatrooms WHERE deleted_at IS NULL AND matrix_room_id IS NOT NULL ORDER BY id",
+    )
+    .fetch_all(&mut *conn)
+    .await
 }
 
 /// Live rooms whose scheduled deletion time has come.

@@ -13,10 +13,23 @@ pub async fn enqueue(tx: &mut Tx, id: ChatroomId, now: i64) -> sqlx::Result<()> 
 
 pub async fn enqueue_on(conn: &mut AnyConnection, id: ChatroomId, now: i64) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO sync_jobs (chatroom_id, version, attempts, next_attempt_at, failed) \
-         VALUES ($1, 1, 0, $2, 0) \
+        "INSERT INTO sync_jobs (chatroom_id, version, attempts, next_attempt_at, failed, reason) \
+         VALUES ($1, 1, 0, $2, 0, 'change') \
          ON CONFLICT (chatroom_id) DO UPDATE SET version = sync_jobs.version + 1, attempts = 0, \
-           next_attempt_at = $2, failed = 0",
+           next_attempt_at = $2, failed = 0, reason = 'change'",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map(|_| ())
+}
+
+/// Queues a drift check of the room unless a sync is queued already.
+pub async fn enqueue_check(conn: &mut AnyConnection, id: ChatroomId, now: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO sync_jobs (chatroom_id, version, attempts, next_attempt_at, failed, reason) \
+         VALUES ($1, 1, 0, $2, 0, 'reconcile') ON CONFLICT (chatroom_id) DO NOTHING",
     )
     .bind(id)
     .bind(now)
@@ -28,7 +41,7 @@ pub async fn enqueue_on(conn: &mut AnyConnection, id: ChatroomId, now: i64) -> s
 #[derive(Debug, PartialEq, Eq)]
 pub enum Lease {
     /// We hold the room until `locked_until`; the job's version when we took it.
-    Held { version: i64, attempts: i64 },
+    Held { version: i64, attempts: i64, drift_check: bool },
     /// Nothing to do: the room is in sync.
     NoJob,
     /// Another worker (maybe another instance) holds the room.
@@ -43,10 +56,10 @@ pub async fn lease(
     now: i64,
     until: i64,
 ) -> sqlx::Result<Lease> {
-    let taken: Option<(i64, i64)> = sqlx::query_as(
+    let taken: Option<(i64, i64, String)> = sqlx::query_as(
         "UPDATE sync_jobs SET locked_by = $2, locked_until = $4 \
          WHERE chatroom_id = $1 AND (locked_until IS NULL OR locked_until < $3 OR locked_by = $2) \
-         RETURNING version, attempts",
+         RETURNING version, attempts, reason",
     )
     .bind(id)
     .bind(owner)
@@ -54,14 +67,30 @@ pub async fn lease(
     .bind(until)
     .fetch_optional(&mut *conn)
     .await?;
-    if let Some((version, attempts)) = taken {
-        return Ok(Lease::Held { version, attempts });
+    if let Some((version, attempts, reason)) = taken {
+        return Ok(Lease::Held { version, attempts, drift_check: reason == "reconcile" });
     }
     let exists: Option<i64> = sqlx::query_scalar("SELECT chatroom_id FROM sync_jobs WHERE chatroom_id = $1")
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?;
     Ok(if exists.is_some() { Lease::Busy } else { Lease::NoJob })
+}
+
+/// Keeps holding the room while a long sync runs.
+pub async fn extend_lease(
+    conn: &mut AnyConnection,
+    id: ChatroomId,
+    owner: &str,
+    until: i64,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE sync_jobs SET locked_until = $3 WHERE chatroom_id = $1 AND locked_by = $2")
+        .bind(id)
+        .bind(owner)
+        .bind(until)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
 }
 
 /// Rooms whose sync is due and that nobody holds.

@@ -7,4 +7,4 @@ mod reconciler;
 mod worker;
 
 pub use reconciler::{Reconciler, SyncError, SyncOutcome};
-pub use worker::{spawn_background, start_due_deletions, BackgroundTasks};
+pub use worker::{queue_drift_checks, spawn_background, start_due_deletions, BackgroundTasks};

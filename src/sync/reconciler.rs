@@ -16,6 +16,7 @@ use crate::{
     config::SyncConfig,
     domain::{AppUserId, ChatroomId, Role},
     matrix::{room_alias, Homeserver, HomeserverError, Membership, NewRoom},
+    metrics::Metrics,
     store::{
         accounts,
         chatrooms::{self, Chatroom},
@@ -26,6 +27,13 @@ use crate::{
 
 /// Attempts that end in the same kind of refusal before a room is reported `failed`.
 const PERMANENT_AFTER_ATTEMPTS: i64 = 3;
+
+/// Capped exponential backoff from `base`; the homeserver's own `retry_after_ms` wins when longer.
+pub fn backoff(base: Duration, cap: Duration, attempts: i64, hint: Option<Duration>) -> Duration {
+    let exponent = attempts.clamp(0, 20) as u32;
+    let delay = base.saturating_mul(2u32.saturating_pow(exponent)).min(cap);
+    hint.map_or(delay, |hint| hint.max(delay))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -65,6 +73,7 @@ pub struct Reconciler {
     room_version: OnceCell<String>,
     configured_room_version: Option<String>,
     locks: RoomLocks,
+    metrics: Arc<Metrics>,
     /// Names this process in leases; unique per start so a restarted instance is a new owner.
     owner: String,
 }
@@ -86,6 +95,7 @@ impl Reconciler {
             room_version: OnceCell::new(),
             configured_room_version,
             locks: RoomLocks::default(),
+            metrics: Arc::new(Metrics::default()),
             owner,
         }
     }
@@ -96,6 +106,10 @@ impl Reconciler {
 
     pub fn owner(&self) -> &str {
         &self.owner
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Converges the room in a task of its own and waits at most `request_wait` for it; past
@@ -127,19 +141,29 @@ impl Reconciler {
         let now = self.clock.now_ms();
         let until = now + self.config.lease.as_millis() as i64;
         let mut conn = self.store.pool().acquire().await?;
-        let (version, attempts) = match jobs::lease(&mut conn, id, &self.owner, now, until).await? {
-            Lease::Held { version, attempts } => (version, attempts),
-            Lease::NoJob => return Ok(SyncOutcome::Synced),
-            Lease::Busy => return Ok(SyncOutcome::Busy),
-        };
+        let (version, attempts, drift_check) =
+            match jobs::lease(&mut conn, id, &self.owner, now, until).await? {
+                Lease::Held { version, attempts, drift_check } => (version, attempts, drift_check),
+                Lease::NoJob => return Ok(SyncOutcome::Synced),
+                Lease::Busy => return Ok(SyncOutcome::Busy),
+            };
         drop(conn);
 
-        let result = self.apply(id).await;
+        let result = self.apply_holding_lease(id).await;
         let mut conn = self.store.pool().acquire().await?;
         match result {
-            Ok(()) => {
+            Ok(changed) => {
                 jobs::complete(&mut conn, id, version, &self.owner).await?;
-                tracing::info!(chatroom = id, version, "room in sync");
+                Metrics::count(&self.metrics.syncs_succeeded);
+                if drift_check && changed {
+                    Metrics::count(&self.metrics.drift_repairs);
+                    tracing::warn!(
+                        chatroom = id,
+                        "drift: the homeserver differed from the database; restored"
+                    );
+                } else {
+                    tracing::info!(chatroom = id, version, "room in sync");
+                }
                 Ok(SyncOutcome::Synced)
             }
             Err(err) => {
@@ -147,10 +171,15 @@ impl Reconciler {
                 // we kick them); the next attempt reads fresh state. Only a refusal that repeats
                 // stops the retries.
                 let permanent = !err.is_transient() && attempts + 1 >= PERMANENT_AFTER_ATTEMPTS;
-                let delay = self.backoff(attempts, &err);
+                let hint = match &err {
+                    SyncError::Homeserver(e) => e.retry_after(),
+                    _ => None,
+                };
+                let delay = backoff(self.config.retry_base, self.config.retry_cap, attempts, hint);
                 let message = err.to_string();
                 let next = self.clock.now_ms() + delay.as_millis() as i64;
                 jobs::record_failure(&mut conn, id, &self.owner, &message, next, permanent).await?;
+                Metrics::count(&self.metrics.syncs_failed);
                 tracing::warn!(chatroom = id, attempts = attempts + 1, permanent, retry_in_ms = delay.as_millis() as u64,
                     error = %message, "room sync failed");
                 Ok(SyncOutcome::Failed(message))
@@ -158,33 +187,43 @@ impl Reconciler {
         }
     }
 
-    /// Capped exponential backoff; the homeserver's own `retry_after_ms` wins when it is longer.
-    fn backoff(&self, attempts: i64, err: &SyncError) -> Duration {
-        let exponent = attempts.clamp(0, 20) as u32;
-        let delay =
-            self.config.retry_base.saturating_mul(2u32.saturating_pow(exponent)).min(self.config.retry_cap);
-        match err {
-            SyncError::Homeserver(e) => e.retry_after().map_or(delay, |hint| hint.max(delay)),
-            _ => delay,
+    /// Applies the room while renewing the lease, so a long sync (hundreds of joins) keeps the
+    /// room and a crashed instance's lease still expires soon.
+    async fn apply_holding_lease(&self, id: ChatroomId) -> Result<bool, SyncError> {
+        let apply = self.apply(id);
+        tokio::pin!(apply);
+        let mut renew = tokio::time::interval(self.config.lease / 3);
+        renew.tick().await; // The first tick is immediate; the lease is fresh.
+        loop {
+            tokio::select! {
+                result = &mut apply => return result,
+                _ = renew.tick() => {
+                    let until = self.clock.now_ms() + self.config.lease.as_millis() as i64;
+                    let mut conn = self.store.pool().acquire().await?;
+                    jobs::extend_lease(&mut conn, id, &self.owner, until).await?;
+                }
+            }
         }
     }
 
-    async fn apply(&self, id: ChatroomId) -> Result<(), SyncError> {
+    /// Converges the room; true when the homeserver had to change.
+    async fn apply(&self, id: ChatroomId) -> Result<bool, SyncError> {
         let mut conn = self.store.pool().acquire().await?;
         let Some(room) = chatrooms::find_including_deleted(&mut conn, id).await? else {
-            return Ok(()); // Already gone: nothing left to converge.
+            return Ok(false); // Already gone: nothing left to converge.
         };
         drop(conn);
         if room.deleted {
-            return self.purge(&room).await;
+            self.purge(&room).await?;
+            return Ok(true);
         }
 
         let members = self.matrix_members(&room)?;
         let users: Vec<AppUserId> = room.roles.iter().map(|(user, _)| user).collect();
         self.ensure_accounts(&users).await?;
-        let room_id = match &room.matrix_room_id {
-            Some(room_id) => room_id.clone(),
-            None => self.create(&room, &members).await?,
+        let (room_id, created) = match &room.matrix_room_id {
+            Some(room_id) => (room_id.clone(), false),
+            None => (self.create(&room, &members).await?, true),
         };
 
         let actual = self.homeserver.room_state(&room_id).await?;
@@ -195,7 +234,7 @@ impl Reconciler {
         };
         let plan = plan::plan(&desired, &actual, self.homeserver.ids());
         if plan.is_empty() {
-            return Ok(());
+            return Ok(created);
         }
         tracing::info!(chatroom = id, room = %room_id, ?plan, "applying changes to the homeserver");
         let hs = &self.homeserver;
@@ -238,7 +277,7 @@ impl Reconciler {
                 }
             })
             .await?;
-        Ok(())
+        Ok(true)
     }
 
     fn matrix_members(&self, room: &Chatroom) -> Result<BTreeMap<OwnedUserId, Role>, SyncError> {
@@ -316,6 +355,7 @@ impl Reconciler {
         };
         let mut conn = self.store.pool().acquire().await?;
         chatrooms::set_matrix_room_id(&mut conn, room.id, &room_id).await?;
+        Metrics::count(&self.metrics.rooms_created);
         tracing::info!(chatroom = room.id, room = %room_id, "matrix room created");
         Ok(room_id)
     }
@@ -347,7 +387,25 @@ impl Reconciler {
         }
         let mut conn = self.store.pool().acquire().await?;
         chatrooms::remove(&mut conn, room.id).await?;
+        Metrics::count(&self.metrics.rooms_purged);
         tracing::info!(chatroom = room.id, room = ?room_id, "room deleted and purged");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_honours_the_homeservers_hint() {
+        let (base, cap) = (Duration::from_millis(500), Duration::from_secs(60));
+        assert_eq!(backoff(base, cap, 0, None), Duration::from_millis(500));
+        assert_eq!(backoff(base, cap, 1, None), Duration::from_secs(1));
+        assert_eq!(backoff(base, cap, 4, None), Duration::from_secs(8));
+        assert_eq!(backoff(base, cap, 10, None), cap);
+        assert_eq!(backoff(base, cap, 1_000, None), cap, "no overflow");
+        assert_eq!(backoff(base, cap, 0, Some(Duration::from_secs(3))), Duration::from_secs(3));
+        assert_eq!(backoff(base, cap, 4, Some(Duration::from_secs(3))), Duration::from_secs(8));
     }
 }

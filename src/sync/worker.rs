@@ -50,8 +50,12 @@ pub fn spawn_background(
         config.clone(),
         stopped.clone(),
     ));
-    let scheduler = tokio::spawn(run_scheduler(reconciler.clone(), store.clone(), clock, config, stopped));
-    BackgroundTasks { shutdown, handles: vec![worker, scheduler], reconciler, store }
+    let mut handles = vec![worker];
+    if let Some(interval) = config.reconcile_interval {
+        handles.push(tokio::spawn(run_drift_checks(store.clone(), clock.clone(), interval, stopped.clone())));
+    }
+    handles.push(tokio::spawn(run_scheduler(reconciler.clone(), store.clone(), clock, config, stopped)));
+    BackgroundTasks { shutdown, handles, reconciler, store }
 }
 
 /// Sleeps for `period` or until shutdown; true when it is time to stop.
@@ -69,20 +73,25 @@ async fn run_worker(
     config: SyncConfig,
     mut stopped: watch::Receiver<bool>,
 ) {
-    const BATCH: i64 = 32;
+    use futures::StreamExt;
+    let batch = (config.concurrency * 4) as i64;
     loop {
         let due = match store.pool().acquire().await {
-            Ok(mut conn) => jobs::due(&mut conn, clock.now_ms(), BATCH).await,
+            Ok(mut conn) => jobs::due(&mut conn, clock.now_ms(), batch).await,
             Err(e) => Err(e),
         };
         match due {
             Ok(rooms) if !rooms.is_empty() => {
-                let full_batch = rooms.len() as i64 == BATCH;
-                let attempts = rooms.into_iter().map(|id| {
-                    let reconciler = reconciler.clone();
-                    async move { reconciler.converge(id).await }
-                });
-                futures::future::join_all(attempts).await;
+                let full_batch = rooms.len() as i64 == batch;
+                // Bounded: at most `concurrency` rooms talk to the homeserver at once.
+                futures::stream::iter(rooms)
+                    .for_each_concurrent(config.concurrency, |id| {
+                        let reconciler = reconciler.clone();
+                        async move {
+                            reconciler.converge(id).await;
+                        }
+                    })
+                    .await;
                 if full_batch && !*stopped.borrow() {
                     continue; // More may be due right away.
                 }
@@ -94,6 +103,34 @@ async fn run_worker(
             return;
         }
     }
+}
+
+/// Queues a drift check for every room the homeserver has; the worker runs them with its
+/// bounded concurrency, and a room whose state differs is restored and counted.
+async fn run_drift_checks(
+    store: Store,
+    clock: Arc<dyn Clock>,
+    interval: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        if wait_or_stop(&mut stopped, interval).await {
+            return;
+        }
+        if let Err(e) = queue_drift_checks(&store, clock.as_ref()).await {
+            tracing::warn!(error = %e, "queueing drift checks failed");
+        }
+    }
+}
+
+pub async fn queue_drift_checks(store: &Store, clock: &dyn Clock) -> sqlx::Result<usize> {
+    let mut conn = store.pool().acquire().await?;
+    let rooms = chatrooms::created_room_ids(&mut conn).await?;
+    for &id in &rooms {
+        jobs::enqueue_check(&mut conn, id, clock.now_ms()).await?;
+    }
+    tracing::debug!(rooms = rooms.len(), "drift checks queued");
+    Ok(rooms.len())
 }
 
 async fn run_scheduler(

@@ -3,6 +3,7 @@
 
 mod auth;
 mod chatrooms;
+mod faults;
 mod harness;
 mod jwt;
 mod listing;
