@@ -3,6 +3,7 @@
 
 mod auth;
 mod chatrooms;
+mod concurrency;
 mod faults;
 mod harness;
 mod jwt;
