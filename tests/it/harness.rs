@@ -301,6 +301,16 @@ pub struct SeenRoom {
 }
 
 impl MatrixView {
+    pub fn new(hs: &'static Homeserver) -> Self {
+        MatrixView { http: reqwest::Client::new(), hs }
+    }
+
+    /// A GET on Synapse's admin API.
+    pub async fn admin_get(&self, path: &str) -> (StatusCode, Value) {
+        let token = self.admin_token().await;
+        self.call(Method::GET, path, &token, None).await
+    }
+
     pub fn as_token(&self) -> &str {
         &self.hs.env["CHATROOMS_MATRIX_AS_TOKEN"]
     }

@@ -4,6 +4,7 @@
 mod auth;
 mod chatrooms;
 mod concurrency;
+mod crash;
 mod faults;
 mod harness;
 mod jwt;
