@@ -50,6 +50,14 @@ impl Caller {
         }
     }
 
+    /// Scopes idempotency keys: two callers may use the same key.
+    pub fn key(&self) -> String {
+        match self {
+            Caller::Backend => "backend".to_owned(),
+            Caller::User(user) => format!("user:{}", user.id),
+        }
+    }
+
     pub fn require_backend(&self) -> Result<(), ApiError> {
         match self {
             Caller::Backend => Ok(()),

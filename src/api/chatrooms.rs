@@ -4,9 +4,10 @@ use axum::{extract::State, http::StatusCode, Json};
 use chrono::{DateTime, Utc};
 use ruma::OwnedMxcUri;
 use serde::{Deserialize, Deserializer, Serialize};
+use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::extract::{ApiJson, ApiPath, ApiQuery, IdempotencyKey};
 use crate::{
     app::AppState,
     auth::Caller,
@@ -20,7 +21,7 @@ use crate::{
     store::{
         self, accounts,
         chatrooms::{self, Chatroom, ChatroomChanges, ListQuery, NewChatroom},
-        jobs,
+        idempotency, jobs,
     },
 };
 
@@ -205,8 +206,70 @@ impl From<sqlx::Error> for CreateError {
     }
 }
 
-/// Stores the room, its roles and its sync job in one transaction.
-pub(crate) async fn insert_room(state: &AppState, draft: RoomDraft) -> Result<ChatroomId, CreateError> {
+/// A creating request's `Idempotency-Key`, scoped to its caller.
+pub(crate) struct Idempotency {
+    pub caller: String,
+    pub key: String,
+}
+
+impl Idempotency {
+    pub fn from_request(caller: &Caller, key: Option<String>) -> Option<Self> {
+        key.map(|key| Self { caller: caller.key(), key })
+    }
+}
+
+impl RoomDraft {
+    /// What the request asked for, so a key reused for another request is told apart.
+    fn fingerprint(&self) -> String {
+        let avatar = self.avatar.as_ref().map(|a| hex::encode(Sha256::digest(a.bytes())));
+        let roles: Vec<_> =
+            self.roles.iter().map(|(user, role)| format!("{user}:{}", role.as_str())).collect();
+        let described = format!(
+            "{}|{}|{:?}|{}|{}|{:?}|{:?}|{:?}",
+            self.kind.as_str(),
+            self.organization_id,
+            self.event_id,
+            self.name.as_str(),
+            self.automation_enabled,
+            self.scheduled_deletion,
+            roles,
+            avatar
+        );
+        hex::encode(Sha256::digest(described.as_bytes()))
+    }
+}
+
+/// The room an earlier request with the same key created, if any.
+async fn replay(
+    state: &AppState,
+    idempotency: &Idempotency,
+    draft: &RoomDraft,
+) -> ApiResult<Option<ChatroomId>> {
+    let mut conn = state.store.pool().acquire().await?;
+    let Some(recorded) = idempotency::find(&mut conn, &idempotency.caller, &idempotency.key).await? else {
+        return Ok(None);
+    };
+    if recorded.operation != draft.kind.as_str() || recorded.fingerprint != draft.fingerprint() {
+        return Err(ApiError::unprocessable(
+            "this Idempotency-Key was used for a different request; use a new key for a new request",
+        )
+        .with_code("idempotency_key_reused"));
+    }
+    Ok(Some(recorded.chatroom_id))
+}
+
+/// Stores the room, its roles, its sync job and its idempotency key in one transaction.
+/// Returns the new room, or the one an earlier request with the same key created.
+pub(crate) async fn insert_room(
+    state: &AppState,
+    draft: RoomDraft,
+    idempotency: Option<&Idempotency>,
+) -> Result<ChatroomId, CreateError> {
+    if let Some(idempotency) = idempotency {
+        if let Some(id) = replay(state, idempotency, &draft).await? {
+            return Ok(id);
+        }
+    }
     check_power_levels_fit(state, &draft.roles)?;
     check_users_active(state, &draft.roles).await?;
     let avatar_url = match &draft.avatar {
@@ -225,20 +288,50 @@ pub(crate) async fn insert_room(state: &AppState, draft: RoomDraft) -> Result<Ch
         scheduled_deletion: draft.scheduled_deletion,
         matrix_alias: &alias,
     };
+    let discard_avatar = || async {
+        if let Some(mxc) = &avatar_url {
+            let _ = state.homeserver.delete_media(mxc).await; // Not needed after all.
+        }
+    };
     let mut tx = state.store.begin().await?;
     let id = match chatrooms::insert(&mut tx, &new_room, now).await {
         Ok(id) => id,
         Err(e) if store::is_unique_violation(&e) => {
             drop(tx);
-            if let Some(mxc) = &avatar_url {
-                let _ = state.homeserver.delete_media(mxc).await; // Not needed after all.
+            if let Some(id) = match idempotency {
+                Some(idempotency) => replay(state, idempotency, &draft).await?,
+                None => None,
+            } {
+                discard_avatar().await;
+                return Ok(id);
             }
+            discard_avatar().await;
             return Err(CreateError::Exists);
         }
         Err(e) => return Err(e.into()),
     };
     chatrooms::put_roles(&mut tx, id, &draft.roles).await?;
     jobs::enqueue(&mut tx, id, now).await?;
+    if let Some(idempotency) = idempotency {
+        let recorded = idempotency::Recorded {
+            operation: draft.kind.as_str().to_owned(),
+            fingerprint: draft.fingerprint(),
+            chatroom_id: id,
+        };
+        if let Err(e) =
+            idempotency::insert(&mut tx, &idempotency.caller, &idempotency.key, &recorded, now).await
+        {
+            drop(tx);
+            discard_avatar().await;
+            // A concurrent request with the same key committed first: answer with its room.
+            if store::is_unique_violation(&e) {
+                if let Some(id) = replay(state, idempotency, &draft).await? {
+                    return Ok(id);
+                }
+            }
+            return Err(e.into());
+        }
+    }
     tx.commit().await?;
     tracing::info!(
         chatroom = id,
@@ -318,18 +411,21 @@ pub struct CreateChatroomRequest {
 ///
 /// The room is created on the homeserver by the bot, with the name, avatar and role lists
 /// given; `201` when the homeserver has it, `202` when it is still being created (retried).
+/// With an `Idempotency-Key` header, a repeated request returns the room the first one created
+/// (keys are kept 24 hours; the same key for a different request is a `422`).
 #[utoipa::path(
     post, path = "/chatrooms", tag = "chatrooms",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this request safe")),
     request_body = CreateChatroomRequest,
     responses(
         (status = 201, description = "Created on the homeserver", body = ChatroomResponse),
         (status = 202, description = "Stored; the homeserver has not caught up yet (syncStatus tells)", body = ChatroomResponse),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 400, description = "Malformed JSON or Idempotency-Key", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Caller does not administer the organization", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 422, description = "Invalid field (name, avatar, role lists, scheduledDeletion, wrong types)", body = ErrorBody),
+        (status = 422, description = "Invalid field (name, avatar, role lists, scheduledDeletion, wrong types), or an Idempotency-Key reused for another request", body = ErrorBody),
         (status = 503, description = "Homeserver unavailable for the avatar upload; nothing was stored", body = ErrorBody),
     ),
     security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
@@ -337,6 +433,7 @@ pub struct CreateChatroomRequest {
 pub async fn create_chatroom(
     State(state): State<AppState>,
     caller: Caller,
+    IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<CreateChatroomRequest>,
 ) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
     caller.require_manage(body.organization_id)?;
@@ -350,7 +447,7 @@ pub async fn create_chatroom(
         avatar: parse_avatar(&state, body.avatar)?,
         automation_enabled: body.automation_enabled,
     };
-    let id = match insert_room(&state, draft).await {
+    let id = match insert_room(&state, draft, Idempotency::from_request(&caller, key).as_ref()).await {
         Ok(id) => id,
         Err(CreateError::Api(e)) => return Err(e),
         Err(CreateError::Exists) => {

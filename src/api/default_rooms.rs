@@ -6,9 +6,10 @@ use utoipa::ToSchema;
 
 use super::{
     chatrooms::{
-        delete_room, insert_room, parse_name, respond_after_sync, ChatroomResponse, CreateError, RoomDraft,
+        delete_room, insert_room, parse_name, respond_after_sync, ChatroomResponse, CreateError, Idempotency,
+        RoomDraft,
     },
-    extract::{ApiJson, ApiPath},
+    extract::{ApiJson, ApiPath, IdempotencyKey},
 };
 use crate::{
     app::AppState,
@@ -32,26 +33,29 @@ pub struct CreateDefaultChatroomRequest {
 /// Creates the default chatroom of an organization.
 ///
 /// An organization has at most one: a second create answers `409` with code
-/// `default_room_exists` and changes nothing.
+/// `default_room_exists` and changes nothing; a retry with the first request's
+/// `Idempotency-Key` answers with the room it created.
 #[utoipa::path(
     post, path = "/chatrooms/default", tag = "chatrooms",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this request safe")),
     request_body = CreateDefaultChatroomRequest,
     responses(
         (status = 201, description = "Created on the homeserver", body = ChatroomResponse),
         (status = 202, description = "Stored; the homeserver has not caught up yet", body = ChatroomResponse),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 400, description = "Malformed JSON or Idempotency-Key", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Caller does not administer the organization", body = ErrorBody),
         (status = 409, description = "The organization has a default chatroom already (`default_room_exists`)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 422, description = "Invalid field, or an Idempotency-Key reused for another request", body = ErrorBody),
     ),
     security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
 )]
 pub async fn create_default_chatroom(
     State(state): State<AppState>,
     caller: Caller,
+    IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<CreateDefaultChatroomRequest>,
 ) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
     let org = body.organization_id;
@@ -67,7 +71,7 @@ pub async fn create_default_chatroom(
         scheduled_deletion: None,
         roles: RoleLists::default(),
     };
-    match insert_room(&state, draft).await {
+    match insert_room(&state, draft, Idempotency::from_request(&caller, key).as_ref()).await {
         Ok(id) => respond_after_sync(&state, id, StatusCode::CREATED).await,
         Err(CreateError::Api(e)) => Err(e),
         Err(CreateError::Exists) => Err(exists_error(&state, org).await),

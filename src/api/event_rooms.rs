@@ -111,7 +111,8 @@ pub async fn put_event_chatroom(
         scheduled_deletion: scheduled_deletion.flatten(),
         roles: roles.clone(),
     };
-    match insert_room(&state, draft).await {
+    // The PUT is idempotent by itself: the event identifies the room.
+    match insert_room(&state, draft, None).await {
         Ok(id) => respond_after_sync(&state, id, StatusCode::CREATED).await,
         Err(CreateError::Api(e)) => Err(e),
         // A concurrent PUT created it first: apply ours on top, as a repeated PUT would.

@@ -108,3 +108,21 @@ where
         }
     }
 }
+
+/// The optional `Idempotency-Key` header of creating requests.
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(Self(None));
+        };
+        let key = value.to_str().unwrap_or_default();
+        if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters"));
+        }
+        Ok(Self(Some(key.to_owned())))
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod chatrooms;
+pub mod idempotency;
 pub mod jobs;
 
 use std::{path::Path, str::FromStr, time::Duration};

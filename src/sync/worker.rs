@@ -9,7 +9,7 @@ use super::Reconciler;
 use crate::{
     clock::Clock,
     config::SyncConfig,
-    store::{chatrooms, jobs, Store},
+    store::{chatrooms, idempotency, jobs, Store},
 };
 
 pub struct BackgroundTasks {
@@ -141,6 +141,7 @@ async fn run_scheduler(
     mut stopped: watch::Receiver<bool>,
 ) {
     loop {
+        forget_old_idempotency_keys(&store, clock.as_ref()).await;
         match start_due_deletions(&store, clock.as_ref()).await {
             Ok(started) => {
                 for id in started {
@@ -152,6 +153,18 @@ async fn run_scheduler(
         if wait_or_stop(&mut stopped, config.scheduler_interval).await {
             return;
         }
+    }
+}
+
+/// Idempotency keys are honoured for a day; older ones are dropped.
+async fn forget_old_idempotency_keys(store: &Store, clock: &dyn Clock) {
+    const KEEP_MS: i64 = 24 * 60 * 60 * 1000;
+    let forgotten = match store.pool().acquire().await {
+        Ok(mut conn) => idempotency::forget_before(&mut conn, clock.now_ms() - KEEP_MS).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = forgotten {
+        tracing::warn!(error = %e, "forgetting old idempotency keys failed");
     }
 }
 

@@ -7,6 +7,7 @@ mod concurrency;
 mod crash;
 mod faults;
 mod harness;
+mod idempotency;
 mod jwt;
 mod listing;
 mod mobile_client;
