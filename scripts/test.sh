@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, then every integration test against a real Synapse
+# The whole test suite: schemathesis against the running service (no 5xx, no response outside
+# the OpenAPI schema), unit tests, then every integration test against a real Synapse
 # (installed into .venv on first use) on SQLite, and again on Postgres when one is reachable.
 #   CHATROOMS_TEST_POSTGRES_URL  Postgres to create test databases in
 #                                (default postgres://postgres@127.0.0.1:5432/postgres)
@@ -8,6 +9,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/synapse.sh install
+
+echo "== schemathesis against openapi/openapi.json"
+scripts/schemathesis.sh
 
 echo "== tests on SQLite"
 cargo test --all-targets

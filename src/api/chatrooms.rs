@@ -30,14 +30,14 @@ use crate::{
 #[serde(rename_all = "camelCase")]
 pub struct ChatroomResponse {
     /// Our id of the chatroom, used in paths as `roomID`.
-    pub id: ChatroomId,
+    pub id: i64,
     #[serde(rename = "type")]
     pub kind: RoomKind,
     #[serde(rename = "organizationID")]
-    pub organization_id: OrganizationId,
+    pub organization_id: i64,
     /// Set for event chatrooms only.
     #[serde(rename = "eventID")]
-    pub event_id: Option<EventId>,
+    pub event_id: Option<i64>,
     pub name: String,
     /// The avatar's `mxc://` URI on the homeserver.
     #[serde(rename = "avatarURL")]
@@ -386,8 +386,9 @@ pub(crate) async fn delete_room(state: &AppState, room: &Chatroom) -> ApiResult<
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateChatroomRequest {
     #[serde(rename = "organizationID")]
-    pub organization_id: OrganizationId,
+    pub organization_id: i64,
     /// 1 to 255 characters after trimming.
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
     #[serde(default)]
     pub admins: Vec<i64>,
@@ -461,12 +462,15 @@ pub async fn create_chatroom(
 #[into_params(parameter_in = Query)]
 pub struct ListChatroomsQuery {
     /// Id of the organization.
-    pub organization_id: Option<OrganizationId>,
+    #[param(required = true)]
+    pub organization_id: Option<i64>,
     /// Return all entries, ignoring `limit` and `offset`.
     pub all: Option<bool>,
     /// Page size, 1 to 50 (default 10).
+    #[param(minimum = 1, maximum = 50)]
     pub limit: Option<i64>,
     /// Rooms to skip, 0 or more (default 0).
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
@@ -521,9 +525,11 @@ pub async fn list_chatrooms(
 #[into_params(parameter_in = Query)]
 pub struct ByEventQuery {
     /// Id of the organization the chatroom belongs to.
-    pub organization_id: Option<OrganizationId>,
+    #[param(required = true)]
+    pub organization_id: Option<i64>,
     /// Id of the event the chatroom belongs to.
-    pub event_id: Option<EventId>,
+    #[param(required = true)]
+    pub event_id: Option<i64>,
 }
 
 /// Returns the chatroom of an event in an organization.
@@ -582,6 +588,7 @@ pub async fn get_chatroom(
 pub struct UpdateChatroomRequest {
     pub automation_enabled: Option<bool>,
     /// New name, 1 to 255 characters after trimming.
+    #[schema(min_length = 1, max_length = 255)]
     pub name: Option<String>,
     /// New avatar bytes; null or an empty array removes the avatar.
     #[serde(default, deserialize_with = "present")]

@@ -23,10 +23,11 @@ use crate::{
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateDefaultChatroomRequest {
     #[serde(rename = "organizationID")]
-    pub organization_id: OrganizationId,
+    pub organization_id: i64,
     #[serde(default)]
     pub automation_enabled: bool,
     /// Our extension: the room's name (default `CHATROOMS_DEFAULT_ROOM_NAME`, "General").
+    #[schema(min_length = 1, max_length = 255)]
     pub name: Option<String>,
 }
 

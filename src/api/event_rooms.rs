@@ -30,6 +30,7 @@ use crate::{
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PutEventChatroomRequest {
     /// Required when the room does not exist yet; 1 to 255 characters after trimming.
+    #[schema(min_length = 1, max_length = 255)]
     pub name: Option<String>,
     pub automation_enabled: Option<bool>,
     pub admins: Option<Vec<i64>>,

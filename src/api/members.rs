@@ -110,7 +110,8 @@ pub async fn remove_user(
 pub struct ClaimQuery {
     /// With an API token only: the app user to claim the room for. A personal access token
     /// always claims for its own user.
-    pub user_id: Option<AppUserId>,
+    #[param(minimum = 0)]
+    pub user_id: Option<i64>,
 }
 
 /// Claims a chatroom for the user: makes sure their Matrix account exists and that they are

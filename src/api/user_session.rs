@@ -13,7 +13,6 @@ use super::{
 use crate::{
     app::AppState,
     auth::Caller,
-    domain::AppUserId,
     error::{ApiError, ApiResult, ErrorBody},
     matrix::Device,
     store::accounts,
@@ -24,7 +23,8 @@ use crate::{
 pub struct SubjectQuery {
     /// With an API token only: the app user to act for. A personal access token always acts
     /// for its own user.
-    pub user_id: Option<AppUserId>,
+    #[param(minimum = 0)]
+    pub user_id: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -81,6 +81,7 @@ pub struct LoginRequest {
     /// The device to log in on: 1 to 64 characters of `A-Z a-z 0-9 . _ -`. Reusing a device id
     /// keeps one device; without one, a new device id is generated.
     #[serde(rename = "deviceID")]
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub device_id: Option<String>,
 }
 
