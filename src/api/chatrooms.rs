@@ -342,6 +342,51 @@ pub(crate) async fn insert_room(
     Ok(id)
 }
 
+/// A validated change to an existing room; `None` leaves a field as it is.
+pub(crate) struct RoomUpdate {
+    pub name: Option<RoomName>,
+    /// `Some(None)` removes the avatar.
+    pub avatar: Option<Option<Avatar>>,
+    pub automation_enabled: Option<bool>,
+    /// `Some(None)` cancels a scheduled deletion.
+    pub scheduled_deletion: Option<Option<i64>>,
+    /// Replaces all three role lists.
+    pub roles: Option<RoleLists>,
+}
+
+/// Stores the change with its sync job in one transaction (after uploading a new avatar), then
+/// lets the homeserver catch up.
+pub(crate) async fn update_room(
+    state: &AppState,
+    id: ChatroomId,
+    update: RoomUpdate,
+) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
+    if let Some(roles) = &update.roles {
+        check_power_levels_fit(state, roles)?;
+        check_users_active(state, roles).await?;
+    }
+    let avatar_url = match &update.avatar {
+        Some(Some(avatar)) => Some(Some(upload_avatar(state, avatar).await?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let changes = ChatroomChanges {
+        name: update.name.as_ref().map(RoomName::as_str),
+        avatar_url: avatar_url.as_ref().map(Option::as_ref),
+        automation_enabled: update.automation_enabled,
+        scheduled_deletion: update.scheduled_deletion,
+    };
+    let now = state.clock.now_ms();
+    let mut tx = state.store.begin().await?;
+    chatrooms::update(&mut tx, id, &changes, now).await?;
+    if let Some(roles) = &update.roles {
+        chatrooms::replace_roles(&mut tx, id, roles).await?;
+    }
+    jobs::enqueue(&mut tx, id, now).await?;
+    tx.commit().await?;
+    respond_after_sync(state, id, StatusCode::OK).await
+}
+
 pub(crate) async fn load_room(state: &AppState, id: ChatroomId) -> ApiResult<Chatroom> {
     let mut conn = state.store.pool().acquire().await?;
     chatrooms::find(&mut conn, id)
@@ -628,27 +673,18 @@ pub async fn update_chatroom(
 ) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
     let room = load_room(&state, id).await?;
     caller.require_manage(room.organization_id)?;
-    let name = body.name.as_deref().map(parse_name).transpose()?;
-    let scheduled_deletion =
-        body.scheduled_deletion.as_ref().map(|v| parse_deletion(&state, v)).transpose()?;
-    let avatar = body.avatar.map(|input| parse_avatar(&state, input)).transpose()?;
-    let avatar_url = match &avatar {
-        Some(Some(avatar)) => Some(Some(upload_avatar(&state, avatar).await?)),
-        Some(None) => Some(None),
-        None => None,
-    };
-    let changes = ChatroomChanges {
-        name: name.as_ref().map(RoomName::as_str),
-        avatar_url: avatar_url.as_ref().map(Option::as_ref),
+    let update = RoomUpdate {
+        name: body.name.as_deref().map(parse_name).transpose()?,
+        scheduled_deletion: body
+            .scheduled_deletion
+            .as_ref()
+            .map(|v| parse_deletion(&state, v))
+            .transpose()?,
+        avatar: body.avatar.map(|input| parse_avatar(&state, input)).transpose()?,
         automation_enabled: body.automation_enabled,
-        scheduled_deletion,
+        roles: None,
     };
-    let now = state.clock.now_ms();
-    let mut tx = state.store.begin().await?;
-    chatrooms::update(&mut tx, id, &changes, now).await?;
-    jobs::enqueue(&mut tx, id, now).await?;
-    tx.commit().await?;
-    respond_after_sync(&state, id, StatusCode::OK).await
+    update_room(&state, id, update).await
 }
 
 /// Deletes a custom chatroom: the Matrix room is shut down and purged, its media deleted, and

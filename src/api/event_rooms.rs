@@ -6,21 +6,17 @@ use utoipa::ToSchema;
 
 use super::{
     chatrooms::{
-        check_power_levels_fit, check_users_active, delete_room, insert_room, parse_avatar, parse_deletion,
-        parse_name, parse_roles, present, respond_after_sync, upload_avatar, ChatroomResponse, CreateError,
-        RoomDraft,
+        delete_room, insert_room, parse_avatar, parse_deletion, parse_name, parse_roles, present,
+        respond_after_sync, update_room, ChatroomResponse, CreateError, RoomDraft, RoomUpdate,
     },
     extract::{ApiJson, ApiPath},
 };
 use crate::{
     app::AppState,
     auth::Caller,
-    domain::{AvatarInput, EventId, OrganizationId, RoomKind, RoomName},
+    domain::{AvatarInput, EventId, OrganizationId, RoomKind},
     error::{ApiError, ApiResult, ErrorBody},
-    store::{
-        chatrooms::{self, Chatroom, ChatroomChanges},
-        jobs,
-    },
+    store::chatrooms::{self, Chatroom},
 };
 
 /// The event room as the backend wants it. Absent fields keep their current value; when any
@@ -88,17 +84,15 @@ pub async fn put_event_chatroom(
         body.scheduled_deletion.as_ref().map(|v| parse_deletion(&state, v)).transpose()?;
     let avatar = body.avatar.map(|input| parse_avatar(&state, input)).transpose()?;
 
+    let update = |name| RoomUpdate {
+        name,
+        roles: lists_given.then(|| roles.clone()),
+        avatar: avatar.clone(),
+        automation_enabled: body.automation_enabled,
+        scheduled_deletion,
+    };
     if let Some(existing) = find(&state, org, event).await? {
-        return update(
-            &state,
-            existing,
-            name,
-            lists_given.then_some(roles),
-            avatar,
-            body.automation_enabled,
-            scheduled_deletion,
-        )
-        .await;
+        return update_room(&state, existing.id, update(name)).await;
     }
     let name =
         name.ok_or_else(|| ApiError::unprocessable("name is required to create the event's chatroom"))?;
@@ -121,9 +115,7 @@ pub async fn put_event_chatroom(
             let existing = find(&state, org, event)
                 .await?
                 .ok_or_else(|| ApiError::internal("event room vanished right after a conflict"))?;
-            let roles = lists_given.then_some(roles);
-            update(&state, existing, Some(name), roles, avatar, body.automation_enabled, scheduled_deletion)
-                .await
+            update_room(&state, existing.id, update(Some(name))).await
         }
     }
 }
@@ -131,41 +123,6 @@ pub async fn put_event_chatroom(
 async fn find(state: &AppState, org: OrganizationId, event: EventId) -> ApiResult<Option<Chatroom>> {
     let mut conn = state.store.pool().acquire().await?;
     Ok(chatrooms::find_for_event(&mut conn, org, event).await?)
-}
-
-async fn update(
-    state: &AppState,
-    room: Chatroom,
-    name: Option<RoomName>,
-    roles: Option<crate::domain::RoleLists>,
-    avatar: Option<Option<crate::domain::Avatar>>,
-    automation_enabled: Option<bool>,
-    scheduled_deletion: Option<Option<i64>>,
-) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
-    if let Some(roles) = &roles {
-        check_power_levels_fit(state, roles)?;
-        check_users_active(state, roles).await?;
-    }
-    let avatar_url = match &avatar {
-        Some(Some(avatar)) => Some(Some(upload_avatar(state, avatar).await?)),
-        Some(None) => Some(None),
-        None => None,
-    };
-    let changes = ChatroomChanges {
-        name: name.as_ref().map(RoomName::as_str),
-        avatar_url: avatar_url.as_ref().map(Option::as_ref),
-        automation_enabled,
-        scheduled_deletion,
-    };
-    let now = state.clock.now_ms();
-    let mut tx = state.store.begin().await?;
-    chatrooms::update(&mut tx, room.id, &changes, now).await?;
-    if let Some(roles) = &roles {
-        chatrooms::replace_roles(&mut tx, room.id, roles).await?;
-    }
-    jobs::enqueue(&mut tx, room.id, now).await?;
-    tx.commit().await?;
-    respond_after_sync(state, room.id, StatusCode::OK).await
 }
 
 /// Removes the chatroom of an event (the Matrix room is purged).
