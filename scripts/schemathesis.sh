@@ -2,7 +2,7 @@
 # Fuzzes the running service with schemathesis, driven by the committed openapi/openapi.json and
 # valid credentials: any 5xx, or a response that breaks the schema, fails the run.
 # Starts its own Synapse and service (SQLite) in a temporary directory.
-#   SCHEMATHESIS_EXAMPLES  test cases per operation and phase (default 20)
+#   SCHEMATHESIS_EXAMPLES  test cases per operation and phase (default 50)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -54,7 +54,7 @@ status=0
   --header "API-TOKEN: $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --phases examples,coverage,fuzzing \
-  --max-examples "${SCHEMATHESIS_EXAMPLES:-20}" \
+  --max-examples "${SCHEMATHESIS_EXAMPLES:-50}" \
   --seed 20261121 \
   --workers 1 \
   --request-timeout 60 \

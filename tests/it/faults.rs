@@ -19,6 +19,16 @@ async fn spawn_behind(proxy: &FaultProxy, extra: &[(&str, &str)]) -> TestApp {
     .await
 }
 
+/// A counter from `/metrics`.
+async fn counter(app: &TestApp, name: &str) -> u64 {
+    let text = app.anonymous(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+        .expect("the counter is served")
+}
+
 async fn room(app: &TestApp, id: &Value) -> Value {
     let (status, body) = app.send(app.request(Method::GET, &format!("/chatrooms/{id}"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -172,8 +182,7 @@ async fn a_permanent_refusal_is_reported_and_a_forced_sync_retries_it() {
         now["syncStatus"] == "failed" && now["syncError"].as_str().unwrap_or_default().contains("M_FORBIDDEN")
     })
     .await;
-    let text = app.anonymous(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
-    assert!(text.contains("chatrooms_syncs_failed_total"), "{text}");
+    assert!(counter(&app, "chatrooms_syncs_failed_total").await >= 3, "three refusals before giving up");
 
     // Still refused: a forced sync tries again and reports it.
     let (status, retried) = app.send(app.request(Method::POST, &format!("/chatrooms/{id}/sync"))).await;
@@ -241,16 +250,40 @@ async fn changes_made_on_the_homeserver_behind_the_services_back_are_repaired() 
         now.name == expected.name && now.power_users == expected.power_users && now.joined == expected.joined
     })
     .await;
-    let text = app.anonymous(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
-    let repairs: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("chatrooms_drift_repairs_total "))
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    assert!(repairs >= 1, "{text}");
+    // The repair is counted once the sync that made it completes.
+    eventually("the drift is counted", Duration::from_secs(10), || async {
+        counter(&app, "chatrooms_drift_repairs_total").await >= 1
+    })
+    .await;
     assert_eq!(
         room(&app, &created["id"]).await["syncStatus"],
         "synced",
         "drift checks are not pending changes"
     );
+}
+
+#[tokio::test]
+async fn a_homeserver_that_never_answers_times_out_instead_of_hanging() {
+    let proxy = FaultProxy::start(&homeserver().url).await;
+    // spawn_behind sets a 2 s timeout on every homeserver call.
+    let app = spawn_behind(&proxy, &[]).await;
+    let created = app.create_room(json!({"organizationID": fresh_org(), "name": "Patient"})).await;
+    proxy.stall();
+    let (status, stalled) = app
+        .send(
+            app.request(Method::PATCH, &format!("/chatrooms/{}", created["id"]))
+                .json(&json!({"name": "Still here"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{stalled}");
+    assert!(stalled["syncError"].as_str().unwrap_or_default().contains("timed out"), "{stalled}");
+    let (status, ready) = app.send(app.anonymous(Method::GET, "/readyz")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
+    proxy.restore();
+    eventually("the rename lands", Duration::from_secs(30), || async {
+        room(&app, &created["id"]).await["syncStatus"] == "synced"
+    })
+    .await;
+    let seen = app.matrix().room(created["matrixRoomID"].as_str().unwrap()).await;
+    assert_eq!(seen.name.as_deref(), Some("Still here"));
 }

@@ -477,49 +477,73 @@ where
 }
 
 /// A TCP proxy in front of the homeserver that a test can cut (every connection refused and
-/// every open one dropped) and restore: the homeserver as seen from the service goes down.
+/// every open one dropped), stall (connections accepted, never answered) and restore.
 pub struct FaultProxy {
     pub url: String,
-    up: Arc<std::sync::atomic::AtomicBool>,
+    mode: Arc<std::sync::atomic::AtomicU8>,
     generation: tokio::sync::watch::Sender<u64>,
 }
 
+const PROXY_UP: u8 = 0;
+const PROXY_CUT: u8 = 1;
+const PROXY_STALLED: u8 = 2;
+
 impl FaultProxy {
     pub async fn start(target: &str) -> Self {
+        use std::sync::atomic::Ordering;
         let target = target.trim_start_matches("http://").to_owned();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let mode = Arc::new(std::sync::atomic::AtomicU8::new(PROXY_UP));
         let (generation, _) = tokio::sync::watch::channel(0u64);
-        let (accept_up, accept_generation) = (up.clone(), generation.clone());
+        let (accept_mode, accept_generation) = (mode.clone(), generation.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else { return };
-                if !accept_up.load(std::sync::atomic::Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
-                }
-                let target = target.clone();
                 let mut cut = accept_generation.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else { return };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut.changed() => {}
+                match accept_mode.load(Ordering::SeqCst) {
+                    PROXY_CUT => drop(inbound),
+                    PROXY_STALLED => {
+                        // Hold the connection open and say nothing, until the mode changes.
+                        tokio::spawn(async move {
+                            let _ = cut.changed().await;
+                            drop(inbound);
+                        });
                     }
-                });
+                    _ => {
+                        let target = target.clone();
+                        tokio::spawn(async move {
+                            let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                                return;
+                            };
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                                _ = cut.changed() => {}
+                            }
+                        });
+                    }
+                }
             }
         });
-        FaultProxy { url, up, generation }
+        FaultProxy { url, mode, generation }
+    }
+
+    fn set(&self, mode: u8) {
+        self.mode.store(mode, std::sync::atomic::Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
     }
 
     /// The homeserver becomes unreachable.
     pub fn cut(&self) {
-        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
-        self.generation.send_modify(|g| *g += 1);
+        self.set(PROXY_CUT);
+    }
+
+    /// The homeserver accepts connections and never answers.
+    pub fn stall(&self) {
+        self.set(PROXY_STALLED);
     }
 
     pub fn restore(&self) {
-        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.set(PROXY_UP);
     }
 }
