@@ -93,9 +93,6 @@ impl RoomName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-    pub fn into_inner(self) -> String {
-        self.0
-    }
 }
 
 /// The three role lists of a request, checked: every user appears in at most one list.
@@ -128,9 +125,6 @@ impl RoleLists {
     pub fn from_roles(roles: BTreeMap<AppUserId, Role>) -> Self {
         Self { roles }
     }
-    pub fn is_empty(&self) -> bool {
-        self.roles.is_empty()
-    }
     pub fn iter(&self) -> impl Iterator<Item = (AppUserId, Role)> + '_ {
         self.roles.iter().map(|(u, r)| (*u, *r))
     }
@@ -144,11 +138,6 @@ impl RoleLists {
     pub fn merged_with(&self, other: &RoleLists) -> RoleLists {
         let mut roles = self.roles.clone();
         roles.extend(other.roles.iter().map(|(u, r)| (*u, *r)));
-        RoleLists { roles }
-    }
-    pub fn without(&self, user: AppUserId) -> RoleLists {
-        let mut roles = self.roles.clone();
-        roles.remove(&user);
         RoleLists { roles }
     }
 }

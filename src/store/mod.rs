@@ -76,10 +76,6 @@ impl Store {
         &self.pool
     }
 
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
     pub async fn begin(&self) -> sqlx::Result<Tx> {
         self.pool.begin().await
     }

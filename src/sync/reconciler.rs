@@ -100,10 +100,6 @@ impl Reconciler {
         }
     }
 
-    pub fn homeserver(&self) -> &Arc<dyn Homeserver> {
-        &self.homeserver
-    }
-
     pub fn owner(&self) -> &str {
         &self.owner
     }
