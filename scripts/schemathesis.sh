@@ -49,7 +49,10 @@ for _ in $(seq 1 100); do
 done
 
 status=0
-"$TOOLS/bin/schemathesis" run openapi/openapi.json \
+spec="$PWD/openapi/openapi.json"
+# Run inside the temporary directory: schemathesis keeps a cache in its working directory.
+cd "$work"
+"$TOOLS/bin/schemathesis" run "$spec" \
   --url "http://127.0.0.1:$svc_port" \
   --header "API-TOKEN: $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
