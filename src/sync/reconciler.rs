@@ -184,22 +184,27 @@ impl Reconciler {
     }
 
     /// Applies the room while renewing the lease, so a long sync (hundreds of joins) keeps the
-    /// room and a crashed instance's lease still expires soon.
+    /// room and a crashed instance's lease still expires soon. The renewal runs in a task of its
+    /// own: it must never wait on a connection the suspended sync holds (SQLite has one).
     async fn apply_holding_lease(&self, id: ChatroomId) -> Result<bool, SyncError> {
-        let apply = self.apply(id);
-        tokio::pin!(apply);
-        let mut renew = tokio::time::interval(self.config.lease / 3);
-        renew.tick().await; // The first tick is immediate; the lease is fresh.
-        loop {
-            tokio::select! {
-                result = &mut apply => return result,
-                _ = renew.tick() => {
-                    let until = self.clock.now_ms() + self.config.lease.as_millis() as i64;
-                    let mut conn = self.store.pool().acquire().await?;
-                    jobs::extend_lease(&mut conn, id, &self.owner, until).await?;
+        let (store, clock, owner, lease) =
+            (self.store.clone(), self.clock.clone(), self.owner.clone(), self.config.lease);
+        let renewal = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                let until = clock.now_ms() + lease.as_millis() as i64;
+                let renewed = match store.pool().acquire().await {
+                    Ok(mut conn) => jobs::extend_lease(&mut conn, id, &owner, until).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = renewed {
+                    tracing::warn!(chatroom = id, error = %e, "renewing the room lease failed");
                 }
             }
-        }
+        });
+        let result = self.apply(id).await;
+        renewal.abort();
+        result
     }
 
     /// Converges the room; true when the homeserver had to change.

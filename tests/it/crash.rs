@@ -24,7 +24,7 @@ fn start(env: &HashMap<String, String>) -> Service {
         .envs(env)
         .env("CHATROOMS_BIND_ADDR", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("starting the service binary");
