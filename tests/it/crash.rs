@@ -17,6 +17,14 @@ struct Service {
     base: String,
 }
 
+impl Drop for Service {
+    /// A failing assertion must not leave the service running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn start(env: &HashMap<String, String>) -> Service {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(env!("CARGO_BIN_EXE_chatrooms"))
@@ -90,7 +98,7 @@ async fn a_service_killed_mid_change_finishes_it_after_a_restart() {
     assert!(joined_at_kill < 201, "the kill must land mid-change; all had joined already");
 
     let restarted = Instant::now();
-    let mut service = start(&env);
+    let service = start(&env);
     wait_healthy(&http, &service).await;
     eventually("the room converges after the restart", Duration::from_secs(120), || async {
         get(&http, &service, &format!("/chatrooms/{id}")).await["syncStatus"] == "synced"
@@ -115,6 +123,4 @@ async fn a_service_killed_mid_change_finishes_it_after_a_restart() {
     let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_jobs").fetch_one(&pool).await.unwrap();
     assert_eq!(jobs, 0);
     pool.close().await;
-    service.child.kill().unwrap();
-    service.child.wait().unwrap();
 }
