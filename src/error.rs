@@ -78,6 +78,24 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// A homeserver that cannot do what a request needs right now: try again later.
+impl From<crate::matrix::HomeserverError> for ApiError {
+    fn from(err: crate::matrix::HomeserverError) -> Self {
+        tracing::warn!(error = %err, "homeserver call failed");
+        Self::homeserver_unavailable(format!("the homeserver did not answer as expected: {err}"))
+    }
+}
+
+impl From<crate::sync::SyncError> for ApiError {
+    fn from(err: crate::sync::SyncError) -> Self {
+        match err {
+            crate::sync::SyncError::Homeserver(e) => e.into(),
+            crate::sync::SyncError::Database(e) => e.into(),
+            crate::sync::SyncError::Invalid(message) => Self::bad_request(message),
+        }
+    }
+}
+
 impl From<anyhow::Error> for ApiError {
     fn from(err: anyhow::Error) -> Self {
         Self::internal(format_args!("{err:#}"))

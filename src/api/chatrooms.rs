@@ -3,11 +3,11 @@
 use axum::{extract::State, http::StatusCode, Json};
 use chrono::{DateTime, Utc};
 use ruma::OwnedMxcUri;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, IdempotencyKey};
+use super::extract::{present, ApiJson, ApiPath, ApiQuery, IdempotencyKey};
 use crate::{
     app::AppState,
     auth::Caller,
@@ -92,15 +92,6 @@ impl From<Chatroom> for ChatroomResponse {
     }
 }
 
-/// Deserializes a field that may be absent (`None`) or present, even as null (`Some(..)`).
-pub(crate) fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(deserializer).map(Some)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Steps shared by every write.
 
@@ -166,7 +157,9 @@ pub(crate) fn check_power_levels_fit(state: &AppState, roles: &RoleLists) -> Api
 pub(crate) async fn check_users_active(state: &AppState, roles: &RoleLists) -> ApiResult<()> {
     let users: Vec<_> = roles.iter().map(|(user, _)| user).collect();
     let mut conn = state.store.pool().acquire().await?;
-    let deactivated = accounts::deactivated_among(&mut conn, &users).await?;
+    let accounts = accounts::find_many(&mut conn, &users).await?;
+    let deactivated: Vec<_> =
+        users.iter().filter(|user| accounts.get(user).is_some_and(|a| a.deactivated)).collect();
     if deactivated.is_empty() {
         Ok(())
     } else {
@@ -177,14 +170,10 @@ pub(crate) async fn check_users_active(state: &AppState, roles: &RoleLists) -> A
 /// Uploads the avatar before anything is written: if the homeserver cannot take it now, the
 /// request is refused whole (503) instead of half-accepted.
 pub(crate) async fn upload_avatar(state: &AppState, avatar: &Avatar) -> ApiResult<OwnedMxcUri> {
-    state
+    Ok(state
         .homeserver
         .upload_media(avatar.bytes().to_vec(), avatar.content_type(), avatar.file_name())
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "avatar upload failed");
-            ApiError::homeserver_unavailable(format!("the homeserver did not take the avatar: {e}"))
-        })
+        .await?)
 }
 
 /// What a create collided with.
@@ -288,50 +277,26 @@ pub(crate) async fn insert_room(
         scheduled_deletion: draft.scheduled_deletion,
         matrix_alias: &alias,
     };
-    let discard_avatar = || async {
-        if let Some(mxc) = &avatar_url {
-            let _ = state.homeserver.delete_media(mxc).await; // Not needed after all.
-        }
-    };
     let mut tx = state.store.begin().await?;
-    let id = match chatrooms::insert(&mut tx, &new_room, now).await {
+    let id = match store_new_room(&mut tx, &new_room, &draft, idempotency, now).await {
         Ok(id) => id,
-        Err(e) if store::is_unique_violation(&e) => {
+        Err(e) => {
             drop(tx);
-            if let Some(id) = match idempotency {
-                Some(idempotency) => replay(state, idempotency, &draft).await?,
-                None => None,
-            } {
-                discard_avatar().await;
-                return Ok(id);
+            if let Some(mxc) = &avatar_url {
+                let _ = state.homeserver.delete_media(mxc).await; // Not needed after all.
             }
-            discard_avatar().await;
-            return Err(CreateError::Exists);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    chatrooms::put_roles(&mut tx, id, &draft.roles).await?;
-    jobs::enqueue(&mut tx, id, now).await?;
-    if let Some(idempotency) = idempotency {
-        let recorded = idempotency::Recorded {
-            operation: draft.kind.as_str().to_owned(),
-            fingerprint: draft.fingerprint(),
-            chatroom_id: id,
-        };
-        if let Err(e) =
-            idempotency::insert(&mut tx, &idempotency.caller, &idempotency.key, &recorded, now).await
-        {
-            drop(tx);
-            discard_avatar().await;
+            if !store::is_unique_violation(&e) {
+                return Err(e.into());
+            }
             // A concurrent request with the same key committed first: answer with its room.
-            if store::is_unique_violation(&e) {
+            if let Some(idempotency) = idempotency {
                 if let Some(id) = replay(state, idempotency, &draft).await? {
                     return Ok(id);
                 }
             }
-            return Err(e.into());
+            return Err(CreateError::Exists);
         }
-    }
+    };
     tx.commit().await?;
     tracing::info!(
         chatroom = id,
@@ -384,6 +349,40 @@ pub(crate) async fn update_room(
     }
     jobs::enqueue(&mut tx, id, now).await?;
     tx.commit().await?;
+    respond_after_sync(state, id, StatusCode::OK).await
+}
+
+/// The inserts of a new room: record, roles, sync job and idempotency key.
+async fn store_new_room(
+    tx: &mut store::Tx,
+    new_room: &NewChatroom<'_>,
+    draft: &RoomDraft,
+    idempotency: Option<&Idempotency>,
+    now: i64,
+) -> sqlx::Result<ChatroomId> {
+    let id = chatrooms::insert(tx, new_room, now).await?;
+    chatrooms::put_roles(tx, id, &draft.roles).await?;
+    jobs::enqueue(tx, id, now).await?;
+    if let Some(idempotency) = idempotency {
+        let recorded = idempotency::Recorded {
+            operation: draft.kind.as_str().to_owned(),
+            fingerprint: draft.fingerprint(),
+            chatroom_id: id,
+        };
+        idempotency::insert(tx, &idempotency.caller, &idempotency.key, &recorded, now).await?;
+    }
+    Ok(id)
+}
+
+/// Queues a fresh sync of the room (also when the database thinks it is in sync) and answers
+/// once the homeserver caught up, or with `202`.
+pub(crate) async fn resync(
+    state: &AppState,
+    id: ChatroomId,
+) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
+    let mut conn = state.store.pool().acquire().await?;
+    jobs::enqueue(&mut conn, id, state.clock.now_ms()).await?;
+    drop(conn);
     respond_after_sync(state, id, StatusCode::OK).await
 }
 
@@ -754,8 +753,5 @@ pub async fn sync_chatroom(
 ) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
     let room = load_room(&state, id).await?;
     caller.require_manage(room.organization_id)?;
-    let mut tx = state.store.begin().await?;
-    jobs::enqueue(&mut tx, id, state.clock.now_ms()).await?;
-    tx.commit().await?;
-    respond_after_sync(&state, id, StatusCode::OK).await
+    resync(&state, id).await
 }

@@ -6,10 +6,10 @@ use utoipa::ToSchema;
 
 use super::{
     chatrooms::{
-        delete_room, insert_room, parse_avatar, parse_deletion, parse_name, parse_roles, present,
-        respond_after_sync, update_room, ChatroomResponse, CreateError, RoomDraft, RoomUpdate,
+        delete_room, insert_room, parse_avatar, parse_deletion, parse_name, parse_roles, respond_after_sync,
+        update_room, ChatroomResponse, CreateError, RoomDraft, RoomUpdate,
     },
-    extract::{ApiJson, ApiPath},
+    extract::{present, ApiJson, ApiPath},
 };
 use crate::{
     app::AppState,

@@ -4,9 +4,18 @@ use axum::{
     extract::{rejection::JsonRejection, FromRequest, FromRequestParts, Request},
     http::request::Parts,
 };
-use serde::de::DeserializeOwned;
+use serde::{de::DeserializeOwned, Deserialize, Deserializer};
 
 use crate::error::ApiError;
+
+/// Deserializes a field that may be absent (`None`) or present, even as null (`Some(..)`).
+pub(crate) fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
 
 /// A JSON body; malformed JSON, wrong types and missing fields get a 4xx saying which.
 pub struct ApiJson<T>(pub T);

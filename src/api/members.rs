@@ -6,7 +6,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     chatrooms::{
-        check_power_levels_fit, check_users_active, load_room, parse_roles, respond_after_sync,
+        check_power_levels_fit, check_users_active, load_room, parse_roles, respond_after_sync, resync,
         ChatroomResponse,
     },
     extract::{ApiJson, ApiPath, ApiQuery},
@@ -142,8 +142,5 @@ pub async fn claim_chatroom(
     }
     // A claim re-checks the room even if the database thinks it is in sync: the user may have
     // left or been kicked on the homeserver since.
-    let mut tx = state.store.begin().await?;
-    jobs::enqueue(&mut tx, id, state.clock.now_ms()).await?;
-    tx.commit().await?;
-    respond_after_sync(&state, id, StatusCode::OK).await
+    resync(&state, id).await
 }

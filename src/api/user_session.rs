@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     extract::{ApiJsonOrEmpty, ApiPath, ApiQuery},
-    users::{homeserver_error, provision_account},
+    users::{provision_account, ProvisionedAccount},
 };
 use crate::{
     app::AppState,
@@ -25,6 +25,15 @@ pub struct SubjectQuery {
     /// for its own user.
     #[param(minimum = 0)]
     pub user_id: Option<i64>,
+}
+
+/// The account a `/user/...` request acts for, provisioned on first need.
+async fn subject_account(
+    state: &AppState,
+    caller: &Caller,
+    query: &SubjectQuery,
+) -> ApiResult<ProvisionedAccount> {
+    provision_account(state, caller.subject(query.user_id)?).await
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -55,22 +64,17 @@ pub async fn get_credentials(
     caller: Caller,
     ApiQuery(query): ApiQuery<SubjectQuery>,
 ) -> ApiResult<Json<CredentialsResponse>> {
-    let user = caller.subject(query.user_id)?;
-    let matrix_user = provision_account(&state, user).await?;
-    let password = state.passwords.password_for(&matrix_user);
+    let account = subject_account(&state, &caller, &query).await?;
+    let password = state.passwords.password_for(&account.matrix_user);
     let key_id = state.passwords.key_id();
-    let current = {
+    if account.password_key.as_deref() != Some(key_id) {
+        state.homeserver.set_password(&account.matrix_user, &password).await?;
         let mut conn = state.store.pool().acquire().await?;
-        accounts::find(&mut conn, user).await?.and_then(|a| a.password_key)
-    };
-    if current.as_deref() != Some(key_id) {
-        state.homeserver.set_password(&matrix_user, &password).await.map_err(homeserver_error)?;
-        let mut conn = state.store.pool().acquire().await?;
-        accounts::set_password_key(&mut conn, user, key_id).await?;
-        tracing::info!(user, "matrix password set from the current credentials secret");
+        accounts::set_password_key(&mut conn, account.app_user, key_id).await?;
+        tracing::info!(user = account.app_user, "matrix password set from the current credentials secret");
     }
     Ok(Json(CredentialsResponse {
-        username: matrix_user.to_string(),
+        username: account.matrix_user.to_string(),
         password: password.expose().to_owned(),
     }))
 }
@@ -145,8 +149,8 @@ pub async fn login(
         }
         None => generate_device_id(),
     };
-    let matrix_user = provision_account(&state, user).await?;
-    let session = state.homeserver.login(&matrix_user, &device_id).await.map_err(homeserver_error)?;
+    let matrix_user = provision_account(&state, user).await?.matrix_user;
+    let session = state.homeserver.login(&matrix_user, &device_id).await?;
     tracing::info!(user, device = %session.device_id, "logged in");
     Ok(Json(LoginResponse {
         access_token: session.access_token.expose().to_owned(),
@@ -181,9 +185,8 @@ pub async fn list_devices(
     caller: Caller,
     ApiQuery(query): ApiQuery<SubjectQuery>,
 ) -> ApiResult<Json<DevicesResponse>> {
-    let user = caller.subject(query.user_id)?;
-    let matrix_user = provision_account(&state, user).await?;
-    let devices = state.homeserver.devices(&matrix_user).await.map_err(homeserver_error)?;
+    let matrix_user = subject_account(&state, &caller, &query).await?.matrix_user;
+    let devices = state.homeserver.devices(&matrix_user).await?;
     Ok(Json(DevicesResponse { devices }))
 }
 
@@ -207,13 +210,12 @@ pub async fn logout_device(
     ApiPath(device_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<SubjectQuery>,
 ) -> ApiResult<StatusCode> {
-    let user = caller.subject(query.user_id)?;
-    let matrix_user = provision_account(&state, user).await?;
-    let devices = state.homeserver.devices(&matrix_user).await.map_err(homeserver_error)?;
+    let matrix_user = subject_account(&state, &caller, &query).await?.matrix_user;
+    let devices = state.homeserver.devices(&matrix_user).await?;
     if !devices.iter().any(|d| d.device_id == device_id) {
         return Err(ApiError::not_found(format!("no device {device_id:?}")));
     }
-    state.homeserver.delete_devices(&matrix_user, &[device_id]).await.map_err(homeserver_error)?;
+    state.homeserver.delete_devices(&matrix_user, &[device_id]).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -235,12 +237,11 @@ pub async fn logout_all_devices(
     caller: Caller,
     ApiQuery(query): ApiQuery<SubjectQuery>,
 ) -> ApiResult<StatusCode> {
-    let user = caller.subject(query.user_id)?;
-    let matrix_user = provision_account(&state, user).await?;
-    let devices = state.homeserver.devices(&matrix_user).await.map_err(homeserver_error)?;
+    let matrix_user = subject_account(&state, &caller, &query).await?.matrix_user;
+    let devices = state.homeserver.devices(&matrix_user).await?;
     let ids: Vec<String> = devices.into_iter().map(|d| d.device_id).collect();
     if !ids.is_empty() {
-        state.homeserver.delete_devices(&matrix_user, &ids).await.map_err(homeserver_error)?;
+        state.homeserver.delete_devices(&matrix_user, &ids).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
-    chatrooms::{parse_avatar, present, upload_avatar},
-    extract::{ApiJson, ApiPath},
+    chatrooms::{parse_avatar, upload_avatar},
+    extract::{present, ApiJson, ApiPath},
 };
 use crate::{
     app::AppState,
@@ -18,28 +18,39 @@ use crate::{
     store::{accounts, chatrooms, jobs},
 };
 
-pub(crate) fn homeserver_error(err: impl std::fmt::Display) -> ApiError {
-    tracing::warn!(error = %err, "homeserver call failed");
-    ApiError::homeserver_unavailable(format!("the homeserver did not answer as expected: {err}"))
+/// An app user whose Matrix account exists and is active.
+pub(crate) struct ProvisionedAccount {
+    pub app_user: AppUserId,
+    pub matrix_user: OwnedUserId,
+    /// Fingerprint of the secret the account's password was last derived from.
+    pub password_key: Option<String>,
 }
 
 /// Makes sure the app user has a Matrix account (registering it on first need) and is not
-/// deactivated. Safe when several first requests for the same user race.
-pub(crate) async fn provision_account(state: &AppState, user: AppUserId) -> ApiResult<OwnedUserId> {
+/// deactivated. Safe when several first requests for the same user race. One database read
+/// when the account exists already (the login path).
+pub(crate) async fn provision_account(state: &AppState, user: AppUserId) -> ApiResult<ProvisionedAccount> {
     if user < 0 {
         return Err(ApiError::bad_request(format!("user id {user} is negative")));
     }
+    let matrix_user = state.homeserver.ids().user_id(user).map_err(ApiError::bad_request)?;
     let account = {
         let mut conn = state.store.pool().acquire().await?;
         accounts::find(&mut conn, user).await?
     };
-    if account.is_some_and(|a| a.deactivated) {
-        return Err(
-            ApiError::forbidden(format!("app user {user} is deactivated")).with_code("user_deactivated")
-        );
-    }
-    state.reconciler.ensure_accounts(&[user]).await.map_err(homeserver_error)?;
-    state.homeserver.ids().user_id(user).map_err(ApiError::bad_request)
+    let password_key = match account {
+        Some(account) if account.deactivated => {
+            return Err(
+                ApiError::forbidden(format!("app user {user} is deactivated")).with_code("user_deactivated")
+            )
+        }
+        Some(account) => account.password_key,
+        None => {
+            state.reconciler.ensure_accounts(&[user]).await?;
+            None
+        }
+    };
+    Ok(ProvisionedAccount { app_user: user, matrix_user, password_key })
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -105,10 +116,10 @@ pub async fn update_user(
         None => None,
     };
     let avatar = body.avatar.map(|input| parse_avatar(&state, input)).transpose()?;
-    let matrix_user = provision_account(&state, user).await?;
+    let matrix_user = provision_account(&state, user).await?.matrix_user;
     let hs = &state.homeserver;
     if let Some(name) = &display_name {
-        hs.set_display_name(&matrix_user, name.as_deref()).await.map_err(homeserver_error)?;
+        hs.set_display_name(&matrix_user, name.as_deref()).await?;
     }
     let avatar_url: Option<Option<OwnedMxcUri>> = match &avatar {
         Some(Some(avatar)) => Some(Some(upload_avatar(&state, avatar).await?)),
@@ -116,7 +127,7 @@ pub async fn update_user(
         None => None,
     };
     if let Some(url) = &avatar_url {
-        hs.set_avatar_url(&matrix_user, url.as_ref()).await.map_err(homeserver_error)?;
+        hs.set_avatar_url(&matrix_user, url.as_ref()).await?;
     }
     Ok(Json(UserProfileResponse {
         user_id: matrix_user.to_string(),
@@ -148,7 +159,7 @@ pub async fn deactivate_user(
     caller.require_backend()?;
     let matrix_user = state.homeserver.ids().user_id(user).map_err(ApiError::bad_request)?;
     // The homeserver first: if it cannot deactivate now, the request fails whole.
-    state.homeserver.deactivate(&matrix_user).await.map_err(homeserver_error)?;
+    state.homeserver.deactivate(&matrix_user).await?;
     let now = state.clock.now_ms();
     let mut tx = state.store.begin().await?;
     accounts::mark_deactivated(&mut tx, user, now).await?;

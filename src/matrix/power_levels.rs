@@ -86,8 +86,9 @@ mod tests {
 
     #[test]
     fn users_are_replaced_exactly_and_other_keys_kept() {
-        let current =
-            json!({"ban": 50, "events": {"m.room.name": 50}, "users": {"@app_1:hs": 100, "@app_9:hs": 50}});
+        // A namespaced user without a role and a stranger promoted by hand both lose their entry.
+        let current = json!({"ban": 50, "events": {"m.room.name": 50},
+            "users": {"@app_1:hs": 100, "@app_9:hs": 50, "@someone:elsewhere": 50}});
         let wanted = BTreeMap::from([(uid("@app_1:hs"), 100), (uid("@app_2:hs"), 50)]);
         let next = with_users(&current, &wanted).unwrap();
         assert_eq!(next["users"], json!({"@app_1:hs": 100, "@app_2:hs": 50}));
@@ -96,15 +97,23 @@ mod tests {
         assert_eq!(with_users(&next, &wanted), None, "a matching map needs no write");
     }
 
+    fn users_on(server: &str, n: i64) -> BTreeMap<OwnedUserId, i64> {
+        (0..n).map(|i| (uid(&format!("@app_{}:{server}", 1_000_000_000 + i)), 100)).collect()
+    }
+
     #[test]
-    fn content_size_never_undercounts_and_bounds_the_listed_users() {
-        let users = |n: i64| -> BTreeMap<OwnedUserId, i64> {
-            (0..n).map(|i| (uid(&format!("@app_{}:chat.example.org", 1_000_000_000 + i)), 100)).collect()
-        };
-        let thousand = users(1000);
-        let exact = serde_json::to_string(&thousand).unwrap().len();
-        assert!(content_size(&thousand) >= exact, "estimate {} undercounts {exact}", content_size(&thousand));
-        assert!(content_size(&thousand) < MAX_CONTENT_BYTES);
-        assert!(content_size(&users(2000)) > MAX_CONTENT_BYTES, "2000 long ids overflow one event");
+    fn content_size_never_undercounts() {
+        let users = users_on("chat.example.org", 1000);
+        let exact = serde_json::to_string(&users).unwrap().len();
+        assert!(content_size(&users) >= exact, "estimate {} undercounts {exact}", content_size(&users));
+    }
+
+    #[test]
+    fn about_1550_long_or_1900_short_ids_fit_in_one_event() {
+        // The capacity the README states.
+        assert!(content_size(&users_on("chat.example.org", 1550)) <= MAX_CONTENT_BYTES);
+        assert!(content_size(&users_on("chat.example.org", 1600)) > MAX_CONTENT_BYTES);
+        assert!(content_size(&users_on("localhost", 1900)) <= MAX_CONTENT_BYTES);
+        assert!(content_size(&users_on("localhost", 1950)) > MAX_CONTENT_BYTES);
     }
 }

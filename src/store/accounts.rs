@@ -1,9 +1,11 @@
 //! App users' Matrix accounts: whether one exists, which secret its password was derived from,
 //! and whether the user was deactivated.
 
+use std::collections::HashMap;
+
 use sqlx::{AnyConnection, Row};
 
-use super::Tx;
+use super::{placeholders, Tx, IN_CHUNK};
 use crate::domain::AppUserId;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -14,21 +16,33 @@ pub struct Account {
 }
 
 pub async fn find(conn: &mut AnyConnection, user: AppUserId) -> sqlx::Result<Option<Account>> {
-    let row = sqlx::query("SELECT password_key, deactivated_at FROM matrix_accounts WHERE app_user_id = $1")
-        .bind(user)
-        .fetch_optional(&mut *conn)
-        .await?;
-    row.map(|row| {
-        Ok(Account {
-            password_key: row.try_get("password_key")?,
-            deactivated: row.try_get::<Option<i64>, _>("deactivated_at")?.is_some(),
-        })
-    })
-    .transpose()
+    Ok(find_many(conn, &[user]).await?.remove(&user))
 }
 
-pub async fn is_provisioned(conn: &mut AnyConnection, user: AppUserId) -> sqlx::Result<bool> {
-    Ok(find(conn, user).await?.is_some())
+/// The accounts that exist among `users`, a few queries for any number of users.
+pub async fn find_many(
+    conn: &mut AnyConnection,
+    users: &[AppUserId],
+) -> sqlx::Result<HashMap<AppUserId, Account>> {
+    let mut found = HashMap::with_capacity(users.len());
+    for chunk in users.chunks(IN_CHUNK) {
+        let sql = format!(
+            "SELECT app_user_id, password_key, deactivated_at FROM matrix_accounts WHERE app_user_id IN ({})",
+            placeholders(chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for user in chunk {
+            query = query.bind(*user);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let account = Account {
+                password_key: row.try_get("password_key")?,
+                deactivated: row.try_get::<Option<i64>, _>("deactivated_at")?.is_some(),
+            };
+            found.insert(row.try_get::<i64, _>("app_user_id")?, account);
+        }
+    }
+    Ok(found)
 }
 
 pub async fn mark_provisioned(conn: &mut AnyConnection, user: AppUserId, now: i64) -> sqlx::Result<()> {
@@ -61,18 +75,4 @@ pub async fn mark_deactivated(tx: &mut Tx, user: AppUserId, now: i64) -> sqlx::R
     .execute(&mut **tx)
     .await
     .map(|_| ())
-}
-
-/// The deactivated users among `users`.
-pub async fn deactivated_among(
-    conn: &mut AnyConnection,
-    users: &[AppUserId],
-) -> sqlx::Result<Vec<AppUserId>> {
-    let mut deactivated = Vec::new();
-    for &user in users {
-        if find(conn, user).await?.is_some_and(|account| account.deactivated) {
-            deactivated.push(user);
-        }
-    }
-    Ok(deactivated)
 }

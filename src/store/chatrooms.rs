@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use ruma::{OwnedMxcUri, OwnedRoomId, RoomId};
 use sqlx::{any::AnyRow, AnyConnection, Row};
 
-use super::Tx;
+use super::{placeholders, Tx, IN_CHUNK};
 use crate::domain::{AppUserId, ChatroomId, EventId, OrganizationId, Role, RoleLists, RoomKind};
 
 /// A chatroom as stored, with its role lists and sync state.
@@ -100,26 +100,29 @@ fn decode_error(message: String) -> sqlx::Error {
     sqlx::Error::Decode(message.into())
 }
 
+/// Fills in the role lists of `rooms`: a few queries for a whole page, not one per room.
 async fn attach_roles(conn: &mut AnyConnection, rooms: &mut [Chatroom]) -> sqlx::Result<()> {
-    // One query per room keeps the SQL portable; pages hold at most 50 rooms.
+    let ids: Vec<ChatroomId> = rooms.iter().map(|room| room.id).collect();
+    let mut roles: BTreeMap<ChatroomId, BTreeMap<AppUserId, Role>> = BTreeMap::new();
+    for chunk in ids.chunks(IN_CHUNK) {
+        let sql = format!(
+            "SELECT chatroom_id, app_user_id, role FROM chatroom_members WHERE chatroom_id IN ({})",
+            placeholders(chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let role: String = row.try_get("role")?;
+            let role = Role::parse(&role).ok_or_else(|| decode_error(format!("role {role:?}")))?;
+            roles.entry(row.try_get("chatroom_id")?).or_default().insert(row.try_get("app_user_id")?, role);
+        }
+    }
     for room in rooms.iter_mut() {
-        room.roles = roles(conn, room.id).await?;
+        room.roles = RoleLists::from_roles(roles.remove(&room.id).unwrap_or_default());
     }
     Ok(())
-}
-
-pub async fn roles(conn: &mut AnyConnection, id: ChatroomId) -> sqlx::Result<RoleLists> {
-    let rows = sqlx::query("SELECT app_user_id, role FROM chatroom_members WHERE chatroom_id = $1")
-        .bind(id)
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut roles = BTreeMap::new();
-    for row in rows {
-        let role: String = row.try_get("role")?;
-        let role = Role::parse(&role).ok_or_else(|| decode_error(format!("role {role:?}")))?;
-        roles.insert(row.try_get::<i64, _>("app_user_id")?, role);
-    }
-    Ok(RoleLists::from_roles(roles))
 }
 
 /// A live (not deleted) chatroom.
@@ -133,13 +136,7 @@ pub async fn find_including_deleted(
     id: ChatroomId,
 ) -> sqlx::Result<Option<Chatroom>> {
     let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE c.id = $1");
-    let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(&mut *conn).await? else {
-        return Ok(None);
-    };
-    let mut rooms = [from_row(&row)?];
-    attach_roles(conn, &mut rooms).await?;
-    let [room] = rooms;
-    Ok(Some(room))
+    find_one(conn, sqlx::query(&sql).bind(id)).await
 }
 
 pub async fn find_default(conn: &mut AnyConnection, org: OrganizationId) -> sqlx::Result<Option<Chatroom>> {

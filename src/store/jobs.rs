@@ -3,15 +3,10 @@
 
 use sqlx::AnyConnection;
 
-use super::Tx;
 use crate::domain::ChatroomId;
 
-/// Records that the room changed. Runs in the same transaction as the change itself.
-pub async fn enqueue(tx: &mut Tx, id: ChatroomId, now: i64) -> sqlx::Result<()> {
-    enqueue_on(&mut *tx, id, now).await
-}
-
-pub async fn enqueue_on(conn: &mut AnyConnection, id: ChatroomId, now: i64) -> sqlx::Result<()> {
+/// Records that the room changed; pass the change's transaction so both commit together.
+pub async fn enqueue(conn: &mut AnyConnection, id: ChatroomId, now: i64) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO sync_jobs (chatroom_id, version, attempts, next_attempt_at, failed, reason) \
          VALUES ($1, 1, 0, $2, 0, 'change') \

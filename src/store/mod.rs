@@ -107,6 +107,14 @@ fn prepare_sqlite(url: &str) -> anyhow::Result<String> {
     })
 }
 
+/// Ids per `IN (...)` query: well under both backends' parameter limits.
+pub const IN_CHUNK: usize = 500;
+
+/// `$1, $2, ...` for an `IN` list of `count` values (the same spelling works on both backends).
+pub fn placeholders(count: usize) -> String {
+    (1..=count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
 /// True when the error is a unique-constraint violation (the same on both backends).
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())

@@ -291,15 +291,12 @@ impl Reconciler {
 
     /// Registers the Matrix accounts of users not known to have one.
     pub async fn ensure_accounts(&self, users: &[AppUserId]) -> Result<(), SyncError> {
-        let mut missing = Vec::new();
-        {
+        let known = {
             let mut conn = self.store.pool().acquire().await?;
-            for &user in users {
-                if !accounts::is_provisioned(&mut conn, user).await? {
-                    missing.push(user);
-                }
-            }
-        }
+            accounts::find_many(&mut conn, users).await?
+        };
+        let missing: Vec<AppUserId> =
+            users.iter().copied().filter(|user| !known.contains_key(user)).collect();
         let ids = self.homeserver.ids();
         let registered: Vec<AppUserId> = stream::iter(missing)
             .map(|user| async move {

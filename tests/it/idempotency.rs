@@ -81,3 +81,24 @@ async fn a_retried_default_room_create_answers_with_the_room_instead_of_a_confli
     let (status, _) = app.send(create(Some("default-2"))).await;
     assert_eq!(status, StatusCode::CONFLICT, "a new key is a new request");
 }
+
+#[tokio::test]
+async fn idempotency_keys_are_forgotten_after_a_day() {
+    let app = TestApp::spawn().await;
+    let org = fresh_org();
+    let create = || {
+        app.request(Method::POST, "/chatrooms")
+            .header("Idempotency-Key", "daily")
+            .json(&json!({"organizationID": org, "name": "Daily"}))
+    };
+    let (status, first) = app.send(create()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    app.clock.advance(chrono::Duration::hours(25));
+    // The scheduler forgets keys older than a day; the same key is then a new request.
+    crate::harness::eventually("the key is forgotten", std::time::Duration::from_secs(10), || async {
+        let (status, again) = app.send(create()).await;
+        status == StatusCode::CREATED && again["id"] != first["id"]
+    })
+    .await;
+    assert_eq!(app.list_total(org).await, 2);
+}

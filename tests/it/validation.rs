@@ -241,3 +241,34 @@ async fn bad_bodies_are_refused_and_change_nothing() {
     assert_eq!(seen.power_users, before.power_users);
     assert_eq!(seen.joined, before.joined);
 }
+
+#[tokio::test]
+async fn the_largest_power_levels_the_service_allows_are_accepted_by_synapse() {
+    let app = TestApp::spawn().await;
+    let room = app.create_room(json!({"organizationID": fresh_org(), "name": "Crowded"})).await;
+    let room_id = room["matrixRoomID"].as_str().unwrap();
+    let users = |n: i64| -> serde_json::Map<String, Value> {
+        (0..n).map(|i| (format!("@app_{}:{}", 1_000_000_000 + i, app.hs.server_name), json!(100))).collect()
+    };
+    // The service refuses 1,950 such admins (one event cannot hold them) ...
+    let too_many: Vec<i64> = (0..1950).map(|i| 1_000_000_000 + i).collect();
+    refused(
+        &app,
+        app.request(Method::POST, &format!("/chatrooms/{}/users", room["id"]))
+            .json(&json!({"admins": too_many})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "1,950 admins",
+    )
+    .await;
+    // ... while 1,900, the most it allows, fit in what Synapse accepts, and far more do not.
+    let matrix = app.matrix();
+    let path =
+        format!("/_matrix/client/v3/rooms/{}/state/m.room.power_levels/", urlencoding::encode(room_id));
+    let (_, mut levels) = matrix.call(Method::GET, &path, matrix.as_token(), None).await;
+    levels["users"] = Value::Object(users(1900));
+    let (status, body) = matrix.call(Method::PUT, &path, matrix.as_token(), Some(levels.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    levels["users"] = Value::Object(users(2200));
+    let (status, body) = matrix.call(Method::PUT, &path, matrix.as_token(), Some(levels)).await;
+    assert!(status.is_client_error(), "Synapse refuses an event over 64 KiB: {status} {body}");
+}
