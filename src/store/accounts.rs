@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use sqlx::{AnyConnection, Row};
 
-use super::{placeholders, Tx, IN_CHUNK};
+use super::{fetch_where_in, Tx};
 use crate::domain::AppUserId;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -24,23 +24,14 @@ pub async fn find_many(
     conn: &mut AnyConnection,
     users: &[AppUserId],
 ) -> sqlx::Result<HashMap<AppUserId, Account>> {
+    let select = "SELECT app_user_id, password_key, deactivated_at FROM matrix_accounts WHERE app_user_id";
     let mut found = HashMap::with_capacity(users.len());
-    for chunk in users.chunks(IN_CHUNK) {
-        let sql = format!(
-            "SELECT app_user_id, password_key, deactivated_at FROM matrix_accounts WHERE app_user_id IN ({})",
-            placeholders(chunk.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for user in chunk {
-            query = query.bind(*user);
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            let account = Account {
-                password_key: row.try_get("password_key")?,
-                deactivated: row.try_get::<Option<i64>, _>("deactivated_at")?.is_some(),
-            };
-            found.insert(row.try_get::<i64, _>("app_user_id")?, account);
-        }
+    for row in fetch_where_in(conn, select, users).await? {
+        let account = Account {
+            password_key: row.try_get("password_key")?,
+            deactivated: row.try_get::<Option<i64>, _>("deactivated_at")?.is_some(),
+        };
+        found.insert(row.try_get::<i64, _>("app_user_id")?, account);
     }
     Ok(found)
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use ruma::{OwnedMxcUri, OwnedRoomId, RoomId};
 use sqlx::{any::AnyRow, AnyConnection, Row};
 
-use super::{placeholders, Tx, IN_CHUNK};
+use super::{fetch_where_in, Tx};
 use crate::domain::{AppUserId, ChatroomId, EventId, OrganizationId, Role, RoleLists, RoomKind};
 
 /// A chatroom as stored, with its role lists and sync state.
@@ -104,20 +104,11 @@ fn decode_error(message: String) -> sqlx::Error {
 async fn attach_roles(conn: &mut AnyConnection, rooms: &mut [Chatroom]) -> sqlx::Result<()> {
     let ids: Vec<ChatroomId> = rooms.iter().map(|room| room.id).collect();
     let mut roles: BTreeMap<ChatroomId, BTreeMap<AppUserId, Role>> = BTreeMap::new();
-    for chunk in ids.chunks(IN_CHUNK) {
-        let sql = format!(
-            "SELECT chatroom_id, app_user_id, role FROM chatroom_members WHERE chatroom_id IN ({})",
-            placeholders(chunk.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for id in chunk {
-            query = query.bind(*id);
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            let role: String = row.try_get("role")?;
-            let role = Role::parse(&role).ok_or_else(|| decode_error(format!("role {role:?}")))?;
-            roles.entry(row.try_get("chatroom_id")?).or_default().insert(row.try_get("app_user_id")?, role);
-        }
+    let select = "SELECT chatroom_id, app_user_id, role FROM chatroom_members WHERE chatroom_id";
+    for row in fetch_where_in(conn, select, &ids).await? {
+        let role: String = row.try_get("role")?;
+        let role = Role::parse(&role).ok_or_else(|| decode_error(format!("role {role:?}")))?;
+        roles.entry(row.try_get("chatroom_id")?).or_default().insert(row.try_get("app_user_id")?, role);
     }
     for room in rooms.iter_mut() {
         room.roles = RoleLists::from_roles(roles.remove(&room.id).unwrap_or_default());

@@ -108,11 +108,26 @@ fn prepare_sqlite(url: &str) -> anyhow::Result<String> {
 }
 
 /// Ids per `IN (...)` query: well under both backends' parameter limits.
-pub const IN_CHUNK: usize = 500;
+const IN_CHUNK: usize = 500;
 
-/// `$1, $2, ...` for an `IN` list of `count` values (the same spelling works on both backends).
-pub fn placeholders(count: usize) -> String {
-    (1..=count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+/// The rows of `{select} IN (ids)`, one query per few hundred ids. `$1, $2, ...` placeholders
+/// work on both backends; `Any` has no array binding.
+pub async fn fetch_where_in(
+    conn: &mut sqlx::AnyConnection,
+    select: &str,
+    ids: &[i64],
+) -> sqlx::Result<Vec<sqlx::any::AnyRow>> {
+    let mut rows = Vec::new();
+    for chunk in ids.chunks(IN_CHUNK) {
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("{select} IN ({})", placeholders.join(", "));
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        rows.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(rows)
 }
 
 /// True when the error is a unique-constraint violation (the same on both backends).
