@@ -58,11 +58,13 @@ async fn fifty_concurrent_additions_to_one_room_all_land() {
 #[tokio::test]
 async fn two_instances_on_one_database_share_the_work_without_losing_updates() {
     let first = TestApp::spawn().await;
-    let second = TestApp::spawn_on(first.database(), |_| {}).await;
     let users = fresh_users(31);
     let room = first
         .create_room(json!({"organizationID": fresh_org(), "name": "Shared", "admins": [users[0]]}))
         .await;
+    // Only now: a second instance's worker could take the new room's job, and the create
+    // would rightly answer 202 (another instance is on it).
+    let second = TestApp::spawn_on(first.database(), |_| {}).await;
     let id = room["id"].as_i64().unwrap();
     add_each_concurrently(&[&first, &second], id, &users[1..]).await;
     crate::harness::eventually("the room settles", std::time::Duration::from_secs(60), || async {
@@ -76,8 +78,10 @@ async fn two_instances_on_one_database_share_the_work_without_losing_updates() {
 #[tokio::test]
 async fn a_room_lease_held_by_one_instance_excludes_the_other_until_it_expires() {
     let first = TestApp::spawn().await;
-    let second = TestApp::spawn_on(first.database(), |_| {}).await;
     let room = first.create_room(json!({"organizationID": fresh_org(), "name": "Leased"})).await;
+    // Only now: a second instance's worker could take the new room's job, and the create
+    // would rightly answer 202 (another instance is on it).
+    let second = TestApp::spawn_on(first.database(), |_| {}).await;
     let id = room["id"].as_i64().unwrap();
     let now = first.state.clock.now_ms();
     let mut a = first.state.store.pool().acquire().await.unwrap();
@@ -103,13 +107,15 @@ async fn a_room_lease_held_by_one_instance_excludes_the_other_until_it_expires()
 #[tokio::test]
 async fn a_scheduled_deletion_starts_once_when_two_instances_race_for_it() {
     let first = TestApp::spawn().await;
-    let second = TestApp::spawn_on(first.database(), |_| {}).await;
     let in_an_hour = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     let room = first
         .create_room(
             json!({"organizationID": fresh_org(), "name": "Racing", "scheduledDeletion": in_an_hour}),
         )
         .await;
+    // Only now: a second instance's worker could take the new room's job, and the create
+    // would rightly answer 202 (another instance is on it).
+    let second = TestApp::spawn_on(first.database(), |_| {}).await;
     let later = ShiftedClock::default();
     later.advance(chrono::Duration::hours(2));
     let clock: Arc<dyn Clock> = Arc::new(later);
