@@ -14,7 +14,8 @@ echo "== schemathesis against openapi/openapi.json"
 scripts/schemathesis.sh
 
 echo "== tests on SQLite"
-cargo test --all-targets
+# Not --all-targets: that would also run the benchmark, which belongs to `cargo bench`.
+cargo test --lib --bins --tests
 
 PG_URL="${CHATROOMS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 export CHATROOMS_TEST_POSTGRES_URL="$PG_URL"
