@@ -11,9 +11,10 @@ use crate::{
     auth::Authenticator,
     clock::{Clock, SystemClock},
     config::Config,
+    config::Secret,
     credentials::PasswordDeriver,
     matrix::{Homeserver, Synapse},
-    store::Store,
+    store::{jobs, secrets, Store},
     sync::{spawn_background, Reconciler},
 };
 
@@ -41,6 +42,17 @@ impl Application {
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let store = Store::connect(&config.database_url, config.database_max_connections).await?;
         store.migrate().await?;
+        let credentials_secret = match &config.auth.credentials_secret {
+            Some(secret) => secret.clone(),
+            None => stored_credentials_secret(&store, clock.as_ref()).await?,
+        };
+        {
+            let mut conn = store.pool().acquire().await?;
+            let retried = jobs::retry_configuration_failures(&mut conn, clock.now_ms()).await?;
+            if retried > 0 {
+                tracing::info!(rooms = retried, "retrying rooms stopped by refused credentials");
+            }
+        }
         let homeserver: Arc<dyn Homeserver> =
             Arc::new(Synapse::new(&config.matrix).context("configuring the homeserver")?);
         let reconciler = Arc::new(Reconciler::new(
@@ -54,7 +66,7 @@ impl Application {
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .with_context(|| format!("binding {}", config.bind_addr))?;
-        let passwords = Arc::new(PasswordDeriver::new(&config.auth.credentials_secret));
+        let passwords = Arc::new(PasswordDeriver::new(&credentials_secret));
         let state = AppState {
             config: Arc::new(config),
             store,
@@ -91,4 +103,16 @@ impl Application {
         state.store.close().await;
         served.context("serving HTTP")
     }
+}
+
+/// Without `CHATROOMS_CREDENTIALS_SECRET`, a secret generated on the first start and kept in
+/// the database: every replica derives the same passwords, and nothing ties them to the
+/// appservice token.
+async fn stored_credentials_secret(store: &Store, clock: &dyn Clock) -> anyhow::Result<Secret> {
+    let candidate = hex::encode(rand::random::<[u8; 32]>());
+    let mut conn = store.pool().acquire().await?;
+    let secret = secrets::get_or_insert(&mut conn, "credentials", &candidate, clock.now_ms())
+        .await
+        .context("reading the stored credentials secret")?;
+    Ok(Secret::new(secret))
 }

@@ -58,8 +58,9 @@ pub struct MatrixConfig {
 pub struct AuthConfig {
     pub api_tokens: Vec<Secret>,
     pub jwt: Option<JwtConfig>,
-    /// Key for deriving app users' Matrix passwords.
-    pub credentials_secret: Secret,
+    /// Key for deriving app users' Matrix passwords; when unset the service generates one
+    /// once and keeps it in the database, shared by every replica.
+    pub credentials_secret: Option<Secret>,
 }
 
 #[derive(Clone, Debug)]
@@ -108,26 +109,38 @@ impl Config {
     pub fn from_map(vars: &HashMap<String, String>) -> anyhow::Result<Self> {
         let get = |key: &str| vars.get(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let or = |key: &str, default: &str| get(key).unwrap_or_else(|| default.to_owned());
+        // A value that does not parse or lies outside its range stops the start: a typo must
+        // not turn into a truncated or clamped setting.
         let parse_ms = |key: &str, default: u64| -> anyhow::Result<Duration> {
+            const MAX_MS: u64 = 365 * 24 * 60 * 60 * 1000;
             let ms = match get(key) {
-                Some(v) => v.parse::<u64>().with_context(|| format!("{key} must be milliseconds"))?,
+                Some(v) => {
+                    v.parse::<u64>().with_context(|| format!("{key} must be milliseconds, not {v:?}"))?
+                }
                 None => default,
             };
+            if ms > MAX_MS {
+                bail!("{key} is {ms} ms; at most {MAX_MS} (a year) is allowed");
+            }
             Ok(Duration::from_millis(ms))
         };
-        let parse_num = |key: &str, default: usize| -> anyhow::Result<usize> {
-            match get(key) {
-                Some(v) => v.parse::<usize>().with_context(|| format!("{key} must be a number")),
-                None => Ok(default),
+        let parse_num = |key: &str, default: usize, min: usize, max: usize| -> anyhow::Result<usize> {
+            let n = match get(key) {
+                Some(v) => {
+                    v.parse::<usize>().with_context(|| format!("{key} must be a whole number, not {v:?}"))?
+                }
+                None => default,
+            };
+            if !(min..=max).contains(&n) {
+                bail!("{key} is {n}; it must be between {min} and {max}");
             }
+            Ok(n)
         };
 
         let as_token = get("CHATROOMS_MATRIX_AS_TOKEN")
             .context("CHATROOMS_MATRIX_AS_TOKEN is required (the application service's as_token)")?;
-        let credentials_secret = get("CHATROOMS_CREDENTIALS_SECRET").unwrap_or_else(|| {
-            // Falls back to the appservice token so a local run needs no extra secret.
-            format!("derived-from-as-token:{as_token}")
-        });
+        // Never derived from the appservice token: rotating that must not change every password.
+        let credentials_secret = get("CHATROOMS_CREDENTIALS_SECRET").map(Secret::new);
 
         let jwt = match get("CHATROOMS_JWT_ALGORITHM").as_deref() {
             None => get("CHATROOMS_JWT_SECRET").map(|secret| JwtConfig {
@@ -172,13 +185,18 @@ impl Config {
             bail!("configure CHATROOMS_API_TOKENS and/or CHATROOMS_JWT_SECRET: no caller could authenticate");
         }
 
-        let avatar_max_bytes = parse_num("CHATROOMS_AVATAR_MAX_BYTES", 1024 * 1024)?;
+        const MIB: usize = 1024 * 1024;
+        let avatar_max_bytes = parse_num("CHATROOMS_AVATAR_MAX_BYTES", MIB, 1, 100 * MIB)?;
+        let lease = parse_ms("CHATROOMS_ROOM_LEASE_MS", 30_000)?;
+        if lease < Duration::from_millis(300) {
+            bail!("CHATROOMS_ROOM_LEASE_MS is {} ms; at least 300 is needed", lease.as_millis());
+        }
         Ok(Self {
             bind_addr: or("CHATROOMS_BIND_ADDR", "127.0.0.1:8080")
                 .parse()
                 .context("CHATROOMS_BIND_ADDR must be host:port")?,
             database_url: or("DATABASE_URL", "sqlite://data/chatrooms.db"),
-            database_max_connections: parse_num("CHATROOMS_DATABASE_MAX_CONNECTIONS", 10)? as u32,
+            database_max_connections: parse_num("CHATROOMS_DATABASE_MAX_CONNECTIONS", 10, 1, 10_000)? as u32,
             matrix: MatrixConfig {
                 homeserver_url: or("CHATROOMS_HOMESERVER_URL", "http://127.0.0.1:8008")
                     .trim_end_matches('/')
@@ -194,11 +212,16 @@ impl Config {
                 room_version: get("CHATROOMS_MATRIX_ROOM_VERSION"),
                 request_timeout: parse_ms("CHATROOMS_HOMESERVER_TIMEOUT_MS", 15_000)?,
             },
-            auth: AuthConfig { api_tokens, jwt, credentials_secret: Secret::new(credentials_secret) },
+            auth: AuthConfig { api_tokens, jwt, credentials_secret },
             limits: Limits {
                 avatar_max_bytes,
                 // A JSON byte array spends up to 4 bytes per avatar byte; leave room for the rest.
-                body_max_bytes: parse_num("CHATROOMS_BODY_MAX_BYTES", avatar_max_bytes * 4 + 1024 * 1024)?,
+                body_max_bytes: parse_num(
+                    "CHATROOMS_BODY_MAX_BYTES",
+                    avatar_max_bytes * 4 + MIB,
+                    1024,
+                    1024 * MIB,
+                )?,
             },
             sync: SyncConfig {
                 request_wait: parse_ms("CHATROOMS_SYNC_WAIT_MS", 30_000)?,
@@ -206,9 +229,9 @@ impl Config {
                 scheduler_interval: parse_ms("CHATROOMS_SCHEDULER_INTERVAL_MS", 10_000)?,
                 retry_base: parse_ms("CHATROOMS_RETRY_BASE_MS", 500)?,
                 retry_cap: parse_ms("CHATROOMS_RETRY_CAP_MS", 300_000)?,
-                lease: parse_ms("CHATROOMS_ROOM_LEASE_MS", 30_000)?.max(Duration::from_millis(300)),
-                join_concurrency: parse_num("CHATROOMS_JOIN_CONCURRENCY", 8)?.max(1),
-                concurrency: parse_num("CHATROOMS_SYNC_CONCURRENCY", 8)?.max(1),
+                lease,
+                join_concurrency: parse_num("CHATROOMS_JOIN_CONCURRENCY", 8, 1, 1_000)?,
+                concurrency: parse_num("CHATROOMS_SYNC_CONCURRENCY", 8, 1, 1_000)?,
                 reconcile_interval: Some(parse_ms("CHATROOMS_RECONCILE_INTERVAL_MS", 300_000)?)
                     .filter(|interval| !interval.is_zero()),
             },
@@ -219,5 +242,51 @@ impl Config {
                 other => bail!("CHATROOMS_LOG_FORMAT {other:?} is not text or json"),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(extra: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut vars: HashMap<String, String> =
+            [("CHATROOMS_MATRIX_AS_TOKEN", "as"), ("CHATROOMS_API_TOKENS", "t")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        vars
+    }
+
+    fn refused(key: &str, value: &str) -> String {
+        match Config::from_map(&vars(&[(key, value)])) {
+            Ok(_) => panic!("{key}={value} was accepted"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn values_that_overflow_or_do_not_parse_stop_the_start() {
+        // 2^32 + 5 connections used to be truncated to 5.
+        assert!(refused("CHATROOMS_DATABASE_MAX_CONNECTIONS", "4294967301").contains("between 1 and"));
+        assert!(refused("CHATROOMS_SYNC_CONCURRENCY", "0").contains("between 1 and"));
+        assert!(refused("CHATROOMS_JOIN_CONCURRENCY", "-1").contains("whole number"));
+        assert!(refused("CHATROOMS_SYNC_WAIT_MS", "18446744073709551615").contains("at most"));
+        assert!(refused("CHATROOMS_SYNC_WAIT_MS", "18446744073709551616").contains("milliseconds"));
+        assert!(refused("CHATROOMS_RETRY_BASE_MS", "1.5").contains("milliseconds"));
+        assert!(refused("CHATROOMS_ROOM_LEASE_MS", "10").contains("at least 300"));
+        assert!(refused("CHATROOMS_AVATAR_MAX_BYTES", "18446744073709551615").contains("between"));
+        assert!(refused("CHATROOMS_BIND_ADDR", "localhost").contains("host:port"));
+    }
+
+    #[test]
+    fn defaults_hold_and_the_credentials_secret_is_not_derived_from_the_appservice_token() {
+        let config = Config::from_map(&vars(&[])).unwrap();
+        assert_eq!(config.database_max_connections, 10);
+        assert_eq!(config.sync.lease, Duration::from_secs(30));
+        assert!(config.auth.credentials_secret.is_none(), "generated and stored at startup instead");
+        let set = Config::from_map(&vars(&[("CHATROOMS_CREDENTIALS_SECRET", "s3cret")])).unwrap();
+        assert_eq!(set.auth.credentials_secret, Some(Secret::new("s3cret")));
     }
 }

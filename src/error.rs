@@ -78,11 +78,41 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-/// A homeserver that cannot do what a request needs right now: try again later.
+/// Unreachable or overloaded: `503` with `Retry-After`. A refusal: `502` naming the Matrix
+/// `errcode`. Our own token refused: `500`, a configuration fault of ours. The homeserver's
+/// address never appears in the message.
 impl From<crate::matrix::HomeserverError> for ApiError {
     fn from(err: crate::matrix::HomeserverError) -> Self {
-        tracing::warn!(error = %err, "homeserver call failed");
-        Self::homeserver_unavailable(format!("the homeserver did not answer as expected: {err}"))
+        use crate::matrix::{FailureKind, HomeserverError};
+        match (err.kind(), &err) {
+            (FailureKind::Transient, _) => {
+                tracing::warn!(error = %err, "homeserver unavailable");
+                let retry_after_secs = err.retry_after().map_or(5, |hint| hint.as_secs().clamp(1, 3600));
+                Self {
+                    retry_after_secs: Some(retry_after_secs),
+                    ..Self::homeserver_unavailable(format!(
+                        "the homeserver is unavailable; try again later ({err})"
+                    ))
+                }
+            }
+            (FailureKind::Configuration, _) => {
+                tracing::error!(error = %err, "the homeserver refuses the service's own token: fix the configuration");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "homeserver_credentials_refused",
+                    "the homeserver refuses this service's credentials; an operator must fix its configuration",
+                )
+            }
+            (FailureKind::Refused, HomeserverError::Matrix { .. }) => {
+                // The message names the Matrix errcode: "homeserver refused ...: HTTP 403 M_FORBIDDEN: ...".
+                tracing::warn!(error = %err, "homeserver refused");
+                Self::new(StatusCode::BAD_GATEWAY, "homeserver_refused", err.to_string())
+            }
+            (FailureKind::Refused, _) => {
+                tracing::warn!(error = %err, "unexpected homeserver answer");
+                Self::new(StatusCode::BAD_GATEWAY, "homeserver_error", err.to_string())
+            }
+        }
     }
 }
 
@@ -91,7 +121,8 @@ impl From<crate::sync::SyncError> for ApiError {
         match err {
             crate::sync::SyncError::Homeserver(e) => e.into(),
             crate::sync::SyncError::Database(e) => e.into(),
-            crate::sync::SyncError::Invalid(message) => Self::bad_request(message),
+            // Data of ours the homeserver could never take, or a panic: our fault.
+            other => Self::internal(other),
         }
     }
 }

@@ -9,6 +9,7 @@ pub struct Metrics {
     pub drift_repairs: AtomicU64,
     pub rooms_created: AtomicU64,
     pub rooms_purged: AtomicU64,
+    pub half_made_rooms_retired: AtomicU64,
 }
 
 impl Metrics {
@@ -35,6 +36,11 @@ impl Metrics {
             ),
             ("chatrooms_rooms_created_total", "Matrix rooms created", &self.rooms_created),
             ("chatrooms_rooms_purged_total", "Matrix rooms deleted and purged", &self.rooms_purged),
+            (
+                "chatrooms_half_made_rooms_retired_total",
+                "Rooms a homeserver crash left half-made, purged and created afresh",
+                &self.half_made_rooms_retired,
+            ),
         ];
         rows.iter()
             .map(|(name, help, value)| {

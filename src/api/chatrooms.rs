@@ -13,8 +13,8 @@ use crate::{
     auth::Caller,
     clock::to_datetime,
     domain::{
-        parse_scheduled_deletion, Avatar, AvatarInput, ChatroomId, EventId, OrganizationId, Role, RoleLists,
-        RoomKind, RoomName,
+        parse_scheduled_deletion, require_future, Avatar, AvatarInput, ChatroomId, EventId, OrganizationId,
+        Role, RoleLists, RoomKind, RoomName,
     },
     error::{ApiError, ApiResult, ErrorBody},
     matrix::power_levels,
@@ -125,10 +125,19 @@ pub(crate) fn parse_avatar(state: &AppState, input: Option<AvatarInput>) -> ApiR
     }
 }
 
-pub(crate) fn parse_deletion(state: &AppState, value: &serde_json::Value) -> ApiResult<Option<i64>> {
-    parse_scheduled_deletion(value, state.clock.now())
+/// The time as given; that it lies in the future is checked when it is stored
+/// ([`require_future_deletion`]), after an idempotent replay had its chance.
+pub(crate) fn parse_deletion(value: &serde_json::Value) -> ApiResult<Option<i64>> {
+    parse_scheduled_deletion(value)
         .map(|at| at.map(|at| at.timestamp_millis()))
         .map_err(ApiError::unprocessable)
+}
+
+fn require_future_deletion(state: &AppState, at: Option<i64>) -> ApiResult<()> {
+    match at.and_then(crate::clock::to_datetime) {
+        Some(at) => require_future(at, state.clock.now()).map_err(ApiError::unprocessable),
+        None => Ok(()),
+    }
 }
 
 /// Refuses role lists whose power levels would not fit in one Matrix state event.
@@ -174,6 +183,15 @@ pub(crate) async fn upload_avatar(state: &AppState, avatar: &Avatar) -> ApiResul
         .homeserver
         .upload_media(avatar.bytes().to_vec(), avatar.content_type(), avatar.file_name())
         .await?)
+}
+
+/// Deletes what was uploaded for a request that then failed: nothing of it stays behind.
+pub(crate) async fn discard_upload(state: &AppState, uploaded: Option<&OwnedMxcUri>) {
+    if let Some(mxc) = uploaded {
+        if let Err(e) = state.homeserver.delete_media(mxc).await {
+            tracing::warn!(error = %e, %mxc, "deleting the upload of a failed request failed");
+        }
+    }
 }
 
 /// What a create collided with.
@@ -259,45 +277,21 @@ pub(crate) async fn insert_room(
             return Ok(id);
         }
     }
+    require_future_deletion(state, draft.scheduled_deletion)?;
     check_power_levels_fit(state, &draft.roles)?;
     check_users_active(state, &draft.roles).await?;
     let avatar_url = match &draft.avatar {
         Some(avatar) => Some(upload_avatar(state, avatar).await?),
         None => None,
     };
-    let now = state.clock.now_ms();
-    let alias = format!("chatrooms_{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
-    let new_room = NewChatroom {
-        kind: draft.kind,
-        organization_id: draft.organization_id,
-        event_id: draft.event_id,
-        name: draft.name.as_str(),
-        avatar_url: avatar_url.as_ref(),
-        automation_enabled: draft.automation_enabled,
-        scheduled_deletion: draft.scheduled_deletion,
-        matrix_alias: &alias,
+    let stored = store_room_with_avatar(state, &draft, avatar_url.as_ref(), idempotency).await;
+    if !matches!(stored, Ok(Stored::New(_))) {
+        discard_upload(state, avatar_url.as_ref()).await;
+    }
+    let id = match stored? {
+        Stored::New(id) => id,
+        Stored::Replayed(id) => return Ok(id),
     };
-    let mut tx = state.store.begin().await?;
-    let id = match store_new_room(&mut tx, &new_room, &draft, idempotency, now).await {
-        Ok(id) => id,
-        Err(e) => {
-            drop(tx);
-            if let Some(mxc) = &avatar_url {
-                let _ = state.homeserver.delete_media(mxc).await; // Not needed after all.
-            }
-            if !store::is_unique_violation(&e) {
-                return Err(e.into());
-            }
-            // A concurrent request with the same key committed first: answer with its room.
-            if let Some(idempotency) = idempotency {
-                if let Some(id) = replay(state, idempotency, &draft).await? {
-                    return Ok(id);
-                }
-            }
-            return Err(CreateError::Exists);
-        }
-    };
-    tx.commit().await?;
     tracing::info!(
         chatroom = id,
         kind = draft.kind.as_str(),
@@ -305,6 +299,52 @@ pub(crate) async fn insert_room(
         "chatroom created"
     );
     Ok(id)
+}
+
+enum Stored {
+    New(ChatroomId),
+    /// A concurrent request with the same Idempotency-Key committed this room first.
+    Replayed(ChatroomId),
+}
+
+async fn store_room_with_avatar(
+    state: &AppState,
+    draft: &RoomDraft,
+    avatar_url: Option<&OwnedMxcUri>,
+    idempotency: Option<&Idempotency>,
+) -> Result<Stored, CreateError> {
+    let now = state.clock.now_ms();
+    let alias = format!("chatrooms_{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
+    let new_room = NewChatroom {
+        kind: draft.kind,
+        organization_id: draft.organization_id,
+        event_id: draft.event_id,
+        name: draft.name.as_str(),
+        avatar_url,
+        automation_enabled: draft.automation_enabled,
+        scheduled_deletion: draft.scheduled_deletion,
+        matrix_alias: &alias,
+    };
+    let mut tx = state.store.begin().await?;
+    let id = match store_new_room(&mut tx, &new_room, draft, idempotency, now).await {
+        Ok(id) => id,
+        Err(e) => {
+            drop(tx);
+            if !store::is_unique_violation(&e) {
+                return Err(e.into());
+            }
+            // A concurrent request with the same key committed first: answer with its room
+            // (and keep only its avatar).
+            if let Some(idempotency) = idempotency {
+                if let Some(id) = replay(state, idempotency, draft).await? {
+                    return Ok(Stored::Replayed(id));
+                }
+            }
+            return Err(CreateError::Exists);
+        }
+    };
+    tx.commit().await?;
+    Ok(Stored::New(id))
 }
 
 /// A validated change to an existing room; `None` leaves a field as it is.
@@ -326,6 +366,7 @@ pub(crate) async fn update_room(
     id: ChatroomId,
     update: RoomUpdate,
 ) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
+    require_future_deletion(state, update.scheduled_deletion.flatten())?;
     if let Some(roles) = &update.roles {
         check_power_levels_fit(state, roles)?;
         check_users_active(state, roles).await?;
@@ -335,21 +376,42 @@ pub(crate) async fn update_room(
         Some(None) => Some(None),
         None => None,
     };
+    let stored = store_update(state, id, &update, avatar_url.as_ref().map(Option::as_ref)).await;
+    if stored.is_err() {
+        discard_upload(state, avatar_url.as_ref().and_then(Option::as_ref)).await;
+    }
+    stored?;
+    respond_after_sync(state, id, StatusCode::OK).await
+}
+
+async fn store_update(
+    state: &AppState,
+    id: ChatroomId,
+    update: &RoomUpdate,
+    avatar_url: Option<Option<&OwnedMxcUri>>,
+) -> ApiResult<()> {
     let changes = ChatroomChanges {
         name: update.name.as_ref().map(RoomName::as_str),
-        avatar_url: avatar_url.as_ref().map(Option::as_ref),
+        avatar_url,
         automation_enabled: update.automation_enabled,
         scheduled_deletion: update.scheduled_deletion,
     };
     let now = state.clock.now_ms();
     let mut tx = state.store.begin().await?;
-    chatrooms::update(&mut tx, id, &changes, now).await?;
+    // Deleted since the handler looked it up: nothing is written.
+    if !chatrooms::update(&mut tx, id, &changes, now).await? {
+        return Err(gone(id));
+    }
     if let Some(roles) = &update.roles {
         chatrooms::replace_roles(&mut tx, id, roles).await?;
     }
     jobs::enqueue(&mut tx, id, now).await?;
     tx.commit().await?;
-    respond_after_sync(state, id, StatusCode::OK).await
+    Ok(())
+}
+
+pub(crate) fn gone(id: ChatroomId) -> ApiError {
+    ApiError::not_found(format!("chatroom {id} does not exist"))
 }
 
 /// The inserts of a new room: record, roles, sync job and idempotency key.
@@ -388,9 +450,7 @@ pub(crate) async fn resync(
 
 pub(crate) async fn load_room(state: &AppState, id: ChatroomId) -> ApiResult<Chatroom> {
     let mut conn = state.store.pool().acquire().await?;
-    chatrooms::find(&mut conn, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("chatroom {id} does not exist")))
+    chatrooms::find(&mut conn, id).await?.ok_or_else(|| gone(id))
 }
 
 /// After a committed change: let the homeserver catch up (for a bounded time), then answer
@@ -400,7 +460,7 @@ pub(crate) async fn respond_after_sync(
     id: ChatroomId,
     success: StatusCode,
 ) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
-    state.reconciler.converge_within_request(id).await;
+    state.reconciler.converge_within_request(vec![id]).await;
     let room = load_room(state, id).await?;
     let status = if room.sync.pending { StatusCode::ACCEPTED } else { success };
     Ok((status, Json(room.into())))
@@ -412,12 +472,12 @@ pub(crate) async fn delete_room(state: &AppState, room: &Chatroom) -> ApiResult<
     let now = state.clock.now_ms();
     let mut tx = state.store.begin().await?;
     if !chatrooms::mark_deleted(&mut tx, room.id, now).await? {
-        return Err(ApiError::not_found(format!("chatroom {} does not exist", room.id)));
+        return Err(gone(room.id));
     }
     jobs::enqueue(&mut tx, room.id, now).await?;
     tx.commit().await?;
     tracing::info!(chatroom = room.id, "chatroom deletion requested");
-    state.reconciler.converge_within_request(room.id).await;
+    state.reconciler.converge_within_request(vec![room.id]).await;
     let mut conn = state.store.pool().acquire().await?;
     let remaining = chatrooms::find_including_deleted(&mut conn, room.id).await?;
     Ok(if remaining.is_some() { StatusCode::ACCEPTED } else { StatusCode::NO_CONTENT })
@@ -488,7 +548,7 @@ pub async fn create_chatroom(
         event_id: None,
         name: parse_name(&body.name)?,
         roles: parse_roles(&body.admins, &body.moderators, &body.assigned_users)?,
-        scheduled_deletion: parse_deletion(&state, &body.scheduled_deletion)?,
+        scheduled_deletion: parse_deletion(&body.scheduled_deletion)?,
         avatar: parse_avatar(&state, body.avatar)?,
         automation_enabled: body.automation_enabled,
     };
@@ -674,11 +734,7 @@ pub async fn update_chatroom(
     caller.require_manage(room.organization_id)?;
     let update = RoomUpdate {
         name: body.name.as_deref().map(parse_name).transpose()?,
-        scheduled_deletion: body
-            .scheduled_deletion
-            .as_ref()
-            .map(|v| parse_deletion(&state, v))
-            .transpose()?,
+        scheduled_deletion: body.scheduled_deletion.as_ref().map(parse_deletion).transpose()?,
         avatar: body.avatar.map(|input| parse_avatar(&state, input)).transpose()?,
         automation_enabled: body.automation_enabled,
         roles: None,

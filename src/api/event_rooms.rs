@@ -80,8 +80,7 @@ pub async fn put_event_chatroom(
         body.moderators.as_deref().unwrap_or_default(),
         body.assigned_users.as_deref().unwrap_or_default(),
     )?;
-    let scheduled_deletion =
-        body.scheduled_deletion.as_ref().map(|v| parse_deletion(&state, v)).transpose()?;
+    let scheduled_deletion = body.scheduled_deletion.as_ref().map(parse_deletion).transpose()?;
     let avatar = body.avatar.map(|input| parse_avatar(&state, input)).transpose()?;
 
     let update = |name| RoomUpdate {

@@ -6,7 +6,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     chatrooms::{
-        check_power_levels_fit, check_users_active, load_room, parse_roles, respond_after_sync, resync,
+        check_power_levels_fit, check_users_active, gone, load_room, parse_roles, respond_after_sync, resync,
         ChatroomResponse,
     },
     extract::{ApiJson, ApiPath, ApiQuery},
@@ -65,6 +65,10 @@ pub async fn add_users(
     check_users_active(&state, &added).await?;
     let now = state.clock.now_ms();
     let mut tx = state.store.begin().await?;
+    // Deleted since it was looked up: nothing is written.
+    if !chatrooms::touch_live(&mut tx, id, now).await? {
+        return Err(gone(id));
+    }
     chatrooms::put_roles(&mut tx, id, &added).await?;
     jobs::enqueue(&mut tx, id, now).await?;
     tx.commit().await?;
@@ -97,6 +101,9 @@ pub async fn remove_user(
     caller.require_manage(room.organization_id)?;
     let now = state.clock.now_ms();
     let mut tx = state.store.begin().await?;
+    if !chatrooms::touch_live(&mut tx, id, now).await? {
+        return Err(gone(id));
+    }
     if !chatrooms::remove_member(&mut tx, id, user).await? {
         return Err(ApiError::not_found(format!("user {user} holds no role in chatroom {id}")));
     }

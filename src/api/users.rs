@@ -170,10 +170,8 @@ pub async fn deactivate_user(
     }
     tx.commit().await?;
     tracing::info!(user, rooms = rooms.len(), "app user deactivated");
-    let mut all_synced = true;
-    for room in rooms {
-        let outcome = state.reconciler.converge_within_request(room).await;
-        all_synced &= matches!(outcome, Some(crate::sync::SyncOutcome::Synced));
-    }
+    // The rooms converge side by side (bounded), all within one request wait.
+    let outcomes = state.reconciler.converge_within_request(rooms).await;
+    let all_synced = outcomes.iter().all(|o| matches!(o, Some(crate::sync::SyncOutcome::Synced)));
     Ok(if all_synced { StatusCode::NO_CONTENT } else { StatusCode::ACCEPTED })
 }

@@ -150,24 +150,25 @@ fn list_name(role: Role) -> &'static str {
     }
 }
 
-/// `scheduledDeletion`: an RFC 3339 time in the future, or null.
-pub fn parse_scheduled_deletion(
-    value: &serde_json::Value,
-    now: DateTime<Utc>,
-) -> Result<Option<DateTime<Utc>>, String> {
+/// `scheduledDeletion`: an RFC 3339 time, or null. Whether it lies in the future is checked
+/// apart ([`require_future`]), after an idempotent replay had its chance: a retry of a request
+/// whose time has passed since still gets the first answer.
+pub fn parse_scheduled_deletion(value: &serde_json::Value) -> Result<Option<DateTime<Utc>>, String> {
     match value {
         serde_json::Value::Null => Ok(None),
-        serde_json::Value::String(text) => {
-            let at = DateTime::parse_from_rfc3339(text)
-                .map_err(|e| format!("scheduledDeletion {text:?} is not an RFC 3339 time: {e}"))?
-                .with_timezone(&Utc);
-            if at <= now {
-                return Err(format!("scheduledDeletion {text} is not in the future"));
-            }
-            Ok(Some(at))
-        }
+        serde_json::Value::String(text) => DateTime::parse_from_rfc3339(text)
+            .map(|at| Some(at.with_timezone(&Utc)))
+            .map_err(|e| format!("scheduledDeletion {text:?} is not an RFC 3339 time: {e}")),
         other => Err(format!("scheduledDeletion must be an RFC 3339 string or null, not {other}")),
     }
+}
+
+/// A new `scheduledDeletion` must lie in the future.
+pub fn require_future(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), String> {
+    if at <= now {
+        return Err(format!("scheduledDeletion {} is not in the future", at.to_rfc3339()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -205,14 +206,15 @@ mod tests {
     #[test]
     fn scheduled_deletion_must_be_a_future_rfc3339_time_or_null() {
         let now = DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
-        assert_eq!(parse_scheduled_deletion(&serde_json::Value::Null, now), Ok(None));
-        let later = serde_json::json!("2030-01-02T00:00:00+02:00");
-        assert_eq!(
-            parse_scheduled_deletion(&later, now).unwrap().unwrap().to_rfc3339(),
-            "2030-01-01T22:00:00+00:00"
-        );
-        assert!(parse_scheduled_deletion(&serde_json::json!("2029-12-31T00:00:00Z"), now).is_err());
-        assert!(parse_scheduled_deletion(&serde_json::json!("tomorrow"), now).is_err());
-        assert!(parse_scheduled_deletion(&serde_json::json!(17), now).is_err());
+        assert_eq!(parse_scheduled_deletion(&serde_json::Value::Null), Ok(None));
+        let later =
+            parse_scheduled_deletion(&serde_json::json!("2030-01-02T00:00:00+02:00")).unwrap().unwrap();
+        assert_eq!(later.to_rfc3339(), "2030-01-01T22:00:00+00:00");
+        assert_eq!(require_future(later, now), Ok(()));
+        let earlier = parse_scheduled_deletion(&serde_json::json!("2029-12-31T00:00:00Z")).unwrap().unwrap();
+        assert!(require_future(earlier, now).is_err());
+        assert!(require_future(now, now).is_err());
+        assert!(parse_scheduled_deletion(&serde_json::json!("tomorrow")).is_err());
+        assert!(parse_scheduled_deletion(&serde_json::json!(17)).is_err());
     }
 }

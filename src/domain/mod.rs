@@ -5,6 +5,6 @@ mod chatroom;
 
 pub use avatar::{Avatar, AvatarInput};
 pub use chatroom::{
-    parse_scheduled_deletion, AppUserId, ChatroomId, EventId, OrganizationId, Role, RoleLists, RoomKind,
-    RoomName,
+    parse_scheduled_deletion, require_future, AppUserId, ChatroomId, EventId, OrganizationId, Role,
+    RoleLists, RoomKind, RoomName,
 };

@@ -3,6 +3,7 @@ use std::time::Duration;
 /// A failed homeserver call, classified so the worker knows whether to retry.
 #[derive(Debug, thiserror::Error)]
 pub enum HomeserverError {
+    /// No answer: connection refused or reset, a timeout. Never carries the homeserver's URL.
     #[error("homeserver unreachable during {operation}: {message}")]
     Transport { operation: &'static str, message: String },
     #[error("homeserver refused {operation}: HTTP {status} {errcode}: {message}")]
@@ -15,6 +16,17 @@ pub enum HomeserverError {
     },
     #[error("unexpected homeserver answer to {operation}: {message}")]
     Protocol { operation: &'static str, message: String },
+}
+
+/// What a failure means for whoever waits on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The network, an overloaded or restarting server, rate limits: retry by itself.
+    Transient,
+    /// The homeserver said no; repeating the same request may not help.
+    Refused,
+    /// The homeserver refuses the service's own token: an operator must fix the configuration.
+    Configuration,
 }
 
 impl HomeserverError {
@@ -30,18 +42,23 @@ impl HomeserverError {
             _ => None,
         }
     }
-    /// Worth retrying by itself: the network, an overloaded or restarting server, rate limits.
-    pub fn is_transient(&self) -> bool {
+    pub fn kind(&self) -> FailureKind {
         match self {
-            Self::Transport { .. } => true,
+            Self::Transport { .. } => FailureKind::Transient,
+            Self::Matrix { errcode, .. } if errcode == "M_UNKNOWN_TOKEN" => FailureKind::Configuration,
             Self::Matrix { status, errcode, .. } => {
-                *status >= 500
-                    || *status == 429
-                    || errcode == "M_LIMIT_EXCEEDED"
-                    || errcode == "M_UNKNOWN_TOKEN"
+                if *status >= 500 || *status == 429 || errcode == "M_LIMIT_EXCEEDED" {
+                    FailureKind::Transient
+                } else {
+                    FailureKind::Refused
+                }
             }
-            Self::Protocol { .. } => false,
+            Self::Protocol { .. } => FailureKind::Refused,
         }
+    }
+    /// Worth retrying by itself.
+    pub fn is_transient(&self) -> bool {
+        self.kind() == FailureKind::Transient
     }
     /// How long the homeserver asked us to wait (`M_LIMIT_EXCEEDED`'s `retry_after_ms`).
     pub fn retry_after(&self) -> Option<Duration> {

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use crate::config::Secret;
 
-pub use error::HomeserverError;
+pub use error::{FailureKind, HomeserverError};
 pub use ids::MatrixIds;
 pub use synapse::Synapse;
 
@@ -63,6 +63,8 @@ pub struct RoomState {
     pub name: Option<String>,
     pub avatar: Option<String>,
     pub power_levels: serde_json::Value,
+    /// `m.room.join_rules`' rule; `None` when the room has no such event.
+    pub join_rule: Option<String>,
     pub members: BTreeMap<OwnedUserId, Membership>,
 }
 
@@ -83,6 +85,9 @@ impl RoomState {
                     state.avatar = content["url"].as_str().filter(|u| !u.is_empty()).map(str::to_owned)
                 }
                 Some("m.room.power_levels") => state.power_levels = content.clone(),
+                Some("m.room.join_rules") => {
+                    state.join_rule = content["join_rule"].as_str().map(str::to_owned)
+                }
                 Some("m.room.member") => {
                     let user = event["state_key"].as_str().and_then(|s| UserId::parse(s).ok());
                     let membership = content["membership"].as_str().and_then(Membership::parse);
@@ -127,7 +132,7 @@ pub struct Device {
 #[async_trait]
 pub trait Homeserver: Send + Sync + 'static {
     fn ids(&self) -> &MatrixIds;
-    /// The homeserver answers at all (readiness).
+    /// The homeserver answers and accepts the service's own tokens (readiness).
     async fn ping(&self) -> HsResult<()>;
     /// The room version new rooms get when none is configured.
     async fn default_room_version(&self) -> HsResult<String>;
@@ -143,6 +148,10 @@ pub trait Homeserver: Send + Sync + 'static {
     /// Creates a room as the bot. `Ok(None)` means the alias is taken already (a previous attempt).
     async fn create_room(&self, room: &NewRoom) -> HsResult<Option<OwnedRoomId>>;
     async fn room_state(&self, room: &RoomId) -> HsResult<RoomState>;
+    /// The room's state whether or not the bot is in it (admin API); `None` for an unknown room.
+    async fn room_state_as_admin(&self, room: &RoomId) -> HsResult<Option<RoomState>>;
+    /// Removes an alias; an unknown alias counts as success.
+    async fn delete_alias(&self, alias: &RoomAliasId) -> HsResult<()>;
     async fn set_state(&self, room: &RoomId, event_type: &str, content: serde_json::Value) -> HsResult<()>;
     async fn invite(&self, room: &RoomId, user: &UserId) -> HsResult<()>;
     async fn join_as(&self, room: &RoomId, user: &UserId) -> HsResult<()>;

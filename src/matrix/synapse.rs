@@ -70,11 +70,6 @@ impl Synapse {
         self.http.request(method, self.url(path)).bearer_auth(self.as_token.expose())
     }
 
-    async fn admin_request(&self, method: Method, path: &str) -> HsResult<RequestBuilder> {
-        let token = self.admin_token().await?;
-        Ok(self.http.request(method, self.url(path)).bearer_auth(token.expose()))
-    }
-
     async fn admin_token(&self) -> HsResult<Secret> {
         if let Some(token) = &self.admin.configured {
             return Ok(token.clone());
@@ -135,15 +130,23 @@ impl Synapse {
         path: &str,
         body: Option<Value>,
     ) -> HsResult<Value> {
-        let mut request = self.admin_request(method, path).await?;
-        if let Some(body) = body {
-            request = request.json(&body);
+        let attempt = |token: Secret| {
+            let mut request = self.http.request(method.clone(), self.url(path)).bearer_auth(token.expose());
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            send(op, request)
+        };
+        let result = attempt(self.admin_token().await?).await;
+        match result {
+            // A token we logged in for ourselves may have been revoked: log in again, once. A
+            // configured token that is refused stays an error for the operator.
+            Err(e) if e.errcode() == Some("M_UNKNOWN_TOKEN") && self.admin.configured.is_none() => {
+                *self.admin.cached.lock().await = None;
+                attempt(self.admin_token().await?).await
+            }
+            other => other,
         }
-        let result = send(op, request).await;
-        if matches!(&result, Err(e) if e.errcode() == Some("M_UNKNOWN_TOKEN")) {
-            *self.admin.cached.lock().await = None;
-        }
-        result
     }
 }
 
@@ -161,15 +164,9 @@ fn enc(segment: &str) -> String {
 /// Sends a request and turns the answer into JSON or a classified error.
 async fn send(operation: &'static str, request: RequestBuilder) -> HsResult<Value> {
     let started = Instant::now();
-    let response = request
-        .send()
-        .await
-        .map_err(|e| HomeserverError::Transport { operation, message: error_chain(&e) })?;
+    let response = request.send().await.map_err(|e| transport_error(operation, e))?;
     let status = response.status();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| HomeserverError::Transport { operation, message: error_chain(&e) })?;
+    let bytes = response.bytes().await.map_err(|e| transport_error(operation, e))?;
     tracing::debug!(
         operation,
         status = status.as_u16(),
@@ -192,6 +189,13 @@ fn matrix_error(operation: &'static str, status: StatusCode, body: &Value, raw: 
         .unwrap_or_else(|| String::from_utf8_lossy(&raw[..raw.len().min(200)]).into_owned());
     let retry_after = body["retry_after_ms"].as_u64().map(Duration::from_millis);
     HomeserverError::Matrix { operation, status: status.as_u16(), errcode, message, retry_after }
+}
+
+/// A call that got no answer. The URL is left out: it names the homeserver's internal address,
+/// and these messages reach API responses (`syncError`).
+fn transport_error(operation: &'static str, err: reqwest::Error) -> HomeserverError {
+    let message = if err.is_timeout() { "timed out".to_owned() } else { error_chain(&err.without_url()) };
+    HomeserverError::Transport { operation, message }
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {
@@ -218,7 +222,16 @@ impl super::Homeserver for Synapse {
     }
 
     async fn ping(&self) -> HsResult<()> {
-        send("ping", self.http.get(self.url("/_matrix/client/versions"))).await.map(|_| ())
+        // whoami with our own token: reachable, and our credentials are accepted.
+        send("check the appservice token", self.as_request(Method::GET, "/_matrix/client/v3/account/whoami"))
+            .await?;
+        if self.admin.configured.is_some() || self.admin.cached.lock().await.is_some() {
+            let token = self.admin_token().await?;
+            let request =
+                self.http.get(self.url("/_matrix/client/v3/account/whoami")).bearer_auth(token.expose());
+            send("check the admin token", request).await?;
+        }
+        Ok(())
     }
 
     #[tracing::instrument(name = "homeserver.default_room_version", skip(self))]
@@ -316,6 +329,33 @@ impl super::Homeserver for Synapse {
             message: "state is not an array".into(),
         })?;
         Ok(RoomState::from_events(events))
+    }
+
+    #[tracing::instrument(name = "homeserver.room_state_as_admin", skip(self), fields(room = %room))]
+    async fn room_state_as_admin(&self, room: &RoomId) -> HsResult<Option<RoomState>> {
+        const OP: &str = "read room state (admin)";
+        let path = format!("/_synapse/admin/v1/rooms/{}/state", enc(room.as_str()));
+        let answer = match self.admin_send(OP, Method::GET, &path, None).await {
+            Ok(answer) => answer,
+            Err(e) if e.status() == Some(404) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let events = answer["state"].as_array().ok_or_else(|| HomeserverError::Protocol {
+            operation: OP,
+            message: "state is not an array".into(),
+        })?;
+        Ok(Some(RoomState::from_events(events)))
+    }
+
+    #[tracing::instrument(name = "homeserver.delete_alias", skip(self), fields(alias = %alias))]
+    async fn delete_alias(&self, alias: &RoomAliasId) -> HsResult<()> {
+        let path = format!("/_matrix/client/v3/directory/room/{}", enc(alias.as_str()));
+        // As the bot: the alias is in our exclusive namespace, which even a server admin may not edit.
+        match send("delete alias", self.as_request(Method::DELETE, &path)).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.status() == Some(404) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     #[tracing::instrument(name = "homeserver.set_state", skip(self, content), fields(room = %room))]

@@ -217,12 +217,13 @@ pub async fn insert(tx: &mut Tx, room: &NewChatroom<'_>, now: i64) -> sqlx::Resu
     .await
 }
 
+/// Changes a live room; false when it is gone or being deleted (nothing was written).
 pub async fn update(
     tx: &mut Tx,
     id: ChatroomId,
     changes: &ChatroomChanges<'_>,
     now: i64,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<bool> {
     // Each field is set to itself unless a new value is given; flags say which.
     sqlx::query(
         "UPDATE chatrooms SET \
@@ -231,7 +232,7 @@ pub async fn update(
            automation_enabled = CASE WHEN $6 THEN $7 ELSE automation_enabled END, \
            scheduled_deletion = CASE WHEN $8 THEN $9 ELSE scheduled_deletion END, \
            updated_at = $10 \
-         WHERE id = $1",
+         WHERE id = $1 AND deleted_at IS NULL",
     )
     .bind(id)
     .bind(changes.name.is_some())
@@ -245,7 +246,18 @@ pub async fn update(
     .bind(now)
     .execute(&mut **tx)
     .await
-    .map(|_| ())
+    .map(|done| done.rows_affected() > 0)
+}
+
+/// Marks a live room changed, taking its row lock for the rest of the transaction (a
+/// concurrent deletion waits or is waited for); false when it is gone or being deleted.
+pub async fn touch_live(tx: &mut Tx, id: ChatroomId, now: i64) -> sqlx::Result<bool> {
+    let result = sqlx::query("UPDATE chatrooms SET updated_at = $2 WHERE id = $1 AND deleted_at IS NULL")
+        .bind(id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(result.rows_affected() > 0)
 }
 
 /// Gives each listed user their role, moving users who held another one.
@@ -289,6 +301,20 @@ pub async fn set_matrix_room_id(conn: &mut AnyConnection, id: ChatroomId, room: 
         .map(|_| ())
 }
 
+/// Forgets a Matrix room the room turned out not to have (a half-made one being retired).
+pub async fn clear_matrix_room_id(
+    conn: &mut AnyConnection,
+    id: ChatroomId,
+    room: &RoomId,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE chatrooms SET matrix_room_id = NULL WHERE id = $1 AND matrix_room_id = $2")
+        .bind(id)
+        .bind(room.as_str())
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+}
+
 /// Marks a live room for deletion; false if it was gone or marked already (so it happens once).
 pub async fn mark_deleted(tx: &mut Tx, id: ChatroomId, now: i64) -> sqlx::Result<bool> {
     let result = sqlx::query("UPDATE chatrooms SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL")
@@ -299,11 +325,12 @@ pub async fn mark_deleted(tx: &mut Tx, id: ChatroomId, now: i64) -> sqlx::Result
     Ok(result.rows_affected() > 0)
 }
 
-/// Drops the record once the homeserver has purged the room; members and job go with it.
-pub async fn remove(conn: &mut AnyConnection, id: ChatroomId) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM chatroom_members WHERE chatroom_id = $1").bind(id).execute(&mut *conn).await?;
-    sqlx::query("DELETE FROM sync_jobs WHERE chatroom_id = $1").bind(id).execute(&mut *conn).await?;
-    sqlx::query("DELETE FROM chatrooms WHERE id = $1").bind(id).execute(&mut *conn).await.map(|_| ())
+/// Drops the record once the homeserver has purged the room; members and job go with it, in
+/// one transaction so no crash leaves a record without its members or job.
+pub async fn remove(tx: &mut Tx, id: ChatroomId) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM chatroom_members WHERE chatroom_id = $1").bind(id).execute(&mut **tx).await?;
+    sqlx::query("DELETE FROM sync_jobs WHERE chatroom_id = $1").bind(id).execute(&mut **tx).await?;
+    sqlx::query("DELETE FROM chatrooms WHERE id = $1").bind(id).execute(&mut **tx).await.map(|_| ())
 }
 
 /// Live rooms that exist on the homeserver: the drift check's work list.

@@ -11,7 +11,7 @@ pub async fn enqueue(conn: &mut AnyConnection, id: ChatroomId, now: i64) -> sqlx
         "INSERT INTO sync_jobs (chatroom_id, version, attempts, next_attempt_at, failed, reason) \
          VALUES ($1, 1, 0, $2, 0, 'change') \
          ON CONFLICT (chatroom_id) DO UPDATE SET version = sync_jobs.version + 1, attempts = 0, \
-           next_attempt_at = $2, failed = 0, reason = 'change'",
+           refusals = 0, next_attempt_at = $2, failed = 0, reason = 'change'",
     )
     .bind(id)
     .bind(now)
@@ -36,7 +36,7 @@ pub async fn enqueue_check(conn: &mut AnyConnection, id: ChatroomId, now: i64) -
 #[derive(Debug, PartialEq, Eq)]
 pub enum Lease {
     /// We hold the room until `locked_until`; the job's version when we took it.
-    Held { version: i64, attempts: i64, drift_check: bool },
+    Held { version: i64, attempts: i64, refusals: i64, drift_check: bool },
     /// Nothing to do: the room is in sync.
     NoJob,
     /// Another worker (maybe another instance) holds the room.
@@ -51,10 +51,10 @@ pub async fn lease(
     now: i64,
     until: i64,
 ) -> sqlx::Result<Lease> {
-    let taken: Option<(i64, i64, String)> = sqlx::query_as(
+    let taken: Option<(i64, i64, i64, String)> = sqlx::query_as(
         "UPDATE sync_jobs SET locked_by = $2, locked_until = $4 \
          WHERE chatroom_id = $1 AND (locked_until IS NULL OR locked_until < $3 OR locked_by = $2) \
-         RETURNING version, attempts, reason",
+         RETURNING version, attempts, refusals, reason",
     )
     .bind(id)
     .bind(owner)
@@ -62,8 +62,8 @@ pub async fn lease(
     .bind(until)
     .fetch_optional(&mut *conn)
     .await?;
-    if let Some((version, attempts, reason)) = taken {
-        return Ok(Lease::Held { version, attempts, drift_check: reason == "reconcile" });
+    if let Some((version, attempts, refusals, reason)) = taken {
+        return Ok(Lease::Held { version, attempts, refusals, drift_check: reason == "reconcile" });
     }
     let exists: Option<i64> = sqlx::query_scalar("SELECT chatroom_id FROM sync_jobs WHERE chatroom_id = $1")
         .bind(id)
@@ -115,28 +115,53 @@ pub async fn complete(
     release(conn, id, owner).await
 }
 
-/// Records a failed attempt and when to try again; `failed` stops retries until someone forces one.
+/// What a failed attempt leaves behind.
+pub struct Failure<'a> {
+    pub error: &'a str,
+    /// `transient`, `refused` or `configuration`.
+    pub kind: &'a str,
+    /// Refusals in a row, this one included (0 after a transient failure).
+    pub refusals: i64,
+    pub next_attempt_at: i64,
+    /// Stops the retries until someone forces one (or, for a configuration error, a restart).
+    pub failed: bool,
+}
+
+/// Records a failed attempt and when to try again.
 pub async fn record_failure(
     conn: &mut AnyConnection,
     id: ChatroomId,
     owner: &str,
-    error: &str,
-    next_attempt_at: i64,
-    failed: bool,
+    failure: &Failure<'_>,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE sync_jobs SET attempts = attempts + 1, last_error = $3, next_attempt_at = $4, failed = $5, \
-           locked_by = NULL, locked_until = NULL \
+        "UPDATE sync_jobs SET attempts = attempts + 1, refusals = $3, last_error = $4, error_kind = $5, \
+           next_attempt_at = $6, failed = $7, locked_by = NULL, locked_until = NULL \
          WHERE chatroom_id = $1 AND locked_by = $2",
     )
     .bind(id)
     .bind(owner)
-    .bind(error)
-    .bind(next_attempt_at)
-    .bind(failed as i64)
+    .bind(failure.refusals)
+    .bind(failure.error)
+    .bind(failure.kind)
+    .bind(failure.next_attempt_at)
+    .bind(failure.failed as i64)
     .execute(&mut *conn)
     .await
     .map(|_| ())
+}
+
+/// After a restart the configuration may be fixed: rooms stopped by a refused service token
+/// are retried.
+pub async fn retry_configuration_failures(conn: &mut AnyConnection, now: i64) -> sqlx::Result<u64> {
+    let result = sqlx::query(
+        "UPDATE sync_jobs SET failed = 0, refusals = 0, next_attempt_at = $1 \
+         WHERE failed = 1 AND error_kind = 'configuration'",
+    )
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected())
 }
 
 pub async fn release(conn: &mut AnyConnection, id: ChatroomId, owner: &str) -> sqlx::Result<()> {

@@ -75,6 +75,13 @@ pub fn plan(desired: &DesiredRoom, actual: &RoomState, ids: &MatrixIds) -> Plan 
     plan
 }
 
+/// A room createRoom did not finish (the homeserver crashed midway): the bot never joined, or
+/// the power levels or join rules that createRoom writes before anything else are missing.
+/// Nobody but the bot can be in such a room, so it is safe to retire.
+pub fn is_half_made(state: &RoomState, bot: &UserId) -> bool {
+    !state.members.contains_key(bot) || state.power_levels.is_null() || state.join_rule.is_none()
+}
+
 /// The users a new room is created with: its invite list and initial power levels.
 pub fn initial_power_users(
     members: &BTreeMap<OwnedUserId, Role>,
@@ -101,6 +108,7 @@ mod tests {
             name: Some("Team".into()),
             avatar: None,
             power_levels: json!({"ban": 50, "users": {"@app_1:hs": 100, "@app_2:hs": 50}}),
+            join_rule: Some("invite".into()),
             members: BTreeMap::from([
                 (uid("@bot:hs"), Membership::Join),
                 (uid("@app_1:hs"), Membership::Join),
@@ -172,6 +180,24 @@ mod tests {
         let plan = plan(&desired(), &actual, &ids());
         assert!(plan.invite.is_empty());
         assert_eq!(plan.join, vec![uid("@app_3:hs")]);
+    }
+
+    #[test]
+    fn a_room_createroom_did_not_finish_is_half_made_and_a_finished_one_is_not() {
+        let bot = uid("@bot:hs");
+        assert!(!is_half_made(&in_sync_state(), &bot));
+        let only_create = RoomState { room_version: "12".into(), ..Default::default() };
+        assert!(is_half_made(&only_create, &bot));
+        let mut no_levels = in_sync_state();
+        no_levels.power_levels = Value::Null;
+        assert!(is_half_made(&no_levels, &bot), "the bot joined, the crash came before the levels");
+        let mut no_join_rules = in_sync_state();
+        no_join_rules.join_rule = None;
+        assert!(is_half_made(&no_join_rules, &bot));
+        // A finished room the bot was removed from is not retired: its members and history count.
+        let mut bot_left = in_sync_state();
+        bot_left.members.insert(bot.clone(), Membership::Leave);
+        assert!(!is_half_made(&bot_left, &bot));
     }
 
     #[test]

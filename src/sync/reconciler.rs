@@ -1,11 +1,11 @@
 //! Brings one room on the homeserver to the state the database holds. Every step is safe to
 //! repeat: a crash or a failed call at any point leaves a job that the next attempt finishes.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
-use futures::{stream, StreamExt, TryStreamExt};
+use futures::{stream, FutureExt, StreamExt, TryStreamExt};
 use ruma::{OwnedRoomId, OwnedUserId, UserId};
-use tokio::sync::OnceCell;
+use tokio::{sync::OnceCell, task::JoinHandle, time::Instant};
 
 use super::{
     locks::RoomLocks,
@@ -15,24 +15,43 @@ use crate::{
     clock::Clock,
     config::SyncConfig,
     domain::{AppUserId, ChatroomId, Role},
-    matrix::{room_alias, Homeserver, HomeserverError, Membership, NewRoom},
+    matrix::{room_alias, FailureKind, Homeserver, HomeserverError, Membership, NewRoom},
     metrics::Metrics,
     store::{
         accounts,
         chatrooms::{self, Chatroom},
-        jobs::{self, Lease},
+        jobs::{self, Failure, Lease},
         Store,
     },
 };
 
-/// Attempts that end in the same kind of refusal before a room is reported `failed`.
-const PERMANENT_AFTER_ATTEMPTS: i64 = 3;
+/// Refusals in a row before a room is reported `failed`.
+const FAILED_AFTER_REFUSALS: i64 = 3;
 
-/// Capped exponential backoff from `base`; the homeserver's own `retry_after_ms` wins when longer.
-pub fn backoff(base: Duration, cap: Duration, attempts: i64, hint: Option<Duration>) -> Duration {
+/// Capped exponential backoff from `base`, spread by `jitter` (0 to 1: the delay's upper half
+/// is random, so rooms that failed together do not retry in lockstep); the homeserver's own
+/// `retry_after_ms` wins when longer.
+pub fn backoff(
+    base: Duration,
+    cap: Duration,
+    attempts: i64,
+    hint: Option<Duration>,
+    jitter: f64,
+) -> Duration {
     let exponent = attempts.clamp(0, 20) as u32;
     let delay = base.saturating_mul(2u32.saturating_pow(exponent)).min(cap);
+    let delay = delay.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0));
     hint.map_or(delay, |hint| hint.max(delay))
+}
+
+/// What a failed attempt does to the job: refusals in a row, and whether retries stop.
+pub fn after_failure(kind: FailureKind, refusals_before: i64) -> (i64, bool) {
+    match kind {
+        FailureKind::Transient => (0, false),
+        FailureKind::Refused => (refusals_before + 1, refusals_before + 1 >= FAILED_AFTER_REFUSALS),
+        // Retrying cannot help until an operator fixes the token; a restart retries these rooms.
+        FailureKind::Configuration => (refusals_before, true),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,16 +60,29 @@ pub enum SyncError {
     Homeserver(#[from] HomeserverError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// A fault of ours: data the homeserver could never take.
     #[error("{0}")]
     Invalid(String),
+    #[error("the sync panicked: {0}")]
+    Panicked(String),
 }
 
 impl SyncError {
-    fn is_transient(&self) -> bool {
+    pub fn kind(&self) -> FailureKind {
         match self {
-            Self::Homeserver(e) => e.is_transient(),
-            Self::Database(_) => true,
-            Self::Invalid(_) => false,
+            Self::Homeserver(e) => e.kind(),
+            Self::Database(_) => FailureKind::Transient,
+            Self::Invalid(_) | Self::Panicked(_) => FailureKind::Refused,
+        }
+    }
+    /// What the room's `syncError` says.
+    fn describe(&self) -> String {
+        match self.kind() {
+            FailureKind::Configuration => format!(
+                "configuration error: the homeserver refuses the service's own token \
+                 (CHATROOMS_MATRIX_AS_TOKEN or the admin token): {self}"
+            ),
+            _ => self.to_string(),
         }
     }
 }
@@ -59,10 +91,23 @@ impl SyncError {
 #[derive(Debug)]
 pub enum SyncOutcome {
     Synced,
-    /// The attempt failed; the job stays and is retried (unless the failure is permanent).
-    Failed(String),
-    /// Another worker holds the room right now; it will finish the job.
+    /// The attempt failed; the job stays. `retry_in` is when the next attempt is planned, or
+    /// `None` when retries stopped (`failed`).
+    Failed {
+        message: String,
+        retry_in: Option<Duration>,
+    },
+    /// Another worker (another instance) holds the room right now; it will finish the job.
     Busy,
+}
+
+/// Aborts the task when dropped: the lease renewal ends with the sync however the sync ends.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 pub struct Reconciler {
@@ -108,15 +153,52 @@ impl Reconciler {
         &self.metrics
     }
 
-    /// Converges the room in a task of its own and waits at most `request_wait` for it; past
-    /// that, the task goes on and the caller reports the change as pending.
-    pub async fn converge_within_request(self: &Arc<Self>, id: ChatroomId) -> Option<SyncOutcome> {
+    /// Converges the rooms (at most `concurrency` at once) and waits at most `request_wait` for
+    /// them, retrying transient failures within that wait. Past it the work goes on in the
+    /// background and the caller reports the change as pending. `None` for a room still going.
+    pub async fn converge_within_request(self: &Arc<Self>, ids: Vec<ChatroomId>) -> Vec<Option<SyncOutcome>> {
+        let deadline = Instant::now() + self.config.request_wait;
+        let count = ids.len();
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
         let this = Arc::clone(self);
-        let task = tokio::spawn(async move { this.converge(id).await });
-        match tokio::time::timeout(self.config.request_wait, task).await {
-            Ok(Ok(outcome)) => Some(outcome),
-            Ok(Err(join_error)) => Some(SyncOutcome::Failed(format!("sync task ended: {join_error}"))),
-            Err(_) => None,
+        // A task of its own: the attempts running at the deadline finish instead of being cut
+        // off mid-write (which would keep the room's lease until it expires).
+        tokio::spawn(async move {
+            stream::iter(ids.into_iter().enumerate())
+                .for_each_concurrent(this.config.concurrency, |(index, id)| {
+                    let (this, sender) = (this.clone(), sender.clone());
+                    async move {
+                        let outcome = this.converge_until(id, deadline).await;
+                        let _ = sender.send((index, outcome));
+                    }
+                })
+                .await;
+        });
+        let mut outcomes: Vec<Option<SyncOutcome>> = (0..count).map(|_| None).collect();
+        let collect = async {
+            while let Some((index, outcome)) = receiver.recv().await {
+                outcomes[index] = Some(outcome);
+            }
+        };
+        let _ = tokio::time::timeout_at(deadline, collect).await;
+        outcomes
+    }
+
+    /// Attempts until the room is in sync, retries stopped, or the next attempt would come
+    /// after `deadline`.
+    async fn converge_until(&self, id: ChatroomId, deadline: Instant) -> SyncOutcome {
+        loop {
+            let outcome = self.converge(id).await;
+            let wait = match &outcome {
+                SyncOutcome::Failed { retry_in: Some(delay), .. } => *delay,
+                // Another instance holds the room: see whether it finished.
+                SyncOutcome::Busy => self.config.retry_base,
+                _ => return outcome,
+            };
+            if Instant::now() + wait >= deadline {
+                return outcome;
+            }
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -128,7 +210,7 @@ impl Reconciler {
             Err(err) => {
                 // The database itself failed; the job stays as it was and the worker retries.
                 tracing::warn!(chatroom = id, error = %err, "sync bookkeeping failed");
-                SyncOutcome::Failed(err.to_string())
+                SyncOutcome::Failed { message: err.to_string(), retry_in: Some(self.config.retry_base) }
             }
         }
     }
@@ -137,15 +219,26 @@ impl Reconciler {
         let now = self.clock.now_ms();
         let until = now + self.config.lease.as_millis() as i64;
         let mut conn = self.store.pool().acquire().await?;
-        let (version, attempts, drift_check) =
+        let (version, attempts, refusals, drift_check) =
             match jobs::lease(&mut conn, id, &self.owner, now, until).await? {
-                Lease::Held { version, attempts, drift_check } => (version, attempts, drift_check),
+                Lease::Held { version, attempts, refusals, drift_check } => {
+                    (version, attempts, refusals, drift_check)
+                }
                 Lease::NoJob => return Ok(SyncOutcome::Synced),
                 Lease::Busy => return Ok(SyncOutcome::Busy),
             };
         drop(conn);
 
-        let result = self.apply_holding_lease(id).await;
+        // A panic in one room's sync is that room's failure, not the worker's end.
+        let result =
+            AssertUnwindSafe(self.apply_holding_lease(id)).catch_unwind().await.unwrap_or_else(|panic| {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
+                Err(SyncError::Panicked(message))
+            });
         let mut conn = self.store.pool().acquire().await?;
         match result {
             Ok(changed) => {
@@ -164,21 +257,42 @@ impl Reconciler {
             }
             Err(err) => {
                 // A refusal can be a race with a change on the homeserver (a user leaving while
-                // we kick them); the next attempt reads fresh state. Only a refusal that repeats
-                // stops the retries.
-                let permanent = !err.is_transient() && attempts + 1 >= PERMANENT_AFTER_ATTEMPTS;
+                // we kick them); the next attempt reads fresh state. Only refusals in a row stop
+                // the retries.
+                let kind = err.kind();
+                let (refusals, failed) = after_failure(kind, refusals);
                 let hint = match &err {
                     SyncError::Homeserver(e) => e.retry_after(),
                     _ => None,
                 };
-                let delay = backoff(self.config.retry_base, self.config.retry_cap, attempts, hint);
-                let message = err.to_string();
-                let next = self.clock.now_ms() + delay.as_millis() as i64;
-                jobs::record_failure(&mut conn, id, &self.owner, &message, next, permanent).await?;
+                let delay =
+                    backoff(self.config.retry_base, self.config.retry_cap, attempts, hint, rand::random());
+                let message = err.describe();
+                let kind_name = match kind {
+                    FailureKind::Transient => "transient",
+                    FailureKind::Refused => "refused",
+                    FailureKind::Configuration => "configuration",
+                };
+                let failure = Failure {
+                    error: &message,
+                    kind: kind_name,
+                    refusals,
+                    next_attempt_at: self.clock.now_ms() + delay.as_millis() as i64,
+                    failed,
+                };
+                jobs::record_failure(&mut conn, id, &self.owner, &failure).await?;
                 Metrics::count(&self.metrics.syncs_failed);
-                tracing::warn!(chatroom = id, attempts = attempts + 1, permanent, retry_in_ms = delay.as_millis() as u64,
-                    error = %message, "room sync failed");
-                Ok(SyncOutcome::Failed(message))
+                let attempts = attempts + 1;
+                let retry_in_ms = delay.as_millis() as u64;
+                match kind {
+                    FailureKind::Configuration => tracing::error!(chatroom = id, attempts, error = %message,
+                        "room sync stopped: fix the service's homeserver credentials and restart"),
+                    FailureKind::Refused if matches!(err, SyncError::Panicked(_)) => tracing::error!(
+                        chatroom = id, attempts, failed, retry_in_ms, error = %message, "room sync panicked"),
+                    _ => tracing::warn!(chatroom = id, attempts, failed, retry_in_ms, error = %message,
+                        "room sync failed"),
+                }
+                Ok(SyncOutcome::Failed { message, retry_in: (!failed).then_some(delay) })
             }
         }
     }
@@ -189,7 +303,7 @@ impl Reconciler {
     async fn apply_holding_lease(&self, id: ChatroomId) -> Result<bool, SyncError> {
         let (store, clock, owner, lease) =
             (self.store.clone(), self.clock.clone(), self.owner.clone(), self.config.lease);
-        let renewal = tokio::spawn(async move {
+        let _renewal = AbortOnDrop(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(lease / 3).await;
                 let until = clock.now_ms() + lease.as_millis() as i64;
@@ -201,10 +315,8 @@ impl Reconciler {
                     tracing::warn!(chatroom = id, error = %e, "renewing the room lease failed");
                 }
             }
-        });
-        let result = self.apply(id).await;
-        renewal.abort();
-        result
+        }));
+        self.apply(id).await
     }
 
     /// Converges the room; true when the homeserver had to change.
@@ -222,12 +334,29 @@ impl Reconciler {
         let members = self.matrix_members(&room)?;
         let users: Vec<AppUserId> = room.roles.iter().map(|(user, _)| user).collect();
         self.ensure_accounts(&users).await?;
-        let (room_id, created) = match &room.matrix_room_id {
+        let (mut room_id, mut created) = match &room.matrix_room_id {
             Some(room_id) => (room_id.clone(), false),
             None => (self.create(&room, &members).await?, true),
         };
 
-        let actual = self.homeserver.room_state(&room_id).await?;
+        // A homeserver that crashed mid-create can leave a room with little more than
+        // `m.room.create` behind the alias (often without the bot, which then reads a 403).
+        // Nobody else can be in such a room yet: retire it and create the room afresh.
+        let bot = self.homeserver.ids().bot();
+        let complete = match self.homeserver.room_state(&room_id).await {
+            Ok(actual) => Some(actual).filter(|actual| !plan::is_half_made(actual, bot)),
+            Err(e) if e.status() == Some(403) && self.is_half_made(&room_id).await? => None,
+            Err(e) => return Err(e.into()),
+        };
+        let actual = match complete {
+            Some(actual) => actual,
+            None => {
+                self.retire_half_made(&room, &room_id).await?;
+                room_id = self.create(&room, &members).await?;
+                created = true;
+                self.homeserver.room_state(&room_id).await?
+            }
+        };
         let desired = DesiredRoom {
             name: room.name.clone(),
             avatar: room.avatar_url.as_ref().map(|u| u.to_string()),
@@ -358,6 +487,29 @@ impl Reconciler {
         Ok(room_id)
     }
 
+    async fn is_half_made(&self, room_id: &OwnedRoomId) -> Result<bool, SyncError> {
+        let state = self.homeserver.room_state_as_admin(room_id).await?;
+        Ok(state.is_some_and(|state| plan::is_half_made(&state, self.homeserver.ids().bot())))
+    }
+
+    /// Purges a half-made room and frees its alias, so `create` makes the room anew under it.
+    /// Each step is safe to repeat: a crash in between leaves the job to finish it.
+    async fn retire_half_made(&self, room: &Chatroom, room_id: &OwnedRoomId) -> Result<(), SyncError> {
+        let hs = &self.homeserver;
+        tracing::warn!(chatroom = room.id, room = %room_id,
+            "the homeserver left this room half-made (a crash during createRoom?); creating it afresh");
+        let mut conn = self.store.pool().acquire().await?;
+        chatrooms::clear_matrix_room_id(&mut conn, room.id, room_id).await?;
+        drop(conn);
+        hs.purge_room(room_id).await?;
+        let alias = room_alias(&room.matrix_alias, hs.ids().server_name()).map_err(SyncError::Invalid)?;
+        if hs.resolve_alias(&alias).await?.as_ref() == Some(room_id) {
+            hs.delete_alias(&alias).await?;
+        }
+        Metrics::count(&self.metrics.half_made_rooms_retired);
+        Ok(())
+    }
+
     /// Deletes the room's media, shuts the room down and purges it, then drops the record.
     async fn purge(&self, room: &Chatroom) -> Result<(), SyncError> {
         let hs = &self.homeserver;
@@ -383,8 +535,9 @@ impl Reconciler {
         } else if let Some(avatar) = &room.avatar_url {
             hs.delete_media(avatar).await?;
         }
-        let mut conn = self.store.pool().acquire().await?;
-        chatrooms::remove(&mut conn, room.id).await?;
+        let mut tx = self.store.begin().await?;
+        chatrooms::remove(&mut tx, room.id).await?;
+        tx.commit().await?;
         Metrics::count(&self.metrics.rooms_purged);
         tracing::info!(chatroom = room.id, room = ?room_id, "room deleted and purged");
         Ok(())
@@ -398,12 +551,45 @@ mod tests {
     #[test]
     fn backoff_doubles_up_to_the_cap_and_honours_the_homeservers_hint() {
         let (base, cap) = (Duration::from_millis(500), Duration::from_secs(60));
-        assert_eq!(backoff(base, cap, 0, None), Duration::from_millis(500));
-        assert_eq!(backoff(base, cap, 1, None), Duration::from_secs(1));
-        assert_eq!(backoff(base, cap, 4, None), Duration::from_secs(8));
-        assert_eq!(backoff(base, cap, 10, None), cap);
-        assert_eq!(backoff(base, cap, 1_000, None), cap, "no overflow");
-        assert_eq!(backoff(base, cap, 0, Some(Duration::from_secs(3))), Duration::from_secs(3));
-        assert_eq!(backoff(base, cap, 4, Some(Duration::from_secs(3))), Duration::from_secs(8));
+        let most = |attempts, hint| backoff(base, cap, attempts, hint, 1.0);
+        assert_eq!(most(0, None), Duration::from_millis(500));
+        assert_eq!(most(1, None), Duration::from_secs(1));
+        assert_eq!(most(4, None), Duration::from_secs(8));
+        assert_eq!(most(10, None), cap);
+        assert_eq!(most(1_000, None), cap, "no overflow");
+        assert_eq!(most(0, Some(Duration::from_secs(3))), Duration::from_secs(3));
+        assert_eq!(most(4, Some(Duration::from_secs(3))), Duration::from_secs(8));
+    }
+
+    #[test]
+    fn backoff_jitter_spreads_the_delay_over_its_upper_half() {
+        let (base, cap) = (Duration::from_millis(1000), Duration::from_secs(60));
+        assert_eq!(backoff(base, cap, 2, None, 0.0), Duration::from_millis(2000));
+        assert_eq!(backoff(base, cap, 2, None, 0.5), Duration::from_millis(3000));
+        assert_eq!(backoff(base, cap, 2, None, 1.0), Duration::from_millis(4000));
+        assert_eq!(backoff(base, cap, 2, None, 7.0), Duration::from_millis(4000), "clamped");
+        let delays: std::collections::BTreeSet<_> =
+            (0..20).map(|_| backoff(base, cap, 2, None, rand::random())).collect();
+        assert!(delays.len() > 10, "random jitter gives different delays: {delays:?}");
+    }
+
+    #[test]
+    fn only_refusals_in_a_row_stop_the_retries() {
+        use FailureKind::*;
+        // Transient failures never stop retries and reset the count.
+        assert_eq!(after_failure(Transient, 2), (0, false));
+        assert_eq!(after_failure(Refused, 0), (1, false));
+        assert_eq!(after_failure(Refused, 1), (2, false));
+        assert_eq!(after_failure(Refused, 2), (3, true));
+        // transient, transient, refusal: one refusal in a row, still retried.
+        let mut refusals = 0;
+        for kind in [Transient, Transient, Refused] {
+            let (count, failed) = after_failure(kind, refusals);
+            refusals = count;
+            assert!(!failed);
+        }
+        assert_eq!(refusals, 1);
+        // The service's own token refused: stop at once, it needs an operator.
+        assert_eq!(after_failure(Configuration, 0), (0, true));
     }
 }

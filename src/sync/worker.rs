@@ -1,14 +1,22 @@
 //! Background loops: the outbox worker retries pending rooms; the scheduler starts the
 //! deletions whose time has come. Both survive restarts because their work is in the database.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
-use tokio::{sync::watch, task::JoinHandle};
+use tokio::{
+    sync::watch,
+    task::{JoinHandle, JoinSet},
+};
 
 use super::Reconciler;
 use crate::{
     clock::Clock,
     config::SyncConfig,
+    domain::ChatroomId,
     store::{chatrooms, idempotency, jobs, Store},
 };
 
@@ -54,7 +62,7 @@ pub fn spawn_background(
     if let Some(interval) = config.reconcile_interval {
         handles.push(tokio::spawn(run_drift_checks(store.clone(), clock.clone(), interval, stopped.clone())));
     }
-    handles.push(tokio::spawn(run_scheduler(reconciler.clone(), store.clone(), clock, config, stopped)));
+    handles.push(tokio::spawn(run_scheduler(store.clone(), clock, config, stopped)));
     BackgroundTasks { shutdown, handles, reconciler, store }
 }
 
@@ -66,6 +74,8 @@ async fn wait_or_stop(stopped: &mut watch::Receiver<bool>, period: Duration) -> 
     }
 }
 
+/// Keeps up to `concurrency` rooms converging; a slot that frees up is filled at once, so
+/// one slow room (a long purge, hundreds of joins) holds up only its own slot.
 async fn run_worker(
     reconciler: Arc<Reconciler>,
     store: Store,
@@ -73,33 +83,45 @@ async fn run_worker(
     config: SyncConfig,
     mut stopped: watch::Receiver<bool>,
 ) {
-    use futures::StreamExt;
-    let batch = (config.concurrency * 4) as i64;
+    let mut running: JoinSet<()> = JoinSet::new();
+    let mut in_flight: HashMap<tokio::task::Id, ChatroomId> = HashMap::new();
     loop {
-        let due = match store.pool().acquire().await {
-            Ok(mut conn) => jobs::due(&mut conn, clock.now_ms(), batch).await,
-            Err(e) => Err(e),
-        };
-        match due {
-            Ok(rooms) if !rooms.is_empty() => {
-                let full_batch = rooms.len() as i64 == batch;
-                // Bounded: at most `concurrency` rooms talk to the homeserver at once.
-                futures::stream::iter(rooms)
-                    .for_each_concurrent(config.concurrency, |id| {
+        let free = config.concurrency.saturating_sub(running.len());
+        if free > 0 && !*stopped.borrow() {
+            let due = match store.pool().acquire().await {
+                Ok(mut conn) => jobs::due(&mut conn, clock.now_ms(), (free + in_flight.len()) as i64).await,
+                Err(e) => Err(e),
+            };
+            match due {
+                Ok(rooms) => {
+                    let busy: HashSet<ChatroomId> = in_flight.values().copied().collect();
+                    for id in rooms.into_iter().filter(|id| !busy.contains(id)).take(free) {
                         let reconciler = reconciler.clone();
-                        async move {
+                        let task = running.spawn(async move {
                             reconciler.converge(id).await;
-                        }
-                    })
-                    .await;
-                if full_batch && !*stopped.borrow() {
-                    continue; // More may be due right away.
+                        });
+                        in_flight.insert(task.id(), id);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "reading due sync jobs failed"),
+            }
+        }
+        tokio::select! {
+            Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                let task = match &done {
+                    Ok((task, ())) => *task,
+                    Err(e) => e.id(),
+                };
+                let room = in_flight.remove(&task);
+                if let Err(e) = done {
+                    // converge catches panics; this is a last line of defence for the loop.
+                    tracing::error!(chatroom = ?room, error = %e, "a room's sync task ended abnormally");
                 }
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "reading due sync jobs failed"),
+            _ = tokio::time::sleep(config.worker_poll) => {}
+            _ = stopped.changed() => {}
         }
-        if wait_or_stop(&mut stopped, config.worker_poll).await {
+        if *stopped.borrow() && running.is_empty() {
             return;
         }
     }
@@ -133,8 +155,8 @@ pub async fn queue_drift_checks(store: &Store, clock: &dyn Clock) -> sqlx::Resul
     Ok(rooms.len())
 }
 
+/// Starts due deletions; the worker purges them alongside other rooms, each in its own slot.
 async fn run_scheduler(
-    reconciler: Arc<Reconciler>,
     store: Store,
     clock: Arc<dyn Clock>,
     config: SyncConfig,
@@ -142,13 +164,8 @@ async fn run_scheduler(
 ) {
     loop {
         forget_old_idempotency_keys(&store, clock.as_ref()).await;
-        match start_due_deletions(&store, clock.as_ref()).await {
-            Ok(started) => {
-                for id in started {
-                    reconciler.converge(id).await;
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "scheduled deletions failed"),
+        if let Err(e) = start_due_deletions(&store, clock.as_ref()).await {
+            tracing::warn!(error = %e, "scheduled deletions failed");
         }
         if wait_or_stop(&mut stopped, config.scheduler_interval).await {
             return;

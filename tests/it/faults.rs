@@ -14,6 +14,9 @@ async fn spawn_behind(proxy: &FaultProxy, extra: &[(&str, &str)]) -> TestApp {
     TestApp::spawn_with(move |env| {
         env.insert("CHATROOMS_HOMESERVER_URL".into(), url);
         env.insert("CHATROOMS_HOMESERVER_TIMEOUT_MS".into(), "2000".into());
+        // Writes retry within their wait: long enough for one timed-out call, short enough that
+        // a test with the homeserver down does not wait 30 s per write.
+        env.insert("CHATROOMS_SYNC_WAIT_MS".into(), "3000".into());
         env.extend(extra);
     })
     .await

@@ -54,6 +54,7 @@ async fn a_change_accepted_while_the_homeserver_is_down_is_applied_when_it_is_ba
     let dead_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let offline = TestApp::spawn_on(database.clone(), |env| {
         env.insert("CHATROOMS_HOMESERVER_URL".into(), format!("http://127.0.0.1:{dead_port}"));
+        env.insert("CHATROOMS_SYNC_WAIT_MS".into(), "1000".into());
     })
     .await;
     let (status, room) = offline
