@@ -40,6 +40,15 @@ impl Application {
     }
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        Self::build_with(config, clock, |synapse| synapse).await
+    }
+
+    /// `wrap` may put a layer around the Synapse adapter (tests inject faults with it).
+    pub async fn build_with(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        wrap: impl FnOnce(Arc<dyn Homeserver>) -> Arc<dyn Homeserver>,
+    ) -> anyhow::Result<Self> {
         let store = Store::connect(&config.database_url, config.database_max_connections).await?;
         store.migrate().await?;
         let credentials_secret = match &config.auth.credentials_secret {
@@ -54,7 +63,7 @@ impl Application {
             }
         }
         let homeserver: Arc<dyn Homeserver> =
-            Arc::new(Synapse::new(&config.matrix).context("configuring the homeserver")?);
+            wrap(Arc::new(Synapse::new(&config.matrix).context("configuring the homeserver")?));
         let reconciler = Arc::new(Reconciler::new(
             store.clone(),
             homeserver.clone(),

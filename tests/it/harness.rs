@@ -192,6 +192,15 @@ impl TestApp {
         database: Arc<TestDatabase>,
         customize: impl FnOnce(&mut HashMap<String, String>),
     ) -> Self {
+        Self::spawn_wrapped(database, customize, |synapse| synapse).await
+    }
+
+    /// Starts a service whose homeserver calls go through `wrap` (fault injection).
+    pub async fn spawn_wrapped(
+        database: Arc<TestDatabase>,
+        customize: impl FnOnce(&mut HashMap<String, String>),
+        wrap: impl FnOnce(Arc<dyn chatrooms::matrix::Homeserver>) -> Arc<dyn chatrooms::matrix::Homeserver>,
+    ) -> Self {
         init_logging();
         let hs = homeserver();
         let mut vars = base_env(hs, &database.url);
@@ -199,7 +208,7 @@ impl TestApp {
         let config = Config::from_map(&vars).expect("test configuration");
         let clock = ShiftedClock::default();
         let app =
-            Application::build_with_clock(config, Arc::new(clock.clone())).await.expect("building the app");
+            Application::build_with(config, Arc::new(clock.clone()), wrap).await.expect("building the app");
         let base = format!("http://{}", app.local_addr());
         let state = app.state().clone();
         let (shutdown, stopped) = oneshot::channel::<()>();
