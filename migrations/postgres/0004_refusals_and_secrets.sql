@@ -12,3 +12,11 @@ CREATE TABLE service_secrets (
     secret TEXT NOT NULL,
     created_at BIGINT NOT NULL
 );
+
+-- Half-made Matrix rooms (a homeserver crash during createRoom) whose alias was freed and whose
+-- chatroom got a new room: purged in the background, since a purge can wait minutes for locks
+-- the crashed homeserver left behind.
+CREATE TABLE retired_rooms (
+    matrix_room_id TEXT PRIMARY KEY,
+    retired_at BIGINT NOT NULL
+);

@@ -63,8 +63,6 @@ pub struct RoomState {
     pub name: Option<String>,
     pub avatar: Option<String>,
     pub power_levels: serde_json::Value,
-    /// `m.room.join_rules`' rule; `None` when the room has no such event.
-    pub join_rule: Option<String>,
     pub members: BTreeMap<OwnedUserId, Membership>,
 }
 
@@ -85,9 +83,6 @@ impl RoomState {
                     state.avatar = content["url"].as_str().filter(|u| !u.is_empty()).map(str::to_owned)
                 }
                 Some("m.room.power_levels") => state.power_levels = content.clone(),
-                Some("m.room.join_rules") => {
-                    state.join_rule = content["join_rule"].as_str().map(str::to_owned)
-                }
                 Some("m.room.member") => {
                     let user = event["state_key"].as_str().and_then(|s| UserId::parse(s).ok());
                     let membership = content["membership"].as_str().and_then(Membership::parse);

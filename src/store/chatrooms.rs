@@ -301,14 +301,33 @@ pub async fn set_matrix_room_id(conn: &mut AnyConnection, id: ChatroomId, room: 
         .map(|_| ())
 }
 
-/// Forgets a Matrix room the room turned out not to have (a half-made one being retired).
-pub async fn clear_matrix_room_id(
-    conn: &mut AnyConnection,
-    id: ChatroomId,
-    room: &RoomId,
-) -> sqlx::Result<()> {
+/// Forgets a half-made Matrix room of the room and queues it for purging, in one transaction.
+pub async fn retire_matrix_room(tx: &mut Tx, id: ChatroomId, room: &RoomId, now: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO retired_rooms (matrix_room_id, retired_at) VALUES ($1, $2) ON CONFLICT (matrix_room_id) DO NOTHING",
+    )
+    .bind(room.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
     sqlx::query("UPDATE chatrooms SET matrix_room_id = NULL WHERE id = $1 AND matrix_room_id = $2")
         .bind(id)
+        .bind(room.as_str())
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+}
+
+/// Retired Matrix rooms still to purge.
+pub async fn retired_rooms(conn: &mut AnyConnection, limit: i64) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT matrix_room_id FROM retired_rooms ORDER BY retired_at LIMIT $1")
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await
+}
+
+pub async fn forget_retired_room(conn: &mut AnyConnection, room: &RoomId) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM retired_rooms WHERE matrix_room_id = $1")
         .bind(room.as_str())
         .execute(&mut *conn)
         .await

@@ -76,10 +76,12 @@ pub fn plan(desired: &DesiredRoom, actual: &RoomState, ids: &MatrixIds) -> Plan 
 }
 
 /// A room createRoom did not finish (the homeserver crashed midway): the bot never joined, or
-/// the power levels or join rules that createRoom writes before anything else are missing.
-/// Nobody but the bot can be in such a room, so it is safe to retire.
+/// the power levels that createRoom writes right after the bot's join are missing. Nobody but
+/// the bot can be in such a room (invites come last), so it is safe to retire. Later initial
+/// state (join rules, history visibility) missing alone does not count: an earlier version
+/// finished such rooms, which have members by now, and Synapse's defaults match ours.
 pub fn is_half_made(state: &RoomState, bot: &UserId) -> bool {
-    !state.members.contains_key(bot) || state.power_levels.is_null() || state.join_rule.is_none()
+    !state.members.contains_key(bot) || state.power_levels.is_null()
 }
 
 /// The users a new room is created with: its invite list and initial power levels.
@@ -108,7 +110,6 @@ mod tests {
             name: Some("Team".into()),
             avatar: None,
             power_levels: json!({"ban": 50, "users": {"@app_1:hs": 100, "@app_2:hs": 50}}),
-            join_rule: Some("invite".into()),
             members: BTreeMap::from([
                 (uid("@bot:hs"), Membership::Join),
                 (uid("@app_1:hs"), Membership::Join),
@@ -191,9 +192,6 @@ mod tests {
         let mut no_levels = in_sync_state();
         no_levels.power_levels = Value::Null;
         assert!(is_half_made(&no_levels, &bot), "the bot joined, the crash came before the levels");
-        let mut no_join_rules = in_sync_state();
-        no_join_rules.join_rule = None;
-        assert!(is_half_made(&no_join_rules, &bot));
         // A finished room the bot was removed from is not retired: its members and history count.
         let mut bot_left = in_sync_state();
         bot_left.members.insert(bot.clone(), Membership::Leave);

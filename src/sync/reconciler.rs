@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use futures::{stream, FutureExt, StreamExt, TryStreamExt};
-use ruma::{OwnedRoomId, OwnedUserId, UserId};
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 use tokio::{sync::OnceCell, task::JoinHandle, time::Instant};
 
 use super::{
@@ -492,22 +492,51 @@ impl Reconciler {
         Ok(state.is_some_and(|state| plan::is_half_made(&state, self.homeserver.ids().bot())))
     }
 
-    /// Purges a half-made room and frees its alias, so `create` makes the room anew under it.
-    /// Each step is safe to repeat: a crash in between leaves the job to finish it.
+    /// Frees the alias of a half-made room, so `create` makes the room anew under it, and queues
+    /// the orphan for purging in the background (a purge can wait minutes for locks the crashed
+    /// homeserver left). Each step is safe to repeat: a crash in between leaves the job to
+    /// finish it.
     async fn retire_half_made(&self, room: &Chatroom, room_id: &OwnedRoomId) -> Result<(), SyncError> {
         let hs = &self.homeserver;
         tracing::warn!(chatroom = room.id, room = %room_id,
             "the homeserver left this room half-made (a crash during createRoom?); creating it afresh");
-        let mut conn = self.store.pool().acquire().await?;
-        chatrooms::clear_matrix_room_id(&mut conn, room.id, room_id).await?;
-        drop(conn);
-        hs.purge_room(room_id).await?;
+        let mut tx = self.store.begin().await?;
+        chatrooms::retire_matrix_room(&mut tx, room.id, room_id, self.clock.now_ms()).await?;
+        tx.commit().await?;
         let alias = room_alias(&room.matrix_alias, hs.ids().server_name()).map_err(SyncError::Invalid)?;
         if hs.resolve_alias(&alias).await?.as_ref() == Some(room_id) {
             hs.delete_alias(&alias).await?;
         }
         Metrics::count(&self.metrics.half_made_rooms_retired);
         Ok(())
+    }
+
+    /// Purges retired half-made rooms, a few at a time; a failed purge is tried again next time.
+    pub async fn purge_retired_rooms(&self) -> Result<usize, SyncError> {
+        let retired = {
+            let mut conn = self.store.pool().acquire().await?;
+            chatrooms::retired_rooms(&mut conn, 100).await?
+        };
+        let retired: Vec<OwnedRoomId> = retired.iter().filter_map(|id| RoomId::parse(id).ok()).collect();
+        let purged = stream::iter(retired)
+            .map(|room_id| async move {
+                match self.homeserver.purge_room(&room_id).await {
+                    Ok(()) => {
+                        let mut conn = self.store.pool().acquire().await?;
+                        chatrooms::forget_retired_room(&mut conn, &room_id).await?;
+                        tracing::info!(room = %room_id, "retired half-made room purged");
+                        Ok::<_, SyncError>(1)
+                    }
+                    Err(e) => {
+                        tracing::warn!(room = %room_id, error = %e, "purging a retired room failed; retried later");
+                        Ok(0)
+                    }
+                }
+            })
+            .buffer_unordered(self.config.join_concurrency)
+            .try_fold(0, |total, n| async move { Ok(total + n) })
+            .await?;
+        Ok(purged)
     }
 
     /// Deletes the room's media, shuts the room down and purges it, then drops the record.

@@ -62,6 +62,7 @@ pub fn spawn_background(
     if let Some(interval) = config.reconcile_interval {
         handles.push(tokio::spawn(run_drift_checks(store.clone(), clock.clone(), interval, stopped.clone())));
     }
+    handles.push(tokio::spawn(run_retired_purges(reconciler.clone(), config.clone(), stopped.clone())));
     handles.push(tokio::spawn(run_scheduler(store.clone(), clock, config, stopped)));
     BackgroundTasks { shutdown, handles, reconciler, store }
 }
@@ -166,6 +167,27 @@ async fn run_scheduler(
         forget_old_idempotency_keys(&store, clock.as_ref()).await;
         if let Err(e) = start_due_deletions(&store, clock.as_ref()).await {
             tracing::warn!(error = %e, "scheduled deletions failed");
+        }
+        if wait_or_stop(&mut stopped, config.scheduler_interval).await {
+            return;
+        }
+    }
+}
+
+/// Purges the half-made rooms a homeserver crash left behind, apart from the worker: such a
+/// purge can wait minutes for locks the crashed homeserver still holds.
+async fn run_retired_purges(
+    reconciler: Arc<Reconciler>,
+    config: SyncConfig,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        // Cut off at shutdown: the rooms stay listed, and the next start purges them.
+        tokio::select! {
+            purged = reconciler.purge_retired_rooms() => if let Err(e) = purged {
+                tracing::warn!(error = %e, "purging retired rooms failed");
+            },
+            _ = stopped.changed() => return,
         }
         if wait_or_stop(&mut stopped, config.scheduler_interval).await {
             return;
