@@ -7,6 +7,7 @@ mod concurrency;
 mod crash;
 mod faults;
 mod harness;
+mod homeserver_crash;
 mod idempotency;
 mod jwt;
 mod listing;
