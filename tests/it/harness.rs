@@ -556,3 +556,178 @@ impl FaultProxy {
         self.set(PROXY_UP);
     }
 }
+
+/// A Synapse of one test's own (its own directory and port), for tests that kill the homeserver
+/// itself; the shared one must stay up for the tests running beside them. It dies with the test
+/// process (PDEATHSIG) and when dropped, so a failing assertion leaves nothing running.
+pub struct PrivateHomeserver {
+    /// Leaked once per test, so a `TestApp` and a `MatrixView` can hold it as they hold the shared one.
+    pub hs: &'static Homeserver,
+    dir: PathBuf,
+    running: Mutex<Option<RunningSynapse>>,
+    admin: tokio::sync::OnceCell<String>,
+}
+
+struct RunningSynapse {
+    pid: libc::pid_t,
+    /// Owns and reaps the child; PDEATHSIG is tied to this thread, which lives as long as the child.
+    reaper: std::thread::JoinHandle<()>,
+}
+
+impl PrivateHomeserver {
+    pub async fn start() -> Self {
+        let root = repo_root();
+        let dir = std::env::temp_dir().join(format!(
+            "chatrooms-test-private-synapse-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let port = free_port();
+        let status = Command::new(root.join("scripts/synapse.sh"))
+            .args(["config", dir.to_str().unwrap(), &port.to_string()])
+            .env(
+                "SYNAPSE_BCRYPT_ROUNDS",
+                std::env::var("SYNAPSE_BCRYPT_ROUNDS").unwrap_or_else(|_| "4".into()),
+            )
+            .status()
+            .expect("running scripts/synapse.sh config");
+        assert!(status.success(), "scripts/synapse.sh config failed");
+        let env: HashMap<String, String> = std::fs::read_to_string(dir.join("env"))
+            .expect("synapse env file")
+            .lines()
+            .filter_map(|line| line.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .collect();
+        let hs: &'static Homeserver = Box::leak(Box::new(Homeserver {
+            url: format!("http://127.0.0.1:{port}"),
+            server_name: env["CHATROOMS_MATRIX_SERVER_NAME"].clone(),
+            env,
+        }));
+        let private = PrivateHomeserver { hs, dir, running: Mutex::new(None), admin: Default::default() };
+        private.restart().await;
+        private
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("synapse.log")
+    }
+
+    /// Starts Synapse (again) on the same directory and port and waits until it answers.
+    pub async fn restart(&self) {
+        assert!(self.running.lock().unwrap().is_none(), "Synapse is running already");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("synapse log file");
+        let config_path = self.dir.join("homeserver.yaml");
+        let python =
+            std::env::var("CHATROOMS_VENV").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".venv"));
+        let python = python.join("bin/python");
+        let (pid_tx, pid_rx) = std::sync::mpsc::channel();
+        let reaper = std::thread::spawn(move || {
+            use std::os::unix::process::CommandExt;
+            let mut command = Command::new(python);
+            command
+                .args(["-m", "synapse.app.homeserver", "-c"])
+                .arg(&config_path)
+                .stdout(Stdio::from(log.try_clone().unwrap()))
+                .stderr(Stdio::from(log));
+            unsafe {
+                command.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let mut child = command.spawn().expect("starting Synapse");
+            let _ = pid_tx.send(child.id() as libc::pid_t);
+            let _ = child.wait();
+        });
+        let pid = pid_rx.recv().expect("Synapse started");
+        *self.running.lock().unwrap() = Some(RunningSynapse { pid, reaper });
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(1)).build().unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let answered = http.get(format!("{}/_matrix/client/versions", self.hs.url)).send().await;
+            if matches!(answered, Ok(r) if r.status().is_success()) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "private Synapse did not come up; see {}",
+                self.log_path().display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no shutdown handler runs, whatever Synapse was writing stays half-written.
+    pub fn kill(&self) {
+        if let Some(running) = self.running.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            unsafe {
+                libc::kill(running.pid, libc::SIGKILL);
+            }
+            let _ = running.reaper.join();
+        }
+    }
+
+    /// A call on this homeserver's admin API (its own admin user, registered with the shared secret).
+    pub async fn admin_call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let matrix = MatrixView::new(self.hs);
+        let token = self
+            .admin
+            .get_or_init(|| async {
+                let secret = &self.hs.env["CHATROOMS_MATRIX_REGISTRATION_SHARED_SECRET"];
+                let (_, nonce) = matrix.call(Method::GET, "/_synapse/admin/v1/register", "", None).await;
+                let nonce = nonce["nonce"].as_str().expect("a registration nonce").to_owned();
+                let (user, password) = ("test-inspector", "test-inspector-password");
+                use hmac::Mac;
+                let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).unwrap();
+                mac.update(format!("{nonce}\0{user}\0{password}\0admin").as_bytes());
+                let body = json!({"nonce": nonce, "username": user, "password": password, "admin": true,
+                    "mac": hex::encode(mac.finalize().into_bytes())});
+                let (status, answer) =
+                    matrix.call(Method::POST, "/_synapse/admin/v1/register", "", Some(body)).await;
+                assert_eq!(status, StatusCode::OK, "{answer}");
+                answer["access_token"].as_str().unwrap().to_owned()
+            })
+            .await;
+        matrix.call(method, path, token, body).await
+    }
+}
+
+impl Drop for PrivateHomeserver {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("private Synapse kept for inspection: {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl TestApp {
+    /// A service on a fresh database, talking to the given homeserver (a private one) instead
+    /// of the shared one.
+    pub async fn spawn_against(
+        hs: &'static Homeserver,
+        customize: impl FnOnce(&mut HashMap<String, String>),
+    ) -> Self {
+        init_logging();
+        let database = Arc::new(fresh_database().await);
+        let mut vars = base_env(hs, &database.url);
+        customize(&mut vars);
+        let config = Config::from_map(&vars).expect("test configuration");
+        let clock = ShiftedClock::default();
+        let app =
+            Application::build_with_clock(config, Arc::new(clock.clone())).await.expect("building the app");
+        let base = format!("http://{}", app.local_addr());
+        let state = app.state().clone();
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
+        TestApp { base, http, clock, hs, database, state, shutdown: Some(shutdown), server: Some(server) }
+    }
+}

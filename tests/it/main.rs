@@ -8,6 +8,7 @@ mod crash;
 mod fault_injection;
 mod faults;
 mod harness;
+mod homeserver_crash;
 mod idempotency;
 mod jwt;
 mod listing;
