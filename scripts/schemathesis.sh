@@ -49,7 +49,19 @@ for _ in $(seq 1 100); do
 done
 
 status=0
-spec="$PWD/openapi/openapi.json"
+# The run authenticates with the API token only. A request carrying a second credential is a
+# 401 (one caller per request), so the fuzzer is shown only the api_token scheme: otherwise it
+# fills Personal-Access-Token and Authorization itself and most requests stop at the 401.
+spec="$work/openapi.json"
+python3 - "$PWD/openapi/openapi.json" "$spec" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+for item in doc["paths"].values():
+    for operation in item.values():
+        if isinstance(operation, dict) and "security" in operation:
+            operation["security"] = [s for s in operation["security"] if "api_token" in s]
+json.dump(doc, open(sys.argv[2], "w"))
+PY
 # Run inside the temporary directory: schemathesis keeps a cache in its working directory.
 cd "$work"
 "$TOOLS/bin/schemathesis" run "$spec" \

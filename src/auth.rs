@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
-use axum::{extract::FromRequestParts, http::request::Parts};
+use axum::{
+    extract::FromRequestParts,
+    http::{header::AUTHORIZATION, request::Parts},
+};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
@@ -11,7 +14,7 @@ use subtle::ConstantTimeEq;
 use crate::{
     app::AppState,
     config::{AuthConfig, Secret},
-    domain::{AppUserId, OrganizationId},
+    domain::{parse_id, AppUserId, OrganizationId},
     error::ApiError,
     store::chatrooms::Chatroom,
 };
@@ -121,45 +124,73 @@ impl Authenticator {
                 };
                 // The algorithm is pinned: a token naming another one (or none) is refused.
                 let mut validation = Validation::new(jwt.algorithm);
-                validation.set_required_spec_claims(&["exp", "sub"]);
                 validation.validate_nbf = true;
                 validation.leeway = 30;
+                // A configured issuer or audience is required, not only compared when present.
+                let mut required = vec!["exp", "sub"];
                 match &jwt.issuer {
-                    Some(iss) => validation.set_issuer(&[iss]),
+                    Some(iss) => {
+                        validation.set_issuer(&[iss]);
+                        required.push("iss");
+                    }
                     None => validation.iss = None,
                 }
                 match &jwt.audience {
-                    Some(aud) => validation.set_audience(&[aud]),
+                    Some(aud) => {
+                        validation.set_audience(&[aud]);
+                        required.push("aud");
+                    }
                     None => validation.validate_aud = false,
                 }
+                validation.set_required_spec_claims(&required);
                 Some((key, validation))
             }
         };
         Ok(Self { api_tokens: config.api_tokens.clone(), jwt })
     }
 
+    /// The one caller a request names. Every credential it carries must name the same caller:
+    /// a personal access token sent twice (`Personal-Access-Token` and `Authorization: Bearer`)
+    /// is fine when both are valid and say the same, while two tokens for different users, or
+    /// an `API-TOKEN` together with a JWT, leave it unclear who acts and are a `401`.
     pub fn authenticate(&self, parts: &Parts) -> Result<Caller, ApiError> {
-        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-        if let Some(token) = header(API_TOKEN_HEADER) {
-            let known = self.api_tokens.iter().fold(false, |found, candidate| {
-                // Compare against every token so timing does not tell which one nearly matched.
-                found | bool::from(candidate.expose().as_bytes().ct_eq(token.as_bytes()))
-            });
-            return if known {
-                Ok(Caller::Backend)
-            } else {
-                Err(ApiError::unauthorized("invalid API-TOKEN"))
-            };
-        }
-        let jwt = header(PERSONAL_ACCESS_TOKEN_HEADER).or_else(|| {
-            header("authorization")
-                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        });
-        match jwt {
-            Some(token) => self.verify_jwt(token).map(Caller::User),
-            None => Err(ApiError::unauthorized(
+        let api_token = single_header(parts, API_TOKEN_HEADER)?;
+        let personal = single_header(parts, PERSONAL_ACCESS_TOKEN_HEADER)?;
+        let bearer = single_header(parts, AUTHORIZATION.as_str())?.and_then(bearer_token);
+        let jwt = match (personal, bearer) {
+            (Some(personal), Some(bearer)) => {
+                let (first, second) = (self.verify_jwt(personal)?, self.verify_jwt(bearer)?);
+                if first != second {
+                    return Err(ApiError::unauthorized(
+                        "Personal-Access-Token and Authorization name different callers; send one",
+                    ));
+                }
+                Some(first)
+            }
+            (Some(token), None) | (None, Some(token)) => Some(self.verify_jwt(token)?),
+            (None, None) => None,
+        };
+        match (api_token, jwt) {
+            (Some(_), Some(_)) => Err(ApiError::unauthorized(
+                "send either an API-TOKEN or a personal access token, not both: the caller is ambiguous",
+            )),
+            (Some(token), None) => self.verify_api_token(token),
+            (None, Some(user)) => Ok(Caller::User(user)),
+            (None, None) => Err(ApiError::unauthorized(
                 "authentication required: send an API-TOKEN or a Personal-Access-Token header",
             )),
+        }
+    }
+
+    fn verify_api_token(&self, token: &str) -> Result<Caller, ApiError> {
+        let known = self.api_tokens.iter().fold(false, |found, candidate| {
+            // Compare against every token so timing does not tell which one nearly matched.
+            found | bool::from(candidate.expose().as_bytes().ct_eq(token.as_bytes()))
+        });
+        if known {
+            Ok(Caller::Backend)
+        } else {
+            Err(ApiError::unauthorized("invalid API-TOKEN"))
         }
     }
 
@@ -169,12 +200,32 @@ impl Authenticator {
         };
         let data = jsonwebtoken::decode::<Claims>(token, key, validation)
             .map_err(|e| ApiError::unauthorized(format!("invalid personal access token: {e}")))?;
-        let id = data.claims.sub.parse::<AppUserId>().ok().filter(|id| *id >= 0).ok_or_else(|| {
-            ApiError::unauthorized("invalid personal access token: sub must be an app user id")
+        let id = parse_id(&data.claims.sub).map_err(|e| {
+            ApiError::unauthorized(format!("invalid personal access token: sub must be an app user id: {e}"))
         })?;
         let organizations = data.claims.organizations.iter().map(|o| (o.id, o.admin)).collect();
         Ok(AppUser { id, organizations })
     }
+}
+
+/// A header's value, trimmed; the same header twice with different values is a `401`.
+fn single_header<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a str>, ApiError> {
+    let mut values = parts.headers.get_all(name).iter().map(|v| v.to_str().map(str::trim));
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    let first = first.map_err(|_| ApiError::unauthorized(format!("the {name} header is not valid text")))?;
+    if values.any(|other| other.ok() != Some(first)) {
+        return Err(ApiError::unauthorized(format!("the {name} header is sent twice with different values")));
+    }
+    Ok(Some(first))
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive);
+/// other schemes are not ours and ignored.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 impl FromRequestParts<AppState> for Caller {

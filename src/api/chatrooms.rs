@@ -7,14 +7,17 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{present, ApiJson, ApiPath, ApiQuery, IdempotencyKey};
+use super::{
+    extract::{present, ApiJson, ApiPath, ApiQuery, IdempotencyKey},
+    schema::{Byte, PositiveId},
+};
 use crate::{
     app::AppState,
     auth::Caller,
     clock::to_datetime,
     domain::{
-        parse_scheduled_deletion, require_future, Avatar, AvatarInput, ChatroomId, EventId, OrganizationId,
-        Role, RoleLists, RoomKind, RoomName,
+        check_id, parse_scheduled_deletion, require_future, Avatar, AvatarInput, ChatroomId, EventId, Id,
+        OrganizationId, Role, RoleLists, RoomKind, RoomName,
     },
     error::{ApiError, ApiResult, ErrorBody},
     matrix::power_levels,
@@ -111,6 +114,11 @@ pub(crate) fn parse_name(raw: &str) -> ApiResult<RoomName> {
     RoomName::parse(raw).map_err(ApiError::unprocessable)
 }
 
+/// An organization id from a JSON body: at least 1.
+pub(crate) fn parse_organization(id: i64) -> ApiResult<OrganizationId> {
+    check_id("organizationID", id).map_err(ApiError::unprocessable)
+}
+
 pub(crate) fn parse_roles(admins: &[i64], moderators: &[i64], assigned: &[i64]) -> ApiResult<RoleLists> {
     RoleLists::parse(admins, moderators, assigned).map_err(ApiError::unprocessable)
 }
@@ -140,8 +148,24 @@ fn require_future_deletion(state: &AppState, at: Option<i64>) -> ApiResult<()> {
     }
 }
 
-/// Refuses role lists whose power levels would not fit in one Matrix state event.
+/// Refuses a room's role lists (as they would be after the change) that hold more than
+/// [`RoleLists::MAX_PER_ROOM`] users.
+pub(crate) fn check_room_capacity(roles: &RoleLists) -> ApiResult<()> {
+    if roles.len() > RoleLists::MAX_PER_ROOM {
+        return Err(ApiError::unprocessable(format!(
+            "the room would hold {} users in its role lists; at most {} are allowed",
+            roles.len(),
+            RoleLists::MAX_PER_ROOM
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a room's role lists beyond the room's limits: more users than
+/// [`RoleLists::MAX_PER_ROOM`], or admins and moderators whose power levels would not fit in one
+/// Matrix state event.
 pub(crate) fn check_power_levels_fit(state: &AppState, roles: &RoleLists) -> ApiResult<()> {
+    check_room_capacity(roles)?;
     let ids = state.homeserver.ids();
     let mut users = std::collections::BTreeMap::new();
     for (user, role) in roles.iter() {
@@ -490,21 +514,28 @@ pub(crate) async fn delete_room(state: &AppState, room: &Chatroom) -> ApiResult<
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateChatroomRequest {
     #[serde(rename = "organizationID")]
+    #[schema(minimum = 1)]
     pub organization_id: i64,
-    /// 1 to 255 characters after trimming.
+    /// 1 to 255 characters after trimming, at least one of them visible.
     #[schema(min_length = 1, max_length = 255)]
     pub name: String,
+    /// App user ids. The three lists of a request name at most 1,000 users together, and a
+    /// room holds at most 10,000.
     #[serde(default)]
+    #[schema(value_type = Vec<PositiveId>, inline, max_items = 1000)]
     pub admins: Vec<i64>,
     #[serde(default)]
+    #[schema(value_type = Vec<PositiveId>, inline, max_items = 1000)]
     pub moderators: Vec<i64>,
     #[serde(default)]
+    #[schema(value_type = Vec<PositiveId>, inline, max_items = 1000)]
     pub assigned_users: Vec<i64>,
     #[serde(default)]
     pub automation_enabled: bool,
-    /// Image bytes (PNG, JPEG, GIF or WebP, sniffed from the bytes; at most
-    /// `CHATROOMS_AVATAR_MAX_BYTES`, 1 MiB by default) as an array of integers, or a base64 string.
-    #[schema(value_type = Option<Vec<u8>>)]
+    /// Image bytes (PNG, JPEG, GIF or WebP, read from the image's header; at most 4096×4096
+    /// pixels and `CHATROOMS_AVATAR_MAX_BYTES`, 1 MiB by default) as an array of integers, or a
+    /// base64 string.
+    #[schema(value_type = Option<Vec<Byte>>, inline)]
     pub avatar: Option<AvatarInput>,
     /// RFC 3339 time in the future, or null.
     #[serde(default)]
@@ -520,7 +551,7 @@ pub struct CreateChatroomRequest {
 /// (keys are kept 24 hours; the same key for a different request is a `422`).
 #[utoipa::path(
     post, path = "/chatrooms", tag = "chatrooms",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this request safe")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this request safe: 1 to 255 visible ASCII characters", min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$")),
     request_body = CreateChatroomRequest,
     responses(
         (status = 201, description = "Created on the homeserver", body = ChatroomResponse),
@@ -530,8 +561,10 @@ pub struct CreateChatroomRequest {
         (status = 403, description = "Caller does not administer the organization", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 422, description = "Invalid field (name, avatar, role lists, scheduledDeletion, wrong types), or an Idempotency-Key reused for another request", body = ErrorBody),
+        (status = 422, description = "Invalid field (organizationID, name, avatar, role lists or their limits, scheduledDeletion, wrong types, not an object), or an Idempotency-Key reused for another request", body = ErrorBody),
         (status = 503, description = "Homeserver unavailable for the avatar upload; nothing was stored", body = ErrorBody),
+        (status = 502, description = "The homeserver refused (code `homeserver_refused`; the message names the Matrix errcode); nothing changed", body = ErrorBody),
+        (status = 500, description = "A fault of ours, or the homeserver refuses this service's own credentials (code `homeserver_credentials_refused`)", body = ErrorBody),
     ),
     security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
 )]
@@ -541,10 +574,11 @@ pub async fn create_chatroom(
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<CreateChatroomRequest>,
 ) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
-    caller.require_manage(body.organization_id)?;
+    let organization_id = parse_organization(body.organization_id)?;
+    caller.require_manage(organization_id)?;
     let draft = RoomDraft {
         kind: RoomKind::Custom,
-        organization_id: body.organization_id,
+        organization_id,
         event_id: None,
         name: parse_name(&body.name)?,
         roles: parse_roles(&body.admins, &body.moderators, &body.assigned_users)?,
@@ -566,8 +600,8 @@ pub async fn create_chatroom(
 #[into_params(parameter_in = Query)]
 pub struct ListChatroomsQuery {
     /// Id of the organization.
-    #[param(required = true)]
-    pub organization_id: Option<i64>,
+    #[param(required = true, value_type = Option<i64>, minimum = 1)]
+    pub organization_id: Option<Id>,
     /// Return all entries, ignoring `limit` and `offset`.
     pub all: Option<bool>,
     /// Page size, 1 to 50 (default 10).
@@ -595,7 +629,7 @@ pub struct ChatroomPage {
     params(ListChatroomsQuery),
     responses(
         (status = 200, description = "The page", body = ChatroomPage),
-        (status = 400, description = "Missing organization_id, limit outside 1-50, negative offset, wrong types", body = ErrorBody),
+        (status = 400, description = "Missing organization_id or not a positive integer, limit outside 1-50, negative offset, wrong types", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
     ),
     security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
@@ -605,7 +639,7 @@ pub async fn list_chatrooms(
     caller: Caller,
     ApiQuery(query): ApiQuery<ListChatroomsQuery>,
 ) -> ApiResult<Json<ChatroomPage>> {
-    let organization_id =
+    let Id(organization_id) =
         query.organization_id.ok_or_else(|| ApiError::bad_request("organization_id is required"))?;
     let limit = query.limit.unwrap_or(10);
     if !(1..=50).contains(&limit) {
@@ -629,11 +663,11 @@ pub async fn list_chatrooms(
 #[into_params(parameter_in = Query)]
 pub struct ByEventQuery {
     /// Id of the organization the chatroom belongs to.
-    #[param(required = true)]
-    pub organization_id: Option<i64>,
+    #[param(required = true, value_type = Option<i64>, minimum = 1)]
+    pub organization_id: Option<Id>,
     /// Id of the event the chatroom belongs to.
-    #[param(required = true)]
-    pub event_id: Option<i64>,
+    #[param(required = true, value_type = Option<i64>, minimum = 1)]
+    pub event_id: Option<Id>,
 }
 
 /// Returns the chatroom of an event in an organization.
@@ -642,7 +676,7 @@ pub struct ByEventQuery {
     params(ByEventQuery),
     responses(
         (status = 200, description = "The event's chatroom", body = ChatroomResponse),
-        (status = 400, description = "Missing or invalid organization_id or event_id", body = ErrorBody),
+        (status = 400, description = "Missing organization_id or event_id, or not a positive integer", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Caller may not see this room", body = ErrorBody),
         (status = 404, description = "The event has no chatroom", body = ErrorBody),
@@ -654,8 +688,9 @@ pub async fn chatroom_by_event(
     caller: Caller,
     ApiQuery(query): ApiQuery<ByEventQuery>,
 ) -> ApiResult<Json<ChatroomResponse>> {
-    let org = query.organization_id.ok_or_else(|| ApiError::bad_request("organization_id is required"))?;
-    let event = query.event_id.ok_or_else(|| ApiError::bad_request("event_id is required"))?;
+    let Id(org) =
+        query.organization_id.ok_or_else(|| ApiError::bad_request("organization_id is required"))?;
+    let Id(event) = query.event_id.ok_or_else(|| ApiError::bad_request("event_id is required"))?;
     let mut conn = state.store.pool().acquire().await?;
     let room = chatrooms::find_for_event(&mut conn, org, event)
         .await?
@@ -667,10 +702,10 @@ pub async fn chatroom_by_event(
 /// Returns a chatroom.
 #[utoipa::path(
     get, path = "/chatrooms/{roomID}", tag = "chatrooms",
-    params(("roomID" = i64, Path, description = "Id of the chatroom")),
+    params(("roomID" = i64, Path, description = "Id of the chatroom", minimum = 1)),
     responses(
         (status = 200, description = "The chatroom", body = ChatroomResponse),
-        (status = 400, description = "roomID is not an integer", body = ErrorBody),
+        (status = 400, description = "roomID is not a positive integer", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Caller may not see this room", body = ErrorBody),
         (status = 404, description = "No such chatroom", body = ErrorBody),
@@ -680,7 +715,7 @@ pub async fn chatroom_by_event(
 pub async fn get_chatroom(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(id): ApiPath<ChatroomId>,
+    ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<Json<ChatroomResponse>> {
     let room = load_room(&state, id).await?;
     caller.require_read(&room)?;
@@ -691,12 +726,12 @@ pub async fn get_chatroom(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateChatroomRequest {
     pub automation_enabled: Option<bool>,
-    /// New name, 1 to 255 characters after trimming.
+    /// New name, 1 to 255 characters after trimming, at least one of them visible.
     #[schema(min_length = 1, max_length = 255)]
     pub name: Option<String>,
-    /// New avatar bytes; null or an empty array removes the avatar.
+    /// New avatar bytes (as for creating a room); null or an empty array removes the avatar.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Vec<u8>>)]
+    #[schema(value_type = Option<Vec<Byte>>, inline)]
     pub avatar: Option<Option<AvatarInput>>,
     /// RFC 3339 time in the future; null cancels a scheduled deletion.
     #[serde(default, deserialize_with = "present")]
@@ -708,26 +743,28 @@ pub struct UpdateChatroomRequest {
 /// `scheduledDeletion`. Absent fields stay as they are.
 #[utoipa::path(
     patch, path = "/chatrooms/{roomID}", tag = "chatrooms",
-    params(("roomID" = i64, Path, description = "Id of the chatroom")),
+    params(("roomID" = i64, Path, description = "Id of the chatroom", minimum = 1)),
     request_body = UpdateChatroomRequest,
     responses(
         (status = 200, description = "Updated, homeserver in sync", body = ChatroomResponse),
         (status = 202, description = "Stored; the homeserver has not caught up yet", body = ChatroomResponse),
-        (status = 400, description = "Malformed JSON or roomID", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, or roomID is not a positive integer", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Caller does not administer the organization", body = ErrorBody),
         (status = 404, description = "No such chatroom", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 422, description = "Invalid field, or the body is not a JSON object", body = ErrorBody),
         (status = 503, description = "Homeserver unavailable for the avatar upload; nothing changed", body = ErrorBody),
+        (status = 502, description = "The homeserver refused (code `homeserver_refused`; the message names the Matrix errcode); nothing changed", body = ErrorBody),
+        (status = 500, description = "A fault of ours, or the homeserver refuses this service's own credentials (code `homeserver_credentials_refused`)", body = ErrorBody),
     ),
     security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
 )]
 pub async fn update_chatroom(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(id): ApiPath<ChatroomId>,
+    ApiPath(Id(id)): ApiPath<Id>,
     ApiJson(body): ApiJson<UpdateChatroomRequest>,
 ) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
     let room = load_room(&state, id).await?;
@@ -746,11 +783,11 @@ pub async fn update_chatroom(
 /// the record removed. Default and event rooms have their own delete paths.
 #[utoipa::path(
     delete, path = "/chatrooms/{roomID}", tag = "chatrooms",
-    params(("roomID" = i64, Path, description = "Id of the chatroom")),
+    params(("roomID" = i64, Path, description = "Id of the chatroom", minimum = 1)),
     responses(
         (status = 204, description = "Deleted and purged from the homeserver"),
         (status = 202, description = "Deleted here; the homeserver purge is pending and retried"),
-        (status = 400, description = "roomID is not an integer", body = ErrorBody),
+        (status = 400, description = "roomID is not a positive integer", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Caller does not administer the organization", body = ErrorBody),
         (status = 404, description = "No such chatroom", body = ErrorBody),
@@ -761,7 +798,7 @@ pub async fn update_chatroom(
 pub async fn delete_chatroom(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(id): ApiPath<ChatroomId>,
+    ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<StatusCode> {
     let room = load_room(&state, id).await?;
     caller.require_manage(room.organization_id)?;
@@ -791,11 +828,11 @@ pub async fn delete_chatroom(
 /// stopped retrying (`syncStatus: failed`).
 #[utoipa::path(
     post, path = "/chatrooms/{roomID}/sync", tag = "chatrooms",
-    params(("roomID" = i64, Path, description = "Id of the chatroom")),
+    params(("roomID" = i64, Path, description = "Id of the chatroom", minimum = 1)),
     responses(
         (status = 200, description = "The homeserver matches the room", body = ChatroomResponse),
         (status = 202, description = "Still not in sync; retried (syncStatus and syncError tell)", body = ChatroomResponse),
-        (status = 400, description = "roomID is not an integer", body = ErrorBody),
+        (status = 400, description = "roomID is not a positive integer", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Caller does not administer the organization", body = ErrorBody),
         (status = 404, description = "No such chatroom", body = ErrorBody),
@@ -805,7 +842,7 @@ pub async fn delete_chatroom(
 pub async fn sync_chatroom(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(id): ApiPath<ChatroomId>,
+    ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
     let room = load_room(&state, id).await?;
     caller.require_manage(room.organization_id)?;

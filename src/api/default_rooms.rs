@@ -6,15 +6,15 @@ use utoipa::ToSchema;
 
 use super::{
     chatrooms::{
-        delete_room, insert_room, parse_name, respond_after_sync, ChatroomResponse, CreateError, Idempotency,
-        RoomDraft,
+        delete_room, insert_room, parse_name, parse_organization, respond_after_sync, ChatroomResponse,
+        CreateError, Idempotency, RoomDraft,
     },
     extract::{ApiJson, ApiPath, IdempotencyKey},
 };
 use crate::{
     app::AppState,
     auth::Caller,
-    domain::{OrganizationId, RoleLists, RoomKind},
+    domain::{Id, OrganizationId, RoleLists, RoomKind},
     error::{ApiError, ApiResult, ErrorBody},
     store::chatrooms,
 };
@@ -23,10 +23,12 @@ use crate::{
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateDefaultChatroomRequest {
     #[serde(rename = "organizationID")]
+    #[schema(minimum = 1)]
     pub organization_id: i64,
     #[serde(default)]
     pub automation_enabled: bool,
-    /// Our extension: the room's name (default `CHATROOMS_DEFAULT_ROOM_NAME`, "General").
+    /// Our extension: the room's name (default `CHATROOMS_DEFAULT_ROOM_NAME`, "General"); 1 to
+    /// 255 characters after trimming, at least one of them visible.
     #[schema(min_length = 1, max_length = 255)]
     pub name: Option<String>,
 }
@@ -38,7 +40,7 @@ pub struct CreateDefaultChatroomRequest {
 /// `Idempotency-Key` answers with the room it created.
 #[utoipa::path(
     post, path = "/chatrooms/default", tag = "chatrooms",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this request safe")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this request safe: 1 to 255 visible ASCII characters", min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$")),
     request_body = CreateDefaultChatroomRequest,
     responses(
         (status = 201, description = "Created on the homeserver", body = ChatroomResponse),
@@ -49,7 +51,7 @@ pub struct CreateDefaultChatroomRequest {
         (status = 409, description = "The organization has a default chatroom already (`default_room_exists`)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 422, description = "Invalid field, or an Idempotency-Key reused for another request", body = ErrorBody),
+        (status = 422, description = "Invalid field (organizationID, name, wrong types, not an object), or an Idempotency-Key reused for another request", body = ErrorBody),
     ),
     security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
 )]
@@ -59,7 +61,7 @@ pub async fn create_default_chatroom(
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<CreateDefaultChatroomRequest>,
 ) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
-    let org = body.organization_id;
+    let org = parse_organization(body.organization_id)?;
     caller.require_manage(org)?;
     let name = parse_name(body.name.as_deref().unwrap_or(&state.config.default_room_name))?;
     let draft = RoomDraft {
@@ -94,11 +96,11 @@ async fn exists_error(state: &AppState, org: OrganizationId) -> ApiError {
 /// Removes the default chatroom of an organization (the Matrix room is purged).
 #[utoipa::path(
     delete, path = "/organizations/{organizationID}/chatrooms/default", tag = "chatrooms",
-    params(("organizationID" = i64, Path, description = "Id of the organization")),
+    params(("organizationID" = i64, Path, description = "Id of the organization", minimum = 1)),
     responses(
         (status = 204, description = "Deleted and purged from the homeserver"),
         (status = 202, description = "Deleted here; the homeserver purge is pending and retried"),
-        (status = 400, description = "organizationID is not an integer", body = ErrorBody),
+        (status = 400, description = "organizationID is not a positive integer", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Caller does not administer the organization", body = ErrorBody),
         (status = 404, description = "The organization has no default chatroom", body = ErrorBody),
@@ -108,7 +110,7 @@ async fn exists_error(state: &AppState, org: OrganizationId) -> ApiError {
 pub async fn remove_default_chatroom(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(org): ApiPath<OrganizationId>,
+    ApiPath(Id(org)): ApiPath<Id>,
 ) -> ApiResult<StatusCode> {
     caller.require_manage(org)?;
     let room = {

@@ -10,11 +10,12 @@ use super::{
         update_room, ChatroomResponse, CreateError, RoomDraft, RoomUpdate,
     },
     extract::{present, ApiJson, ApiPath},
+    schema::{Byte, PositiveId},
 };
 use crate::{
     app::AppState,
     auth::Caller,
-    domain::{AvatarInput, EventId, OrganizationId, RoomKind},
+    domain::{AvatarInput, EventId, Id, OrganizationId, RoomKind},
     error::{ApiError, ApiResult, ErrorBody},
     store::chatrooms::{self, Chatroom},
 };
@@ -25,16 +26,23 @@ use crate::{
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PutEventChatroomRequest {
-    /// Required when the room does not exist yet; 1 to 255 characters after trimming.
+    /// Required when the room does not exist yet; 1 to 255 characters after trimming, at least
+    /// one of them visible.
     #[schema(min_length = 1, max_length = 255)]
     pub name: Option<String>,
     pub automation_enabled: Option<bool>,
+    /// App user ids. The three lists of a request name at most 1,000 users together, and a
+    /// room holds at most 10,000.
+    #[schema(value_type = Option<Vec<PositiveId>>, inline, max_items = 1000)]
     pub admins: Option<Vec<i64>>,
+    #[schema(value_type = Option<Vec<PositiveId>>, inline, max_items = 1000)]
     pub moderators: Option<Vec<i64>>,
+    #[schema(value_type = Option<Vec<PositiveId>>, inline, max_items = 1000)]
     pub assigned_users: Option<Vec<i64>>,
-    /// Image bytes (array of integers or base64); null or empty removes the avatar.
+    /// Image bytes (array of integers or base64, as for creating a room); null or empty removes
+    /// the avatar.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Vec<u8>>)]
+    #[schema(value_type = Option<Vec<Byte>>, inline)]
     pub avatar: Option<Option<AvatarInput>>,
     /// RFC 3339 time in the future, or null.
     #[serde(default, deserialize_with = "present")]
@@ -42,27 +50,29 @@ pub struct PutEventChatroomRequest {
     pub scheduled_deletion: Option<serde_json::Value>,
 }
 
-type EventPath = (OrganizationId, EventId);
+type EventPath = (Id, Id);
 
 /// Creates or updates the chatroom of an event. Idempotent: repeating a request changes nothing.
 #[utoipa::path(
     put, path = "/organizations/{organizationID}/events/{eventID}/chatroom", tag = "chatrooms",
     params(
-        ("organizationID" = i64, Path, description = "Id of the organization"),
-        ("eventID" = i64, Path, description = "Id of the event"),
+        ("organizationID" = i64, Path, description = "Id of the organization", minimum = 1),
+        ("eventID" = i64, Path, description = "Id of the event", minimum = 1),
     ),
     request_body = PutEventChatroomRequest,
     responses(
         (status = 201, description = "Created on the homeserver", body = ChatroomResponse),
         (status = 200, description = "Existed; updated as given and in sync", body = ChatroomResponse),
         (status = 202, description = "Stored; the homeserver has not caught up yet", body = ChatroomResponse),
-        (status = 400, description = "Malformed JSON or path", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, or organizationID or eventID is not a positive integer", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Caller does not administer the organization", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 422, description = "Invalid field, or no name for a new room", body = ErrorBody),
+        (status = 422, description = "Invalid field (role lists beyond their limits too), no name for a new room, or the body is not a JSON object", body = ErrorBody),
         (status = 503, description = "Homeserver unavailable for the avatar upload; nothing changed", body = ErrorBody),
+        (status = 502, description = "The homeserver refused (code `homeserver_refused`; the message names the Matrix errcode); nothing changed", body = ErrorBody),
+        (status = 500, description = "A fault of ours, or the homeserver refuses this service's own credentials (code `homeserver_credentials_refused`)", body = ErrorBody),
     ),
     security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
 )]
@@ -72,6 +82,7 @@ pub async fn put_event_chatroom(
     ApiPath((org, event)): ApiPath<EventPath>,
     ApiJson(body): ApiJson<PutEventChatroomRequest>,
 ) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
+    let (Id(org), Id(event)) = (org, event);
     caller.require_manage(org)?;
     let name = body.name.as_deref().map(parse_name).transpose()?;
     let lists_given = body.admins.is_some() || body.moderators.is_some() || body.assigned_users.is_some();
@@ -128,13 +139,13 @@ async fn find(state: &AppState, org: OrganizationId, event: EventId) -> ApiResul
 #[utoipa::path(
     delete, path = "/organizations/{organizationID}/events/{eventID}/chatroom", tag = "chatrooms",
     params(
-        ("organizationID" = i64, Path, description = "Id of the organization"),
-        ("eventID" = i64, Path, description = "Id of the event"),
+        ("organizationID" = i64, Path, description = "Id of the organization", minimum = 1),
+        ("eventID" = i64, Path, description = "Id of the event", minimum = 1),
     ),
     responses(
         (status = 204, description = "Deleted and purged from the homeserver"),
         (status = 202, description = "Deleted here; the homeserver purge is pending and retried"),
-        (status = 400, description = "Path is not two integers", body = ErrorBody),
+        (status = 400, description = "organizationID or eventID is not a positive integer", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Caller does not administer the organization", body = ErrorBody),
         (status = 404, description = "The event has no chatroom", body = ErrorBody),
@@ -146,6 +157,7 @@ pub async fn delete_event_chatroom(
     caller: Caller,
     ApiPath((org, event)): ApiPath<EventPath>,
 ) -> ApiResult<StatusCode> {
+    let (Id(org), Id(event)) = (org, event);
     caller.require_manage(org)?;
     let room = find(&state, org, event)
         .await?

@@ -1,10 +1,14 @@
 //! axum's extractors with their rejections turned into our error shape.
 
 use axum::{
+    body::Bytes,
     extract::{rejection::JsonRejection, FromRequest, FromRequestParts, Request},
-    http::request::Parts,
+    http::{header, request::Parts, StatusCode},
 };
-use serde::{de::DeserializeOwned, Deserialize, Deserializer};
+use serde::{
+    de::{DeserializeOwned, IgnoredAny},
+    Deserialize, Deserializer,
+};
 
 use crate::error::ApiError;
 
@@ -17,7 +21,9 @@ where
     T::deserialize(deserializer).map(Some)
 }
 
-/// A JSON body; malformed JSON, wrong types and missing fields get a 4xx saying which.
+/// A JSON object as the request body. A content type other than JSON is a `415`, malformed
+/// JSON a `400`, and JSON of the wrong shape (not an object, wrong types, missing or unknown
+/// fields) a `422` saying which.
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -28,25 +34,90 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_error(rejection)),
+        if !has_json_content_type(&req) {
+            return Err(unsupported_media_type());
         }
+        let bytes = read_body(req, state).await?;
+        parse_object(&bytes).map(Self)
     }
 }
 
+/// A JSON body that may also be left out entirely (then `T::default()`): an empty body without
+/// a content type (or with a JSON one). A body of any other content type is a `415`.
+pub struct ApiJsonOrEmpty<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJsonOrEmpty<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type_given = req.headers().contains_key(header::CONTENT_TYPE);
+        let json = has_json_content_type(&req);
+        let bytes = read_body(req, state).await?;
+        if !json && (content_type_given || !bytes.is_empty()) {
+            return Err(unsupported_media_type());
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        parse_object(&bytes).map(Self)
+    }
+}
+
+/// `application/json` or any `application/*+json`, as axum's `Json` accepts.
+fn has_json_content_type(req: &Request) -> bool {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some(("application", subtype)) => subtype == "json" || subtype.ends_with("+json"),
+        _ => false,
+    }
+}
+
+fn unsupported_media_type() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "expected Content-Type: application/json",
+    )
+}
+
+/// The body, within the configured limit (over it: `413`).
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        let status = rejection.status();
+        let code =
+            if status == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "invalid_request" };
+        ApiError::new(status, code, rejection.body_text())
+    })
+}
+
+/// Every request body is a JSON object: `[]`, `"x"`, `42` or `null` are refused (`422`) even
+/// where every field is optional, instead of being read as an empty request.
+fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(match serde_json::from_slice::<IgnoredAny>(bytes) {
+            Err(e) => ApiError::bad_request(format!("malformed JSON: {e}")),
+            Ok(_) => ApiError::unprocessable("invalid request body: expected a JSON object"),
+        });
+    }
+    axum::Json::<T>::from_bytes(bytes).map(|axum::Json(value)| value).map_err(json_error)
+}
+
 fn json_error(rejection: JsonRejection) -> ApiError {
-    use axum::http::StatusCode;
     let status = rejection.status();
     let message = match &rejection {
         JsonRejection::JsonDataError(e) => format!("invalid request body: {}", source_text(e)),
         JsonRejection::JsonSyntaxError(e) => format!("malformed JSON: {}", source_text(e)),
-        JsonRejection::MissingJsonContentType(_) => "expected Content-Type: application/json".to_owned(),
         other => other.body_text(),
     };
     match status {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(status, "payload_too_large", message),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(status, "unsupported_media_type", message),
         StatusCode::UNPROCESSABLE_ENTITY => ApiError::unprocessable(message),
         _ => ApiError::bad_request(message),
     }
@@ -59,27 +130,6 @@ fn source_text(err: &dyn std::error::Error) -> String {
         cause = next;
     }
     cause.to_string()
-}
-
-/// A JSON body that may also be left out entirely (then `T::default()`).
-pub struct ApiJsonOrEmpty<T>(pub T);
-
-impl<S, T> FromRequest<S> for ApiJsonOrEmpty<T>
-where
-    T: DeserializeOwned + Default,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|rejection| {
-            ApiError::new(rejection.status(), "invalid_request", rejection.body_text())
-        })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Self(T::default()));
-        }
-        axum::Json::<T>::from_bytes(&bytes).map(|axum::Json(value)| Self(value)).map_err(json_error)
-    }
 }
 
 /// Query parameters; unknown values and wrong types are a 400.
@@ -100,7 +150,8 @@ where
     }
 }
 
-/// Path parameters; a room id that is not an integer is a 400.
+/// Path parameters; with [`crate::domain::Id`] for ids, an id that is not a positive integer in
+/// digits (`abc`, `+7`, `07`, `0`) is a 400.
 pub struct ApiPath<T>(pub T);
 
 impl<S, T> FromRequestParts<S> for ApiPath<T>

@@ -23,12 +23,13 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok", database: None, homeserver: None })
 }
 
-/// The database and the homeserver are reachable.
+/// The database is reachable, and the homeserver answers and accepts the service's own tokens
+/// (appservice and admin, checked with `whoami`); a refused token is reported as such.
 #[utoipa::path(
     get, path = "/readyz", tag = "health",
     responses(
         (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "A dependency is unreachable", body = Health),
+        (status = 503, description = "A dependency is unreachable, or the homeserver refuses the service's credentials", body = Health),
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {

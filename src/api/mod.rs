@@ -7,6 +7,7 @@ pub mod event_rooms;
 mod extract;
 pub mod health;
 pub mod members;
+mod schema;
 pub mod user_session;
 pub mod users;
 

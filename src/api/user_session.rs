@@ -13,6 +13,7 @@ use super::{
 use crate::{
     app::AppState,
     auth::Caller,
+    domain::Id,
     error::{ApiError, ApiResult, ErrorBody},
     matrix::Device,
     store::accounts,
@@ -23,8 +24,8 @@ use crate::{
 pub struct SubjectQuery {
     /// With an API token only: the app user to act for. A personal access token always acts
     /// for its own user.
-    #[param(minimum = 0)]
-    pub user_id: Option<i64>,
+    #[param(value_type = Option<i64>, minimum = 1)]
+    pub user_id: Option<Id>,
 }
 
 /// The account a `/user/...` request acts for, provisioned on first need.
@@ -33,7 +34,7 @@ async fn subject_account(
     caller: &Caller,
     query: &SubjectQuery,
 ) -> ApiResult<ProvisionedAccount> {
-    provision_account(state, caller.subject(query.user_id)?).await
+    provision_account(state, caller.subject(query.user_id.map(|Id(user)| user))?).await
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -52,10 +53,12 @@ pub struct CredentialsResponse {
     params(SubjectQuery),
     responses(
         (status = 200, description = "Credentials for a password login", body = CredentialsResponse),
-        (status = 400, description = "user_id missing with an API token", body = ErrorBody),
+        (status = 400, description = "user_id missing with an API token, or not a positive integer", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Another user's credentials, or the user is deactivated", body = ErrorBody),
         (status = 503, description = "Homeserver unavailable; try again", body = ErrorBody),
+        (status = 502, description = "The homeserver refused (code `homeserver_refused`; the message names the Matrix errcode); nothing changed", body = ErrorBody),
+        (status = 500, description = "A fault of ours, or the homeserver refuses this service's own credentials (code `homeserver_credentials_refused`)", body = ErrorBody),
     ),
     security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
 )]
@@ -124,12 +127,15 @@ fn generate_device_id() -> String {
     request_body(content = LoginRequest, description = "May be empty"),
     responses(
         (status = 200, description = "Logged in", body = LoginResponse),
-        (status = 400, description = "Malformed JSON, or user_id missing with an API token", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, or user_id missing with an API token or not a positive integer", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Another user, or the user is deactivated", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 422, description = "Invalid deviceID", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "A body that is not JSON (an empty body needs no content type)", body = ErrorBody),
+        (status = 422, description = "Invalid deviceID, or the body is not a JSON object", body = ErrorBody),
         (status = 503, description = "Homeserver unavailable; try again", body = ErrorBody),
+        (status = 502, description = "The homeserver refused (code `homeserver_refused`; the message names the Matrix errcode); nothing changed", body = ErrorBody),
+        (status = 500, description = "A fault of ours, or the homeserver refuses this service's own credentials (code `homeserver_credentials_refused`)", body = ErrorBody),
     ),
     security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
 )]
@@ -139,7 +145,7 @@ pub async fn login(
     ApiQuery(query): ApiQuery<SubjectQuery>,
     ApiJsonOrEmpty(request): ApiJsonOrEmpty<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
-    let user = caller.subject(query.user_id)?;
+    let user = caller.subject(query.user_id.map(|Id(user)| user))?;
     let device_id = match request.device_id {
         Some(id) if valid_device_id(&id) => id,
         Some(_) => {
@@ -173,10 +179,12 @@ pub struct DevicesResponse {
     params(SubjectQuery),
     responses(
         (status = 200, description = "The devices", body = DevicesResponse),
-        (status = 400, description = "user_id missing with an API token", body = ErrorBody),
+        (status = 400, description = "user_id missing with an API token, or not a positive integer", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Another user's devices, or the user is deactivated", body = ErrorBody),
         (status = 503, description = "Homeserver unavailable; try again", body = ErrorBody),
+        (status = 502, description = "The homeserver refused (code `homeserver_refused`; the message names the Matrix errcode); nothing changed", body = ErrorBody),
+        (status = 500, description = "A fault of ours, or the homeserver refuses this service's own credentials (code `homeserver_credentials_refused`)", body = ErrorBody),
     ),
     security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
 )]
@@ -196,11 +204,13 @@ pub async fn list_devices(
     params(("deviceID" = String, Path, description = "The device"), SubjectQuery),
     responses(
         (status = 204, description = "Logged out"),
-        (status = 400, description = "user_id missing with an API token", body = ErrorBody),
+        (status = 400, description = "user_id missing with an API token, or not a positive integer", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Another user's device, or the user is deactivated", body = ErrorBody),
         (status = 404, description = "The user has no such device", body = ErrorBody),
         (status = 503, description = "Homeserver unavailable; try again", body = ErrorBody),
+        (status = 502, description = "The homeserver refused (code `homeserver_refused`; the message names the Matrix errcode); nothing changed", body = ErrorBody),
+        (status = 500, description = "A fault of ours, or the homeserver refuses this service's own credentials (code `homeserver_credentials_refused`)", body = ErrorBody),
     ),
     security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
 )]
@@ -225,10 +235,12 @@ pub async fn logout_device(
     params(SubjectQuery),
     responses(
         (status = 204, description = "Every device logged out"),
-        (status = 400, description = "user_id missing with an API token", body = ErrorBody),
+        (status = 400, description = "user_id missing with an API token, or not a positive integer", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Another user's devices, or the user is deactivated", body = ErrorBody),
         (status = 503, description = "Homeserver unavailable; try again", body = ErrorBody),
+        (status = 502, description = "The homeserver refused (code `homeserver_refused`; the message names the Matrix errcode); nothing changed", body = ErrorBody),
+        (status = 500, description = "A fault of ours, or the homeserver refuses this service's own credentials (code `homeserver_credentials_refused`)", body = ErrorBody),
     ),
     security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
 )]

@@ -9,11 +9,12 @@ use utoipa::ToSchema;
 use super::{
     chatrooms::{parse_avatar, upload_avatar},
     extract::{present, ApiJson, ApiPath},
+    schema::Byte,
 };
 use crate::{
     app::AppState,
     auth::Caller,
-    domain::AppUserId,
+    domain::{AppUserId, Id},
     error::{ApiError, ApiResult, ErrorBody},
     store::{accounts, chatrooms, jobs},
 };
@@ -59,9 +60,10 @@ pub struct UpdateUserRequest {
     /// Display name on the homeserver (1 to 256 characters); null removes it.
     #[serde(default, deserialize_with = "present")]
     pub display_name: Option<Option<String>>,
-    /// Avatar bytes (array of integers or base64; PNG, JPEG, GIF or WebP); null removes it.
+    /// Avatar bytes (array of integers or base64; PNG, JPEG, GIF or WebP, as for rooms); null
+    /// removes it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Vec<u8>>)]
+    #[schema(value_type = Option<Vec<Byte>>, inline)]
     pub avatar: Option<Option<crate::domain::AvatarInput>>,
 }
 
@@ -80,24 +82,26 @@ pub struct UserProfileResponse {
 /// Sets an app user's Matrix display name and avatar (creating the account if needed).
 #[utoipa::path(
     put, path = "/users/{userID}", tag = "users",
-    params(("userID" = i64, Path, description = "Id of the app user")),
+    params(("userID" = i64, Path, description = "Id of the app user", minimum = 1)),
     request_body = UpdateUserRequest,
     responses(
         (status = 200, description = "The homeserver profile was updated", body = UserProfileResponse),
-        (status = 400, description = "Malformed JSON or userID", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, or userID is not a positive integer", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Not the backend, or the user is deactivated", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 422, description = "Invalid display name or avatar", body = ErrorBody),
+        (status = 422, description = "Invalid display name or avatar, or the body is not a JSON object", body = ErrorBody),
         (status = 503, description = "Homeserver unavailable; try again", body = ErrorBody),
+        (status = 502, description = "The homeserver refused (code `homeserver_refused`; the message names the Matrix errcode); nothing changed", body = ErrorBody),
+        (status = 500, description = "A fault of ours, or the homeserver refuses this service's own credentials (code `homeserver_credentials_refused`)", body = ErrorBody),
     ),
     security(("api_token" = []))
 )]
 pub async fn update_user(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(user): ApiPath<AppUserId>,
+    ApiPath(Id(user)): ApiPath<Id>,
     ApiJson(body): ApiJson<UpdateUserRequest>,
 ) -> ApiResult<Json<UserProfileResponse>> {
     caller.require_backend()?;
@@ -140,21 +144,23 @@ pub async fn update_user(
 /// longer log in), and the user is removed from every room's role lists.
 #[utoipa::path(
     delete, path = "/users/{userID}", tag = "users",
-    params(("userID" = i64, Path, description = "Id of the app user")),
+    params(("userID" = i64, Path, description = "Id of the app user", minimum = 1)),
     responses(
         (status = 204, description = "Deactivated; every affected room is in sync"),
         (status = 202, description = "Deactivated; some rooms are still converging"),
-        (status = 400, description = "userID is not an integer", body = ErrorBody),
+        (status = 400, description = "userID is not a positive integer", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Not the backend", body = ErrorBody),
         (status = 503, description = "Homeserver unavailable; nothing changed", body = ErrorBody),
+        (status = 502, description = "The homeserver refused (code `homeserver_refused`; the message names the Matrix errcode); nothing changed", body = ErrorBody),
+        (status = 500, description = "A fault of ours, or the homeserver refuses this service's own credentials (code `homeserver_credentials_refused`)", body = ErrorBody),
     ),
     security(("api_token" = []))
 )]
 pub async fn deactivate_user(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(user): ApiPath<AppUserId>,
+    ApiPath(Id(user)): ApiPath<Id>,
 ) -> ApiResult<StatusCode> {
     caller.require_backend()?;
     let matrix_user = state.homeserver.ids().user_id(user).map_err(ApiError::bad_request)?;

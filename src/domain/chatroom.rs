@@ -69,9 +69,39 @@ impl Role {
     }
 }
 
-/// A room name: trimmed, 1 to 255 characters.
+/// A room name: trimmed, 1 to 255 characters, at least one of them visible.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoomName(String);
+
+/// Characters that show nothing by themselves: whitespace of any kind, Unicode's
+/// default-ignorable code points (zero-width spaces and joiners, direction marks and
+/// overrides, the byte order mark, the soft hyphen, variation selectors, Hangul fillers, tags)
+/// and the blank Braille pattern. A name made only of them looks empty.
+fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'..='\u{1160}'
+                | '\u{17B4}'..='\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{2800}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF0}'..='\u{FFF8}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
+}
 
 impl RoomName {
     pub const MAX_CHARS: usize = 255;
@@ -88,6 +118,9 @@ impl RoomName {
         if trimmed.chars().any(char::is_control) {
             return Err("name must not contain control characters".into());
         }
+        if trimmed.chars().all(is_invisible) {
+            return Err("name must contain at least one visible character".into());
+        }
         Ok(Self(trimmed.to_owned()))
     }
     pub fn as_str(&self) -> &str {
@@ -95,21 +128,34 @@ impl RoomName {
     }
 }
 
-/// The three role lists of a request, checked: every user appears in at most one list.
+/// The three role lists of a request, checked: every user appears in at most one list, every
+/// id is positive, and there are at most [`RoleLists::MAX_PER_REQUEST`] entries.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RoleLists {
     roles: BTreeMap<AppUserId, Role>,
 }
 
 impl RoleLists {
+    /// Entries the three lists of one request may hold together (repeats count).
+    pub const MAX_PER_REQUEST: usize = 1_000;
+    /// Users a room may hold in its three lists together.
+    pub const MAX_PER_ROOM: usize = 10_000;
+
     pub fn parse(admins: &[i64], moderators: &[i64], assigned: &[i64]) -> Result<Self, String> {
+        let entries = admins.len() + moderators.len() + assigned.len();
+        if entries > Self::MAX_PER_REQUEST {
+            return Err(format!(
+                "the role lists name {entries} users; at most {} are allowed in one request",
+                Self::MAX_PER_REQUEST
+            ));
+        }
         let mut roles = BTreeMap::new();
         for (list, role) in [(admins, Role::Admin), (moderators, Role::Moderator), (assigned, Role::Assigned)]
         {
             // A user repeated inside one list is harmless; across lists it is a contradiction.
             for &user in list.iter().collect::<BTreeSet<_>>() {
-                if user < 0 {
-                    return Err(format!("user id {user} is negative"));
+                if user < 1 {
+                    return Err(format!("user id {user} is not valid: ids are positive integers"));
                 }
                 if let Some(previous) = roles.insert(user, role) {
                     return Err(format!(
@@ -130,6 +176,13 @@ impl RoleLists {
     }
     pub fn users_with(&self, role: Role) -> Vec<AppUserId> {
         self.iter().filter(|(_, r)| *r == role).map(|(u, _)| u).collect()
+    }
+    /// How many users hold a role.
+    pub fn len(&self) -> usize {
+        self.roles.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.roles.is_empty()
     }
     pub fn role_of(&self, user: AppUserId) -> Option<Role> {
         self.roles.get(&user).copied()
@@ -182,6 +235,45 @@ mod tests {
         assert!(RoomName::parse(&"é".repeat(255)).is_ok());
         assert!(RoomName::parse(&"é".repeat(256)).is_err());
         assert!(RoomName::parse("a\u{0}b").is_err());
+    }
+
+    #[test]
+    fn room_names_need_a_visible_character() {
+        for invisible in [
+            "\u{200B}",
+            "\u{200B}\u{200C}\u{200D}",
+            "\u{200E}\u{200F}",
+            "\u{202E}",
+            "\u{2066}\u{2069}",
+            "\u{FEFF}",
+            "\u{00AD}",
+            "\u{3000}\u{00A0}\u{2003}",
+            " \u{FEFF} \u{200B} ",
+            "\u{2800}",
+            "\u{3164}",
+            "\u{FE0F}",
+            "\u{E0041}",
+        ] {
+            assert!(RoomName::parse(invisible).is_err(), "{invisible:?} was accepted");
+        }
+        let err = RoomName::parse("\u{200B}").unwrap_err();
+        assert!(err.contains("visible"), "{err}");
+        // Invisible characters beside visible ones are fine (emoji sequences use joiners).
+        assert!(RoomName::parse("\u{200B}a").is_ok());
+        assert!(RoomName::parse("\u{1F469}\u{200D}\u{1F4BB} Devs").is_ok());
+        assert!(RoomName::parse("日本").is_ok());
+    }
+
+    #[test]
+    fn role_lists_are_capped_per_request_and_ids_are_positive() {
+        let many: Vec<i64> = (1..=RoleLists::MAX_PER_REQUEST as i64).collect();
+        assert_eq!(RoleLists::parse(&[], &[], &many).unwrap().len(), RoleLists::MAX_PER_REQUEST);
+        let err = RoleLists::parse(&[1_000_001], &[], &many).unwrap_err();
+        assert!(err.contains("at most 1000"), "{err}");
+        // Repeats count: a request cannot smuggle a huge list of one id.
+        assert!(RoleLists::parse(&vec![5; RoleLists::MAX_PER_REQUEST + 1], &[], &[]).is_err());
+        assert!(RoleLists::parse(&[0], &[], &[]).is_err());
+        assert!(RoleLists::parse(&[], &[-1], &[]).is_err());
     }
 
     #[test]

@@ -2,9 +2,11 @@
 
 mod avatar;
 mod chatroom;
+mod id;
 
 pub use avatar::{Avatar, AvatarInput};
 pub use chatroom::{
     parse_scheduled_deletion, require_future, AppUserId, ChatroomId, EventId, OrganizationId, Role,
     RoleLists, RoomKind, RoomName,
 };
+pub use id::{check_id, parse_id, Id};

@@ -1,7 +1,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::harness::{fresh_org, fresh_users, jwt, TestApp};
+use crate::harness::{fresh_org, fresh_users, jwt, TestApp, API_TOKEN};
 
 /// Every operation, with a body good enough to get past parsing.
 fn operations(room: i64, org: i64) -> Vec<(Method, String, Option<serde_json::Value>)> {
@@ -145,4 +145,53 @@ async fn users_act_only_within_their_organizations_and_rooms() {
     let (status, unchanged) = app.send(app.request(Method::GET, &format!("/chatrooms/{id}"))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(unchanged["name"], "Members");
+}
+
+#[tokio::test]
+async fn a_request_naming_two_callers_is_refused() {
+    let app = TestApp::spawn().await;
+    let org = fresh_org();
+    let users = fresh_users(2);
+    let admin = |user: i64| jwt(json!(user.to_string()), json!([{"id": org, "admin": true}]), 600);
+    let (first, second) = (admin(users[0]), admin(users[1]));
+    let create =
+        || app.anonymous(Method::POST, "/chatrooms").json(&json!({"organizationID": org, "name": "Whose?"}));
+    let attempts = [
+        (
+            "Personal-Access-Token and Bearer of different users",
+            create().header("Personal-Access-Token", &first).bearer_auth(&second),
+        ),
+        (
+            "API-TOKEN and a Personal-Access-Token",
+            create().header("API-TOKEN", API_TOKEN).header("Personal-Access-Token", &first),
+        ),
+        ("API-TOKEN and a Bearer token", create().header("API-TOKEN", API_TOKEN).bearer_auth(&first)),
+        (
+            "API-TOKEN and an invalid Personal-Access-Token",
+            create().header("API-TOKEN", API_TOKEN).header("Personal-Access-Token", "not.a.jwt"),
+        ),
+        (
+            "two different API-TOKENs",
+            create().header("API-TOKEN", API_TOKEN).header("API-TOKEN", "other-token"),
+        ),
+        (
+            "two different Personal-Access-Tokens",
+            create().header("Personal-Access-Token", &first).header("Personal-Access-Token", &second),
+        ),
+        (
+            "a valid Personal-Access-Token and an invalid Bearer token",
+            create().header("Personal-Access-Token", &first).bearer_auth("not.a.jwt"),
+        ),
+    ];
+    for (what, request) in attempts {
+        let (status, body) = app.send(request).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+        assert_eq!(body["error"]["code"], "unauthorized", "{what}: {body}");
+    }
+    assert_eq!(app.list_total(org).await, 0, "no refused request created a room");
+
+    // The same token in both headers names one caller.
+    let (status, room) = app.send(create().header("Personal-Access-Token", &first).bearer_auth(&first)).await;
+    assert_eq!(status, StatusCode::CREATED, "{room}");
+    assert_eq!(app.list_total(org).await, 1);
 }

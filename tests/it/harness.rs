@@ -731,3 +731,13 @@ impl TestApp {
         TestApp { base, http, clock, hs, database, state, shutdown: Some(shutdown), server: Some(server) }
     }
 }
+
+/// Gives users roles in a room directly in the database, without a sync job: the homeserver
+/// never hears of them. For tests of the limits of large rooms, whose members would take
+/// minutes to register and join.
+pub async fn seed_roles(app: &TestApp, room: i64, roles: &[(i64, chatrooms::domain::Role)]) {
+    let roles = chatrooms::domain::RoleLists::from_roles(roles.iter().copied().collect());
+    let mut tx = app.state.store.begin().await.expect("a transaction");
+    chatrooms::store::chatrooms::put_roles(&mut tx, room, &roles).await.expect("roles stored");
+    tx.commit().await.expect("roles committed");
+}

@@ -81,6 +81,25 @@ async fn forged_expired_and_malformed_tokens_are_refused() {
         ("missing sub", rs256(&no_sub)),
         ("non-numeric sub", with(&|c| c["sub"] = json!("alice"))),
         ("negative sub", with(&|c| c["sub"] = json!("-5"))),
+        ("sub with a plus sign", with(&|c| c["sub"] = json!(format!("+{user}")))),
+        ("sub with a leading space", with(&|c| c["sub"] = json!(format!(" {user}")))),
+        ("sub with a leading zero", with(&|c| c["sub"] = json!(format!("0{user}")))),
+        ("sub zero", with(&|c| c["sub"] = json!("0"))),
+        ("sub as a number", with(&|c| c["sub"] = json!(user))),
+        ("sub with a fraction", with(&|c| c["sub"] = json!(format!("{user}.0")))),
+        ("sub too large", with(&|c| c["sub"] = json!("9223372036854775808"))),
+        (
+            "missing iss (an issuer is configured)",
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("iss");
+            }),
+        ),
+        (
+            "missing aud (an audience is configured)",
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("aud");
+            }),
+        ),
         (
             "missing exp",
             with(&|c| {
@@ -91,6 +110,7 @@ async fn forged_expired_and_malformed_tokens_are_refused() {
     for (what, token) in cases {
         let (status, body) = app.send(app.as_user(Method::GET, "/user/credentials", &token)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+        assert_eq!(body["error"]["code"], "unauthorized", "{what}: {body}");
         let (status, _) = app
             .send(
                 app.anonymous(Method::GET, "/user/credentials")
