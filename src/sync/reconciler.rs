@@ -280,8 +280,7 @@ impl Reconciler {
                     next_attempt_at: self.clock.now_ms() + delay.as_millis() as i64,
                     failed,
                 };
-                jobs::record_failure(&mut conn, id, &self.owner, &failure).await?;
-                Metrics::count(&self.metrics.syncs_failed);
+                // Logged before it is recorded: whoever sees the room fail finds the reason logged.
                 let attempts = attempts + 1;
                 let retry_in_ms = delay.as_millis() as u64;
                 match kind {
@@ -292,6 +291,8 @@ impl Reconciler {
                     _ => tracing::warn!(chatroom = id, attempts, failed, retry_in_ms, error = %message,
                         "room sync failed"),
                 }
+                jobs::record_failure(&mut conn, id, &self.owner, &failure).await?;
+                Metrics::count(&self.metrics.syncs_failed);
                 Ok(SyncOutcome::Failed { message, retry_in: (!failed).then_some(delay) })
             }
         }

@@ -46,21 +46,40 @@ fn start_homeserver() -> Homeserver {
     let base = std::env::temp_dir().join(format!("chatrooms-test-synapse-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     let port = free_port();
-    let status = Command::new(&script)
-        .args(["config", base.to_str().unwrap(), &port.to_string()])
+    let env = configure_synapse(&base, port);
+    let log = std::fs::File::create(base.join("synapse.log")).expect("synapse log file");
+    // The process owns the child for its whole life: with PDEATHSIG, Synapse dies with it.
+    let _ = spawn_synapse(base.join("homeserver.yaml"), log);
+    let url = format!("http://127.0.0.1:{port}");
+    let status = Command::new(&script).args(["wait", &url]).status().expect("waiting for Synapse");
+    assert!(status.success(), "Synapse did not start; see {}", base.join("synapse.log").display());
+    Homeserver { url, server_name: env["CHATROOMS_MATRIX_SERVER_NAME"].clone(), env }
+}
+
+/// Writes a Synapse config for `dir` and `port` with the project's script; returns its env file.
+fn configure_synapse(dir: &std::path::Path, port: u16) -> HashMap<String, String> {
+    let status = Command::new(repo_root().join("scripts/synapse.sh"))
+        .args(["config", dir.to_str().unwrap(), &port.to_string()])
         // Cheap password hashing keeps the tests fast; the benchmark asks for Synapse's default.
         .env("SYNAPSE_BCRYPT_ROUNDS", std::env::var("SYNAPSE_BCRYPT_ROUNDS").unwrap_or_else(|_| "4".into()))
         .status()
         .expect("running scripts/synapse.sh config");
     assert!(status.success(), "scripts/synapse.sh config failed");
+    std::fs::read_to_string(dir.join("env"))
+        .expect("synapse env file")
+        .lines()
+        .filter_map(|line| line.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect()
+}
 
-    let log = std::fs::File::create(base.join("synapse.log")).expect("synapse log file");
-    let config_path = base.join("homeserver.yaml");
-    let python = std::env::var("CHATROOMS_VENV").map(PathBuf::from).unwrap_or_else(|_| root.join(".venv"));
+/// Starts Synapse from `.venv` in a thread that owns and reaps the child: with PDEATHSIG tied
+/// to that thread, Synapse dies with it (and with the test process, however it ends).
+fn spawn_synapse(config_path: PathBuf, log: std::fs::File) -> (libc::pid_t, std::thread::JoinHandle<()>) {
+    let python =
+        std::env::var("CHATROOMS_VENV").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".venv"));
     let python = python.join("bin/python");
-    // A thread that lives as long as the process owns the child: with PDEATHSIG, Synapse dies
-    // with the test process however it ends.
-    std::thread::spawn(move || {
+    let (pid_tx, pid_rx) = std::sync::mpsc::channel();
+    let reaper = std::thread::spawn(move || {
         use std::os::unix::process::CommandExt;
         let mut command = Command::new(python);
         command
@@ -75,18 +94,10 @@ fn start_homeserver() -> Homeserver {
             });
         }
         let mut child = command.spawn().expect("starting Synapse");
+        let _ = pid_tx.send(child.id() as libc::pid_t);
         let _ = child.wait();
     });
-    let url = format!("http://127.0.0.1:{port}");
-    let status = Command::new(&script).args(["wait", &url]).status().expect("waiting for Synapse");
-    assert!(status.success(), "Synapse did not start; see {}", base.join("synapse.log").display());
-
-    let env: HashMap<String, String> = std::fs::read_to_string(base.join("env"))
-        .expect("synapse env file")
-        .lines()
-        .filter_map(|line| line.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-        .collect();
-    Homeserver { url, server_name: env["CHATROOMS_MATRIX_SERVER_NAME"].clone(), env }
+    (pid_rx.recv().expect("Synapse started"), reaper)
 }
 
 /// Everything the service logs at debug level and above, kept so tests can search it.
@@ -576,27 +587,13 @@ struct RunningSynapse {
 
 impl PrivateHomeserver {
     pub async fn start() -> Self {
-        let root = repo_root();
         let dir = std::env::temp_dir().join(format!(
             "chatrooms-test-private-synapse-{}-{:08x}",
             std::process::id(),
             rand::random::<u32>()
         ));
         let port = free_port();
-        let status = Command::new(root.join("scripts/synapse.sh"))
-            .args(["config", dir.to_str().unwrap(), &port.to_string()])
-            .env(
-                "SYNAPSE_BCRYPT_ROUNDS",
-                std::env::var("SYNAPSE_BCRYPT_ROUNDS").unwrap_or_else(|_| "4".into()),
-            )
-            .status()
-            .expect("running scripts/synapse.sh config");
-        assert!(status.success(), "scripts/synapse.sh config failed");
-        let env: HashMap<String, String> = std::fs::read_to_string(dir.join("env"))
-            .expect("synapse env file")
-            .lines()
-            .filter_map(|line| line.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-            .collect();
+        let env = configure_synapse(&dir, port);
         let hs: &'static Homeserver = Box::leak(Box::new(Homeserver {
             url: format!("http://127.0.0.1:{port}"),
             server_name: env["CHATROOMS_MATRIX_SERVER_NAME"].clone(),
@@ -619,30 +616,7 @@ impl PrivateHomeserver {
             .append(true)
             .open(self.log_path())
             .expect("synapse log file");
-        let config_path = self.dir.join("homeserver.yaml");
-        let python =
-            std::env::var("CHATROOMS_VENV").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".venv"));
-        let python = python.join("bin/python");
-        let (pid_tx, pid_rx) = std::sync::mpsc::channel();
-        let reaper = std::thread::spawn(move || {
-            use std::os::unix::process::CommandExt;
-            let mut command = Command::new(python);
-            command
-                .args(["-m", "synapse.app.homeserver", "-c"])
-                .arg(&config_path)
-                .stdout(Stdio::from(log.try_clone().unwrap()))
-                .stderr(Stdio::from(log));
-            unsafe {
-                command.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            let mut child = command.spawn().expect("starting Synapse");
-            let _ = pid_tx.send(child.id() as libc::pid_t);
-            let _ = child.wait();
-        });
-        let pid = pid_rx.recv().expect("Synapse started");
+        let (pid, reaper) = spawn_synapse(self.dir.join("homeserver.yaml"), log);
         *self.running.lock().unwrap() = Some(RunningSynapse { pid, reaper });
         let http = reqwest::Client::builder().timeout(Duration::from_secs(1)).build().unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
