@@ -152,6 +152,8 @@ pub trait Homeserver: Send + Sync + 'static {
     async fn join_as(&self, room: &RoomId, user: &UserId) -> HsResult<()>;
     async fn kick(&self, room: &RoomId, user: &UserId, reason: &str) -> HsResult<()>;
     async fn unban(&self, room: &RoomId, user: &UserId) -> HsResult<()>;
+    /// The bot leaves the room.
+    async fn leave(&self, room: &RoomId) -> HsResult<()>;
     /// Local media referenced by the room's events (admin API).
     async fn room_media(&self, room: &RoomId) -> HsResult<Vec<OwnedMxcUri>>;
     /// Deletes local media; already gone counts as success.

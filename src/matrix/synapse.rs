@@ -390,6 +390,12 @@ impl super::Homeserver for Synapse {
         send("unban", self.as_request(Method::POST, &path).json(&json!({"user_id": user}))).await.map(|_| ())
     }
 
+    #[tracing::instrument(name = "homeserver.leave", skip(self), fields(room = %room))]
+    async fn leave(&self, room: &RoomId) -> HsResult<()> {
+        let path = format!("/_matrix/client/v3/rooms/{}/leave", enc(room.as_str()));
+        send("leave", self.as_request(Method::POST, &path).json(&json!({}))).await.map(|_| ())
+    }
+
     #[tracing::instrument(name = "homeserver.room_media", skip(self), fields(room = %room))]
     async fn room_media(&self, room: &RoomId) -> HsResult<Vec<OwnedMxcUri>> {
         let path = format!("/_synapse/admin/v1/room/{}/media", enc(room.as_str()));

@@ -101,6 +101,15 @@ pub enum SyncOutcome {
     Busy,
 }
 
+/// The Matrix room a chatroom names, as the reconciler finds it.
+enum Found {
+    Complete(crate::matrix::RoomState),
+    /// Left behind by a homeserver that crashed during createRoom.
+    HalfMade {
+        bot_joined: bool,
+    },
+}
+
 /// Aborts the task when dropped: the lease renewal ends with the sync however the sync ends.
 struct AbortOnDrop(JoinHandle<()>);
 
@@ -344,15 +353,20 @@ impl Reconciler {
         // `m.room.create` behind the alias (often without the bot, which then reads a 403).
         // Nobody else can be in such a room yet: retire it and create the room afresh.
         let bot = self.homeserver.ids().bot();
-        let complete = match self.homeserver.room_state(&room_id).await {
-            Ok(actual) => Some(actual).filter(|actual| !plan::is_half_made(actual, bot)),
-            Err(e) if e.status() == Some(403) && self.is_half_made(&room_id).await? => None,
+        let found = match self.homeserver.room_state(&room_id).await {
+            Ok(actual) if plan::is_half_made(&actual, bot) => {
+                Found::HalfMade { bot_joined: actual.members.get(bot) == Some(&Membership::Join) }
+            }
+            Ok(actual) => Found::Complete(actual),
+            Err(e) if e.status() == Some(403) && self.is_half_made(&room_id).await? => {
+                Found::HalfMade { bot_joined: false }
+            }
             Err(e) => return Err(e.into()),
         };
-        let actual = match complete {
-            Some(actual) => actual,
-            None => {
-                self.retire_half_made(&room, &room_id).await?;
+        let actual = match found {
+            Found::Complete(actual) => actual,
+            Found::HalfMade { bot_joined } => {
+                self.retire_half_made(&room, &room_id, bot_joined).await?;
                 room_id = self.create(&room, &members).await?;
                 created = true;
                 self.homeserver.room_state(&room_id).await?
@@ -497,7 +511,12 @@ impl Reconciler {
     /// the orphan for purging in the background (a purge can wait minutes for locks the crashed
     /// homeserver left). Each step is safe to repeat: a crash in between leaves the job to
     /// finish it.
-    async fn retire_half_made(&self, room: &Chatroom, room_id: &OwnedRoomId) -> Result<(), SyncError> {
+    async fn retire_half_made(
+        &self,
+        room: &Chatroom,
+        room_id: &OwnedRoomId,
+        bot_joined: bool,
+    ) -> Result<(), SyncError> {
         let hs = &self.homeserver;
         tracing::warn!(chatroom = room.id, room = %room_id,
             "the homeserver left this room half-made (a crash during createRoom?); creating it afresh");
@@ -507,6 +526,10 @@ impl Reconciler {
         let alias = room_alias(&room.matrix_alias, hs.ids().server_name()).map_err(SyncError::Invalid)?;
         if hs.resolve_alias(&alias).await?.as_ref() == Some(room_id) {
             hs.delete_alias(&alias).await?;
+        }
+        // Out of the orphan at once: until its purge completes, the bot is in its chatroom's room only.
+        if bot_joined {
+            hs.leave(room_id).await?;
         }
         Metrics::count(&self.metrics.half_made_rooms_retired);
         Ok(())

@@ -156,6 +156,9 @@ impl Homeserver for FaultyHomeserver {
     async fn unban(&self, room: &RoomId, user: &UserId) -> HsResult<()> {
         self.inner.unban(room, user).await
     }
+    async fn leave(&self, room: &RoomId) -> HsResult<()> {
+        self.inner.leave(room).await
+    }
     async fn room_media(&self, room: &RoomId) -> HsResult<Vec<OwnedMxcUri>> {
         self.inner.room_media(room).await
     }
