@@ -187,6 +187,20 @@ impl Config {
 
         const MIB: usize = 1024 * 1024;
         let avatar_max_bytes = parse_num("CHATROOMS_AVATAR_MAX_BYTES", MIB, 1, 100 * MIB)?;
+        // Intervals that must not be zero: a zero poll or retry base spins, a zero timeout fails
+        // every call.
+        let at_least = |key: &str, default: u64, min_ms: u64| -> anyhow::Result<Duration> {
+            let value = parse_ms(key, default)?;
+            if value < Duration::from_millis(min_ms) {
+                bail!("{key} is {} ms; at least {min_ms} is needed", value.as_millis());
+            }
+            Ok(value)
+        };
+        let retry_base = at_least("CHATROOMS_RETRY_BASE_MS", 500, 10)?;
+        let retry_cap = parse_ms("CHATROOMS_RETRY_CAP_MS", 300_000)?;
+        if retry_cap < retry_base {
+            bail!("CHATROOMS_RETRY_CAP_MS must not be below CHATROOMS_RETRY_BASE_MS");
+        }
         let lease = parse_ms("CHATROOMS_ROOM_LEASE_MS", 30_000)?;
         if lease < Duration::from_millis(300) {
             bail!("CHATROOMS_ROOM_LEASE_MS is {} ms; at least 300 is needed", lease.as_millis());
@@ -210,7 +224,7 @@ impl Config {
                     .map(Secret::new),
                 admin_localpart: or("CHATROOMS_MATRIX_ADMIN_LOCALPART", "chatrooms-admin"),
                 room_version: get("CHATROOMS_MATRIX_ROOM_VERSION"),
-                request_timeout: parse_ms("CHATROOMS_HOMESERVER_TIMEOUT_MS", 15_000)?,
+                request_timeout: at_least("CHATROOMS_HOMESERVER_TIMEOUT_MS", 15_000, 100)?,
             },
             auth: AuthConfig { api_tokens, jwt, credentials_secret },
             limits: Limits {
@@ -225,10 +239,10 @@ impl Config {
             },
             sync: SyncConfig {
                 request_wait: parse_ms("CHATROOMS_SYNC_WAIT_MS", 30_000)?,
-                worker_poll: parse_ms("CHATROOMS_WORKER_POLL_MS", 1_000)?,
-                scheduler_interval: parse_ms("CHATROOMS_SCHEDULER_INTERVAL_MS", 10_000)?,
-                retry_base: parse_ms("CHATROOMS_RETRY_BASE_MS", 500)?,
-                retry_cap: parse_ms("CHATROOMS_RETRY_CAP_MS", 300_000)?,
+                worker_poll: at_least("CHATROOMS_WORKER_POLL_MS", 1_000, 10)?,
+                scheduler_interval: at_least("CHATROOMS_SCHEDULER_INTERVAL_MS", 10_000, 10)?,
+                retry_base,
+                retry_cap,
                 lease,
                 join_concurrency: parse_num("CHATROOMS_JOIN_CONCURRENCY", 8, 1, 1_000)?,
                 concurrency: parse_num("CHATROOMS_SYNC_CONCURRENCY", 8, 1, 1_000)?,
@@ -276,6 +290,10 @@ mod tests {
         assert!(refused("CHATROOMS_SYNC_WAIT_MS", "18446744073709551616").contains("milliseconds"));
         assert!(refused("CHATROOMS_RETRY_BASE_MS", "1.5").contains("milliseconds"));
         assert!(refused("CHATROOMS_ROOM_LEASE_MS", "10").contains("at least 300"));
+        assert!(refused("CHATROOMS_WORKER_POLL_MS", "0").contains("at least 10"));
+        assert!(refused("CHATROOMS_RETRY_BASE_MS", "0").contains("at least 10"));
+        assert!(refused("CHATROOMS_HOMESERVER_TIMEOUT_MS", "0").contains("at least 100"));
+        assert!(refused("CHATROOMS_RETRY_CAP_MS", "5").contains("must not be below"));
         assert!(refused("CHATROOMS_AVATAR_MAX_BYTES", "18446744073709551615").contains("between"));
         assert!(refused("CHATROOMS_BIND_ADDR", "localhost").contains("host:port"));
     }

@@ -75,6 +75,10 @@ pub async fn add_users(
     if !chatrooms::touch_live(&mut tx, id, now).await? {
         return Err(gone(id));
     }
+    // Checked again under the room's row lock: concurrent additions cannot both squeeze past
+    // the room's limits.
+    let current = chatrooms::find(&mut tx, id).await?.ok_or_else(|| gone(id))?;
+    check_power_levels_fit(&state, &current.roles.merged_with(&added))?;
     chatrooms::put_roles(&mut tx, id, &added).await?;
     jobs::enqueue(&mut tx, id, now).await?;
     tx.commit().await?;

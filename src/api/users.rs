@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
-    chatrooms::{parse_avatar, upload_avatar},
+    chatrooms::{discard_upload, parse_avatar, upload_avatar},
     extract::{present, ApiJson, ApiPath},
     schema::Byte,
 };
@@ -121,17 +121,26 @@ pub async fn update_user(
     };
     let avatar = body.avatar.map(|input| parse_avatar(&state, input)).transpose()?;
     let matrix_user = provision_account(&state, user).await?.matrix_user;
-    let hs = &state.homeserver;
-    if let Some(name) = &display_name {
-        hs.set_display_name(&matrix_user, name.as_deref()).await?;
-    }
+    // The upload first: when it fails, nothing of the profile changed.
     let avatar_url: Option<Option<OwnedMxcUri>> = match &avatar {
         Some(Some(avatar)) => Some(Some(upload_avatar(&state, avatar).await?)),
         Some(None) => Some(None),
         None => None,
     };
-    if let Some(url) = &avatar_url {
-        hs.set_avatar_url(&matrix_user, url.as_ref()).await?;
+    let hs = &state.homeserver;
+    let applied = async {
+        if let Some(name) = &display_name {
+            hs.set_display_name(&matrix_user, name.as_deref()).await?;
+        }
+        if let Some(url) = &avatar_url {
+            hs.set_avatar_url(&matrix_user, url.as_ref()).await?;
+        }
+        Ok::<_, crate::matrix::HomeserverError>(())
+    }
+    .await;
+    if let Err(e) = applied {
+        discard_upload(&state, avatar_url.as_ref().and_then(Option::as_ref)).await;
+        return Err(e.into());
     }
     Ok(Json(UserProfileResponse {
         user_id: matrix_user.to_string(),

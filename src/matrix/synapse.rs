@@ -84,7 +84,7 @@ impl Synapse {
     }
 
     /// Registers the admin user with the shared secret, or logs it in when it exists already.
-    /// Its password is derived from the credentials secret, so nothing needs storing.
+    /// Its password is derived from the registration shared secret, so nothing needs storing.
     async fn bootstrap_admin(&self) -> HsResult<Secret> {
         const OP: &str = "admin bootstrap";
         let Some(shared_secret) = &self.admin.shared_secret else {
@@ -225,11 +225,11 @@ impl super::Homeserver for Synapse {
         // whoami with our own token: reachable, and our credentials are accepted.
         send("check the appservice token", self.as_request(Method::GET, "/_matrix/client/v3/account/whoami"))
             .await?;
+        // Only a token we have: readiness must not register the admin user. A revoked token we
+        // logged in for ourselves is renewed once by admin_send.
         if self.admin.configured.is_some() || self.admin.cached.lock().await.is_some() {
-            let token = self.admin_token().await?;
-            let request =
-                self.http.get(self.url("/_matrix/client/v3/account/whoami")).bearer_auth(token.expose());
-            send("check the admin token", request).await?;
+            self.admin_send("check the admin token", Method::GET, "/_matrix/client/v3/account/whoami", None)
+                .await?;
         }
         Ok(())
     }

@@ -318,12 +318,16 @@ pub async fn retire_matrix_room(tx: &mut Tx, id: ChatroomId, room: &RoomId, now:
         .map(|_| ())
 }
 
-/// Retired Matrix rooms still to purge.
+/// Retired Matrix rooms still to purge (never one a chatroom names).
 pub async fn retired_rooms(conn: &mut AnyConnection, limit: i64) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar("SELECT matrix_room_id FROM retired_rooms ORDER BY retired_at LIMIT $1")
-        .bind(limit)
-        .fetch_all(&mut *conn)
-        .await
+    sqlx::query_scalar(
+        "SELECT r.matrix_room_id FROM retired_rooms r \
+         WHERE NOT EXISTS (SELECT 1 FROM chatrooms c WHERE c.matrix_room_id = r.matrix_room_id) \
+         ORDER BY r.retired_at LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
 }
 
 pub async fn forget_retired_room(conn: &mut AnyConnection, room: &RoomId) -> sqlx::Result<()> {

@@ -41,6 +41,9 @@ pub enum Lease {
     NoJob,
     /// Another worker (maybe another instance) holds the room.
     Busy,
+    /// The last attempt failed and the next one is planned this many milliseconds from now:
+    /// a second caller does not retry at once behind the first one's back.
+    NotDue(i64),
 }
 
 /// Takes the room's lease, so that no other worker, here or in another instance, writes it.
@@ -53,7 +56,8 @@ pub async fn lease(
 ) -> sqlx::Result<Lease> {
     let taken: Option<(i64, i64, i64, String)> = sqlx::query_as(
         "UPDATE sync_jobs SET locked_by = $2, locked_until = $4 \
-         WHERE chatroom_id = $1 AND (locked_until IS NULL OR locked_until < $3 OR locked_by = $2) \
+         WHERE chatroom_id = $1 AND next_attempt_at <= $3 \
+           AND (locked_until IS NULL OR locked_until < $3 OR locked_by = $2) \
          RETURNING version, attempts, refusals, reason",
     )
     .bind(id)
@@ -65,11 +69,16 @@ pub async fn lease(
     if let Some((version, attempts, refusals, reason)) = taken {
         return Ok(Lease::Held { version, attempts, refusals, drift_check: reason == "reconcile" });
     }
-    let exists: Option<i64> = sqlx::query_scalar("SELECT chatroom_id FROM sync_jobs WHERE chatroom_id = $1")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(if exists.is_some() { Lease::Busy } else { Lease::NoJob })
+    let job: Option<(i64, Option<i64>)> =
+        sqlx::query_as("SELECT next_attempt_at, locked_until FROM sync_jobs WHERE chatroom_id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(match job {
+        None => Lease::NoJob,
+        Some((_, Some(locked_until))) if locked_until >= now => Lease::Busy,
+        Some((next_attempt_at, _)) => Lease::NotDue(next_attempt_at - now),
+    })
 }
 
 /// Keeps holding the room while a long sync runs.
@@ -127,16 +136,22 @@ pub struct Failure<'a> {
     pub failed: bool,
 }
 
-/// Records a failed attempt and when to try again.
+/// Records a failed attempt at `version` and when to try again. A change that arrived during
+/// the attempt (a newer version) starts afresh: it keeps its reset counts and its due time.
 pub async fn record_failure(
     conn: &mut AnyConnection,
     id: ChatroomId,
     owner: &str,
+    version: i64,
     failure: &Failure<'_>,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE sync_jobs SET attempts = attempts + 1, refusals = $3, last_error = $4, error_kind = $5, \
-           next_attempt_at = $6, failed = $7, locked_by = NULL, locked_until = NULL \
+        "UPDATE sync_jobs SET last_error = $4, error_kind = $5, \
+           attempts = CASE WHEN version = $8 THEN attempts + 1 ELSE attempts END, \
+           refusals = CASE WHEN version = $8 THEN $3 ELSE 0 END, \
+           next_attempt_at = CASE WHEN version = $8 THEN $6 ELSE next_attempt_at END, \
+           failed = CASE WHEN version = $8 THEN $7 ELSE 0 END, \
+           locked_by = NULL, locked_until = NULL \
          WHERE chatroom_id = $1 AND locked_by = $2",
     )
     .bind(id)
@@ -146,6 +161,7 @@ pub async fn record_failure(
     .bind(failure.kind)
     .bind(failure.next_attempt_at)
     .bind(failure.failed as i64)
+    .bind(version)
     .execute(&mut *conn)
     .await
     .map(|_| ())

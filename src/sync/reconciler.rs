@@ -197,6 +197,10 @@ impl Reconciler {
     /// after `deadline`.
     async fn converge_until(&self, id: ChatroomId, deadline: Instant) -> SyncOutcome {
         loop {
+            // Past the wait nobody listens any more: rooms not started by then are the worker's.
+            if Instant::now() >= deadline {
+                return SyncOutcome::Busy;
+            }
             let outcome = self.converge(id).await;
             let wait = match &outcome {
                 SyncOutcome::Failed { retry_in: Some(delay), .. } => *delay,
@@ -235,6 +239,11 @@ impl Reconciler {
                 }
                 Lease::NoJob => return Ok(SyncOutcome::Synced),
                 Lease::Busy => return Ok(SyncOutcome::Busy),
+                Lease::NotDue(in_ms) => {
+                    let retry_in = Duration::from_millis(in_ms.max(1) as u64);
+                    let message = "the last attempt failed; the next one is planned".to_owned();
+                    return Ok(SyncOutcome::Failed { message, retry_in: Some(retry_in) });
+                }
             };
         drop(conn);
 
@@ -300,7 +309,7 @@ impl Reconciler {
                     _ => tracing::warn!(chatroom = id, attempts, failed, retry_in_ms, error = %message,
                         "room sync failed"),
                 }
-                jobs::record_failure(&mut conn, id, &self.owner, &failure).await?;
+                jobs::record_failure(&mut conn, id, &self.owner, version, &failure).await?;
                 Metrics::count(&self.metrics.syncs_failed);
                 Ok(SyncOutcome::Failed { message, retry_in: (!failed).then_some(delay) })
             }
@@ -520,9 +529,8 @@ impl Reconciler {
         let hs = &self.homeserver;
         tracing::warn!(chatroom = room.id, room = %room_id,
             "the homeserver left this room half-made (a crash during createRoom?); creating it afresh");
-        let mut tx = self.store.begin().await?;
-        chatrooms::retire_matrix_room(&mut tx, room.id, room_id, self.clock.now_ms()).await?;
-        tx.commit().await?;
+        // The alias first: once it is free, nothing adopts the orphan again, so the background
+        // purge cannot hit a room a chatroom is about to use.
         let alias = room_alias(&room.matrix_alias, hs.ids().server_name()).map_err(SyncError::Invalid)?;
         if hs.resolve_alias(&alias).await?.as_ref() == Some(room_id) {
             hs.delete_alias(&alias).await?;
@@ -531,6 +539,9 @@ impl Reconciler {
         if bot_joined {
             hs.leave(room_id).await?;
         }
+        let mut tx = self.store.begin().await?;
+        chatrooms::retire_matrix_room(&mut tx, room.id, room_id, self.clock.now_ms()).await?;
+        tx.commit().await?;
         Metrics::count(&self.metrics.half_made_rooms_retired);
         Ok(())
     }

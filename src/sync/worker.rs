@@ -120,7 +120,11 @@ async fn run_worker(
                 }
             }
             _ = tokio::time::sleep(config.worker_poll) => {}
-            _ = stopped.changed() => {}
+            // An error means the sender is gone: that is a stop too.
+            changed = stopped.changed() => if changed.is_err() {
+                while running.join_next().await.is_some() {}
+                return;
+            },
         }
         if *stopped.borrow() && running.is_empty() {
             return;

@@ -233,8 +233,8 @@ async fn homeserver_failures_map_to_503_or_502_and_never_reveal_its_address() {
 
 #[tokio::test]
 async fn deactivating_a_user_in_twenty_rooms_answers_within_one_sync_wait() {
-    let wait = Duration::from_secs(5);
-    let (app, faults) = spawn_faulty(&[("CHATROOMS_SYNC_WAIT_MS", "5000")]).await;
+    let wait = Duration::from_secs(8);
+    let (app, faults) = spawn_faulty(&[("CHATROOMS_SYNC_WAIT_MS", "8000")]).await;
     let org = fresh_org();
     let user = fresh_users(1)[0];
     let creates = (0..20).map(|i| {
@@ -242,8 +242,9 @@ async fn deactivating_a_user_in_twenty_rooms_answers_within_one_sync_wait() {
     });
     let rooms: Vec<Value> =
         futures::StreamExt::collect(futures::StreamExt::buffered(futures::stream::iter(creates), 4)).await;
-    // Each room's sync now takes at least 600 ms: one after another, 20 would take 12 s.
-    faults.delay("room_state", Duration::from_millis(600));
+    // Each room's sync now takes at least 1 s: one after another, 20 would take 20 s; side by
+    // side (8 at a time) about 3 s.
+    faults.delay("room_state", Duration::from_millis(1000));
     let started = Instant::now();
     let (status, body) = app.send(app.request(Method::DELETE, &format!("/users/{user}"))).await;
     let took = started.elapsed();
@@ -324,7 +325,7 @@ async fn a_slow_scheduled_purge_holds_up_no_other_deletion() {
     let quick = app
         .create_room(json!({"organizationID": org, "name": "Quick", "scheduledDeletion": soon(120)}))
         .await;
-    faults.delay_purge_of(slow["matrixRoomID"].as_str().unwrap(), Duration::from_secs(10));
+    faults.delay_purge_of(slow["matrixRoomID"].as_str().unwrap(), Duration::from_secs(20));
     app.clock.advance(chrono::Duration::seconds(90));
     eventually("the slow purge starts", Duration::from_secs(10), || async {
         faults.calls("purge_room") >= 1
@@ -332,7 +333,7 @@ async fn a_slow_scheduled_purge_holds_up_no_other_deletion() {
     .await;
     // Only now does the second deletion come due.
     app.clock.advance(chrono::Duration::seconds(60));
-    eventually("the second room is purged", Duration::from_secs(8), || async {
+    eventually("the second room is purged", Duration::from_secs(12), || async {
         !record_exists(&app, &quick["id"]).await
     })
     .await;
@@ -382,4 +383,45 @@ async fn password(app: &TestApp, user: i64) -> String {
         app.send(app.request(Method::GET, &format!("/user/credentials?user_id={user}"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["password"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_change_that_arrives_during_a_failing_attempt_starts_with_a_clean_slate() {
+    use chatrooms::store::jobs::{self, Failure, Lease};
+    let app = TestApp::spawn().await;
+    let room = app.create_room(json!({"organizationID": fresh_org(), "name": "Racing"})).await;
+    let id = room["id"].as_i64().unwrap();
+    let mut conn = app.state.store.pool().acquire().await.unwrap();
+    // An attempt takes the room (as a stuck worker would) ...
+    let now = app.state.clock.now_ms();
+    jobs::enqueue(&mut conn, id, now).await.unwrap();
+    let Lease::Held { version, .. } =
+        jobs::lease(&mut conn, id, "failing-worker", now, now + 30_000).await.unwrap()
+    else {
+        panic!("the job is free");
+    };
+    // ... a new change comes in meanwhile, and then the attempt's third refusal is recorded.
+    jobs::enqueue(&mut conn, id, now).await.unwrap();
+    let failure = Failure {
+        error: "refused",
+        kind: "refused",
+        refusals: 3,
+        next_attempt_at: now + 60_000,
+        failed: true,
+    };
+    jobs::record_failure(&mut conn, id, "failing-worker", version, &failure).await.unwrap();
+    let (failed, refusals, next, locked): (i64, i64, i64, Option<String>) = sqlx::query_as(
+        "SELECT failed, refusals, next_attempt_at, locked_by FROM sync_jobs WHERE chatroom_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!((failed, refusals, locked), (0, 0, None), "the new change is not failed by the old attempt");
+    assert!(next <= now, "and is due at once");
+    drop(conn);
+    eventually("the new change is synced", Duration::from_secs(30), || async {
+        get(&app, &room["id"]).await.1["syncStatus"] == "synced"
+    })
+    .await;
 }
