@@ -3,20 +3,15 @@
 
 use std::collections::HashMap;
 
-use axum::{
-    extract::FromRequestParts,
-    http::{header::AUTHORIZATION, request::Parts},
-};
+use axum::http::{header::AUTHORIZATION, request::Parts};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::{
-    app::AppState,
     config::{AuthConfig, Secret},
-    domain::{parse_id, AppUserId, OrganizationId},
+    domain::{parse_id, AppUserId, ChatroomId, OrganizationId, RoleLists},
     error::ApiError,
-    store::chatrooms::Chatroom,
 };
 
 pub const API_TOKEN_HEADER: &str = "API-TOKEN";
@@ -80,12 +75,17 @@ impl Caller {
         }
     }
 
-    /// Managers of the organization, and users holding a role in the room.
-    pub fn require_read(&self, room: &Chatroom) -> Result<(), ApiError> {
+    /// Managers of the room's organization, and users holding a role in the room.
+    pub fn require_read(
+        &self,
+        room: ChatroomId,
+        organization: OrganizationId,
+        roles: &RoleLists,
+    ) -> Result<(), ApiError> {
         match self {
-            _ if self.may_manage(room.organization_id) => Ok(()),
-            Caller::User(user) if room.roles.role_of(user.id).is_some() => Ok(()),
-            _ => Err(ApiError::forbidden(format!("you hold no role in chatroom {}", room.id))),
+            _ if self.may_manage(organization) => Ok(()),
+            Caller::User(user) if roles.role_of(user.id).is_some() => Ok(()),
+            _ => Err(ApiError::forbidden(format!("you hold no role in chatroom {room}"))),
         }
     }
 }
@@ -226,12 +226,4 @@ fn single_header<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a str>, Ap
 fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        state.authenticator.authenticate(parts)
-    }
 }

@@ -1,7 +1,6 @@
 //! chatrooms: keeps chat rooms on a Matrix homeserver in step with a messenger's backend.
 
 pub mod api;
-pub mod app;
 pub mod auth;
 pub mod clock;
 pub mod config;
@@ -10,9 +9,13 @@ pub mod domain;
 pub mod error;
 pub mod matrix;
 pub mod metrics;
+pub mod rooms;
+pub mod startup;
+pub mod state;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
 
-pub use app::{AppState, Application};
 pub use config::Config;
+pub use startup::Application;
+pub use state::AppState;

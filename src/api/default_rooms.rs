@@ -5,17 +5,16 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{
-    chatrooms::{
-        delete_room, insert_room, parse_name, parse_organization, respond_after_sync, ChatroomResponse,
-        CreateError, Idempotency, RoomDraft,
-    },
     extract::{ApiJson, ApiPath, IdempotencyKey},
+    parse::{idempotency, parse_name, parse_organization},
+    room_response::{deleted, written, ChatroomResponse},
 };
 use crate::{
-    app::AppState,
     auth::Caller,
     domain::{Id, OrganizationId, RoleLists, RoomKind},
     error::{ApiError, ApiResult, ErrorBody},
+    rooms::{self, RoomDraft, RoomError},
+    state::AppState,
     store::chatrooms,
 };
 
@@ -74,10 +73,10 @@ pub async fn create_default_chatroom(
         scheduled_deletion: None,
         roles: RoleLists::default(),
     };
-    match insert_room(&state, draft, Idempotency::from_request(&caller, key).as_ref()).await {
-        Ok(id) => respond_after_sync(&state, id, StatusCode::CREATED).await,
-        Err(CreateError::Api(e)) => Err(e),
-        Err(CreateError::Exists) => Err(exists_error(&state, org).await),
+    match rooms::create(&state, draft, idempotency(&caller, key).as_ref()).await {
+        Ok(done) => Ok(written(done, StatusCode::CREATED)),
+        Err(RoomError::Exists) => Err(exists_error(&state, org).await),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -118,5 +117,5 @@ pub async fn remove_default_chatroom(
         chatrooms::find_default(&mut conn, org).await?
     }
     .ok_or_else(|| ApiError::not_found(format!("organization {org} has no default chatroom")))?;
-    delete_room(&state, &room).await
+    Ok(deleted(rooms::delete(&state, &room).await?))
 }

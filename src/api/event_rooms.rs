@@ -5,19 +5,18 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{
-    chatrooms::{
-        delete_room, insert_room, parse_avatar, parse_deletion, parse_name, parse_roles, respond_after_sync,
-        update_room, ChatroomResponse, CreateError, RoomDraft, RoomUpdate,
-    },
     extract::{present, ApiJson, ApiPath},
+    parse::{parse_avatar, parse_deletion, parse_name, parse_roles},
+    room_response::{deleted, written, ChatroomResponse},
     schema::{Byte, PositiveId},
 };
 use crate::{
-    app::AppState,
     auth::Caller,
-    domain::{AvatarInput, EventId, Id, OrganizationId, RoomKind},
+    domain::{AvatarInput, Id},
     error::{ApiError, ApiResult, ErrorBody},
-    store::chatrooms::{self, Chatroom},
+    rooms::{self, RoomUpdate},
+    state::AppState,
+    store::chatrooms,
 };
 
 /// The event room as the backend wants it. Absent fields keep their current value; when any
@@ -94,45 +93,15 @@ pub async fn put_event_chatroom(
     let scheduled_deletion = body.scheduled_deletion.as_ref().map(parse_deletion).transpose()?;
     let avatar = body.avatar.map(|input| parse_avatar(&state, input)).transpose()?;
 
-    let update = |name| RoomUpdate {
+    let change = RoomUpdate {
         name,
-        roles: lists_given.then(|| roles.clone()),
-        avatar: avatar.clone(),
+        roles: lists_given.then_some(roles),
+        avatar,
         automation_enabled: body.automation_enabled,
         scheduled_deletion,
     };
-    if let Some(existing) = find(&state, org, event).await? {
-        return update_room(&state, existing.id, update(name)).await;
-    }
-    let name =
-        name.ok_or_else(|| ApiError::unprocessable("name is required to create the event's chatroom"))?;
-    let draft = RoomDraft {
-        kind: RoomKind::Event,
-        organization_id: org,
-        event_id: Some(event),
-        name: name.clone(),
-        avatar: avatar.clone().flatten(),
-        automation_enabled: body.automation_enabled.unwrap_or(false),
-        scheduled_deletion: scheduled_deletion.flatten(),
-        roles: roles.clone(),
-    };
-    // The PUT is idempotent by itself: the event identifies the room.
-    match insert_room(&state, draft, None).await {
-        Ok(id) => respond_after_sync(&state, id, StatusCode::CREATED).await,
-        Err(CreateError::Api(e)) => Err(e),
-        // A concurrent PUT created it first: apply ours on top, as a repeated PUT would.
-        Err(CreateError::Exists) => {
-            let existing = find(&state, org, event)
-                .await?
-                .ok_or_else(|| ApiError::internal("event room vanished right after a conflict"))?;
-            update_room(&state, existing.id, update(Some(name))).await
-        }
-    }
-}
-
-async fn find(state: &AppState, org: OrganizationId, event: EventId) -> ApiResult<Option<Chatroom>> {
-    let mut conn = state.store.pool().acquire().await?;
-    Ok(chatrooms::find_for_event(&mut conn, org, event).await?)
+    let (done, created) = rooms::put_event_room(&state, org, event, change).await?;
+    Ok(written(done, if created { StatusCode::CREATED } else { StatusCode::OK }))
 }
 
 /// Removes the chatroom of an event (the Matrix room is purged).
@@ -159,8 +128,10 @@ pub async fn delete_event_chatroom(
 ) -> ApiResult<StatusCode> {
     let (Id(org), Id(event)) = (org, event);
     caller.require_manage(org)?;
-    let room = find(&state, org, event)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("event {event} of organization {org} has no chatroom")))?;
-    delete_room(&state, &room).await
+    let room = {
+        let mut conn = state.store.pool().acquire().await?;
+        chatrooms::find_for_event(&mut conn, org, event).await?
+    }
+    .ok_or_else(|| ApiError::not_found(format!("event {event} of organization {org} has no chatroom")))?;
+    Ok(deleted(rooms::delete(&state, &room).await?))
 }

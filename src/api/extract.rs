@@ -186,3 +186,15 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         Ok(Self(Some(key.to_owned())))
     }
 }
+
+/// Who is calling, as the authenticator of the shared state says.
+impl FromRequestParts<crate::state::AppState> for crate::auth::Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &crate::state::AppState,
+    ) -> Result<Self, Self::Rejection> {
+        state.authenticator.authenticate(parts)
+    }
+}

@@ -5,19 +5,17 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    chatrooms::{
-        check_power_levels_fit, check_users_active, gone, load_room, parse_roles, respond_after_sync, resync,
-        ChatroomResponse,
-    },
     extract::{ApiJson, ApiPath, ApiQuery},
+    parse::parse_roles,
+    room_response::{written, ChatroomResponse},
     schema::PositiveId,
 };
 use crate::{
-    app::AppState,
     auth::Caller,
     domain::Id,
     error::{ApiError, ApiResult, ErrorBody},
-    store::{chatrooms, jobs},
+    rooms::{self, RoomError},
+    state::AppState,
 };
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -64,25 +62,10 @@ pub async fn add_users(
     ApiPath(Id(id)): ApiPath<Id>,
     ApiJson(body): ApiJson<AddUsersRequest>,
 ) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
-    let room = load_room(&state, id).await?;
+    let room = rooms::load(&state, id).await?;
     caller.require_manage(room.organization_id)?;
     let added = parse_roles(&body.admins, &body.moderators, &body.assigned_users)?;
-    check_power_levels_fit(&state, &room.roles.merged_with(&added))?;
-    check_users_active(&state, &added).await?;
-    let now = state.clock.now_ms();
-    let mut tx = state.store.begin().await?;
-    // Deleted since it was looked up: nothing is written.
-    if !chatrooms::touch_live(&mut tx, id, now).await? {
-        return Err(gone(id));
-    }
-    // Checked again under the room's row lock: concurrent additions cannot both squeeze past
-    // the room's limits.
-    let current = chatrooms::find(&mut tx, id).await?.ok_or_else(|| gone(id))?;
-    check_power_levels_fit(&state, &current.roles.merged_with(&added))?;
-    chatrooms::put_roles(&mut tx, id, &added).await?;
-    jobs::enqueue(&mut tx, id, now).await?;
-    tx.commit().await?;
-    respond_after_sync(&state, id, StatusCode::OK).await
+    Ok(written(rooms::add_members(&state, id, added).await?, StatusCode::OK))
 }
 
 /// Removes a user from the chatroom's lists: they are kicked and lose their power level.
@@ -108,19 +91,9 @@ pub async fn remove_user(
     ApiPath((id, user)): ApiPath<(Id, Id)>,
 ) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
     let (Id(id), Id(user)) = (id, user);
-    let room = load_room(&state, id).await?;
+    let room = rooms::load(&state, id).await?;
     caller.require_manage(room.organization_id)?;
-    let now = state.clock.now_ms();
-    let mut tx = state.store.begin().await?;
-    if !chatrooms::touch_live(&mut tx, id, now).await? {
-        return Err(gone(id));
-    }
-    if !chatrooms::remove_member(&mut tx, id, user).await? {
-        return Err(ApiError::not_found(format!("user {user} holds no role in chatroom {id}")));
-    }
-    jobs::enqueue(&mut tx, id, now).await?;
-    tx.commit().await?;
-    respond_after_sync(&state, id, StatusCode::OK).await
+    Ok(written(rooms::remove_member(&state, id, user).await?, StatusCode::OK))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -154,11 +127,10 @@ pub async fn claim_chatroom(
     ApiQuery(query): ApiQuery<ClaimQuery>,
 ) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
     let user = caller.subject(query.user_id.map(|Id(user)| user))?;
-    let room = load_room(&state, id).await?;
-    if room.roles.role_of(user).is_none() {
-        return Err(ApiError::forbidden(format!("user {user} holds no role in chatroom {id}")));
+    match rooms::claim(&state, id, user).await {
+        Ok(done) => Ok(written(done, StatusCode::OK)),
+        // Claiming a room one holds no role in is not allowed, rather than not found.
+        Err(e @ RoomError::NotAMember { .. }) => Err(ApiError::forbidden(e.to_string())),
+        Err(e) => Err(e.into()),
     }
-    // A claim re-checks the room even if the database thinks it is in sync: the user may have
-    // left or been kicked on the homeserver since.
-    resync(&state, id).await
 }

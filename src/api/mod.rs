@@ -7,6 +7,10 @@ pub mod event_rooms;
 mod extract;
 pub mod health;
 pub mod members;
+mod parse;
+mod provision;
+mod room_errors;
+mod room_response;
 mod schema;
 pub mod user_session;
 pub mod users;
@@ -20,7 +24,7 @@ use utoipa::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 use utoipa_scalar::{Scalar, Servable};
 
-use crate::{app::AppState, error::ApiError};
+use crate::{error::ApiError, state::AppState};
 
 #[derive(OpenApi)]
 #[openapi(

@@ -8,14 +8,14 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     extract::{ApiJsonOrEmpty, ApiPath, ApiQuery},
-    users::{provision_account, ProvisionedAccount},
+    provision::{provision_account, ProvisionedAccount},
 };
 use crate::{
-    app::AppState,
     auth::Caller,
     domain::Id,
     error::{ApiError, ApiResult, ErrorBody},
     matrix::Device,
+    state::AppState,
     store::accounts,
 };
 

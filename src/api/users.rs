@@ -1,58 +1,23 @@
-//! App users as the backend manages them: profile and deactivation. Also the one place that
-//! provisions a single user's Matrix account on first need.
+//! App users as the backend manages them: profile and deactivation.
 
 use axum::{extract::State, http::StatusCode, Json};
-use ruma::{OwnedMxcUri, OwnedUserId};
+use ruma::OwnedMxcUri;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
-    chatrooms::{discard_upload, parse_avatar, upload_avatar},
     extract::{present, ApiJson, ApiPath},
+    parse::parse_avatar,
+    provision::provision_account,
     schema::Byte,
 };
 use crate::{
-    app::AppState,
     auth::Caller,
-    domain::{AppUserId, Id},
+    domain::Id,
     error::{ApiError, ApiResult, ErrorBody},
-    store::{accounts, chatrooms, jobs},
+    rooms::{self, discard_upload, upload_avatar},
+    state::AppState,
 };
-
-/// An app user whose Matrix account exists and is active.
-pub(crate) struct ProvisionedAccount {
-    pub app_user: AppUserId,
-    pub matrix_user: OwnedUserId,
-    /// Fingerprint of the secret the account's password was last derived from.
-    pub password_key: Option<String>,
-}
-
-/// Makes sure the app user has a Matrix account (registering it on first need) and is not
-/// deactivated. Safe when several first requests for the same user race. One database read
-/// when the account exists already (the login path).
-pub(crate) async fn provision_account(state: &AppState, user: AppUserId) -> ApiResult<ProvisionedAccount> {
-    if user < 0 {
-        return Err(ApiError::bad_request(format!("user id {user} is negative")));
-    }
-    let matrix_user = state.homeserver.ids().user_id(user).map_err(ApiError::bad_request)?;
-    let account = {
-        let mut conn = state.store.pool().acquire().await?;
-        accounts::find(&mut conn, user).await?
-    };
-    let password_key = match account {
-        Some(account) if account.deactivated => {
-            return Err(
-                ApiError::forbidden(format!("app user {user} is deactivated")).with_code("user_deactivated")
-            )
-        }
-        Some(account) => account.password_key,
-        None => {
-            state.reconciler.ensure_accounts(&[user]).await?;
-            None
-        }
-    };
-    Ok(ProvisionedAccount { app_user: user, matrix_user, password_key })
-}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -172,21 +137,6 @@ pub async fn deactivate_user(
     ApiPath(Id(user)): ApiPath<Id>,
 ) -> ApiResult<StatusCode> {
     caller.require_backend()?;
-    let matrix_user = state.homeserver.ids().user_id(user).map_err(ApiError::bad_request)?;
-    // The homeserver first: if it cannot deactivate now, the request fails whole.
-    state.homeserver.deactivate(&matrix_user).await?;
-    let now = state.clock.now_ms();
-    let mut tx = state.store.begin().await?;
-    accounts::mark_deactivated(&mut tx, user, now).await?;
-    let rooms = chatrooms::rooms_of_member(&mut tx, user).await?;
-    for &room in &rooms {
-        chatrooms::remove_member(&mut tx, room, user).await?;
-        jobs::enqueue(&mut tx, room, now).await?;
-    }
-    tx.commit().await?;
-    tracing::info!(user, rooms = rooms.len(), "app user deactivated");
-    // The rooms converge side by side (bounded), all within one request wait.
-    let outcomes = state.reconciler.converge_within_request(rooms).await;
-    let all_synced = outcomes.iter().all(|o| matches!(o, Some(crate::sync::SyncOutcome::Synced)));
+    let all_synced = rooms::deactivate_user(&state, user).await?;
     Ok(if all_synced { StatusCode::NO_CONTENT } else { StatusCode::ACCEPTED })
 }

@@ -14,20 +14,10 @@ use crate::{
     config::Secret,
     credentials::PasswordDeriver,
     matrix::{Homeserver, Synapse},
+    state::AppState,
     store::{jobs, secrets, Store},
     sync::{spawn_background, Reconciler},
 };
-
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub store: Store,
-    pub homeserver: Arc<dyn Homeserver>,
-    pub reconciler: Arc<Reconciler>,
-    pub authenticator: Arc<Authenticator>,
-    pub passwords: Arc<PasswordDeriver>,
-    pub clock: Arc<dyn Clock>,
-}
 
 pub struct Application {
     listener: TcpListener,

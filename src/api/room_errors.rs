@@ -1,0 +1,22 @@
+//! How a room use case's refusal answers over HTTP.
+
+use crate::{error::ApiError, rooms::RoomError};
+
+impl From<RoomError> for ApiError {
+    fn from(err: RoomError) -> Self {
+        match err {
+            RoomError::NotFound(_) | RoomError::NotAMember { .. } => ApiError::not_found(err.to_string()),
+            RoomError::Exists => ApiError::conflict("exists", err.to_string()),
+            RoomError::IdempotencyKeyReused => {
+                ApiError::unprocessable(err.to_string()).with_code("idempotency_key_reused")
+            }
+            RoomError::TooManyUsers(_)
+            | RoomError::TooManyPowerUsers(_)
+            | RoomError::DeactivatedUsers(_)
+            | RoomError::Invalid(_) => ApiError::unprocessable(err.to_string()),
+            RoomError::Homeserver(e) => e.into(),
+            RoomError::Sync(e) => e.into(),
+            RoomError::Database(e) => e.into(),
+        }
+    }
+}

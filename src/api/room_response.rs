@@ -1,0 +1,95 @@
+//! The room as every room endpoint answers with it, and the HTTP status of a room write.
+
+use axum::{http::StatusCode, Json};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{
+    clock::to_datetime,
+    domain::{Role, RoomKind},
+    rooms::Written,
+    store::chatrooms::Chatroom,
+};
+
+/// A chatroom. Field names follow the messenger API; `id`, `syncStatus` and `syncError` are ours.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatroomResponse {
+    /// Our id of the chatroom, used in paths as `roomID`.
+    pub id: i64,
+    #[serde(rename = "type")]
+    pub kind: RoomKind,
+    #[serde(rename = "organizationID")]
+    pub organization_id: i64,
+    /// Set for event chatrooms only.
+    #[serde(rename = "eventID")]
+    pub event_id: Option<i64>,
+    pub name: String,
+    /// The avatar's `mxc://` URI on the homeserver.
+    #[serde(rename = "avatarURL")]
+    pub avatar_url: Option<String>,
+    pub automation_enabled: bool,
+    /// When the room will be deleted (RFC 3339), or null.
+    pub scheduled_deletion: Option<DateTime<Utc>>,
+    /// The Matrix room id; null until the homeserver has created the room.
+    #[serde(rename = "matrixRoomID")]
+    pub matrix_room_id: Option<String>,
+    pub admins: Vec<i64>,
+    pub moderators: Vec<i64>,
+    pub assigned_users: Vec<i64>,
+    pub sync_status: SyncStatus,
+    /// The last homeserver error while the room is not in sync.
+    pub sync_error: Option<String>,
+}
+
+/// Whether the homeserver matches this record: `pending` changes are being retried; `failed`
+/// ones stopped retrying after a permanent error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncStatus {
+    Synced,
+    Pending,
+    Failed,
+}
+
+impl From<Chatroom> for ChatroomResponse {
+    fn from(room: Chatroom) -> Self {
+        let sync_status = match (&room.sync.pending, &room.sync.failed) {
+            (false, _) => SyncStatus::Synced,
+            (true, true) => SyncStatus::Failed,
+            (true, false) => SyncStatus::Pending,
+        };
+        Self {
+            id: room.id,
+            kind: room.kind,
+            organization_id: room.organization_id,
+            event_id: room.event_id,
+            name: room.name,
+            avatar_url: room.avatar_url.map(|u| u.to_string()),
+            automation_enabled: room.automation_enabled,
+            scheduled_deletion: room.scheduled_deletion.and_then(to_datetime),
+            matrix_room_id: room.matrix_room_id.map(|id| id.to_string()),
+            admins: room.roles.users_with(Role::Admin),
+            moderators: room.roles.users_with(Role::Moderator),
+            assigned_users: room.roles.users_with(Role::Assigned),
+            sync_status,
+            sync_error: room.sync.last_error,
+        }
+    }
+}
+
+/// `success` when the homeserver caught up within the request, else `202 Accepted`.
+pub fn written(written: Written, success: StatusCode) -> (StatusCode, Json<ChatroomResponse>) {
+    let status = if written.synced { success } else { StatusCode::ACCEPTED };
+    (status, Json(written.room.into()))
+}
+
+/// A deletion: `204` once the homeserver purged the room, `202` while the purge is pending.
+pub fn deleted(purged: bool) -> StatusCode {
+    if purged {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::ACCEPTED
+    }
+}

@@ -1,0 +1,64 @@
+//! Checks a room's desired state must pass before it is stored.
+
+use super::{RoomError, RoomResult};
+use crate::{
+    clock::to_datetime,
+    domain::{require_future, RoleLists},
+    matrix::power_levels,
+    state::AppState,
+    store::accounts,
+};
+
+/// A new `scheduledDeletion` must lie in the future. Checked after an idempotent replay had its
+/// chance, so a retry whose time has passed since still gets the first answer.
+pub fn require_future_deletion(state: &AppState, at: Option<i64>) -> RoomResult<()> {
+    match at.and_then(to_datetime) {
+        Some(at) => require_future(at, state.clock.now()).map_err(RoomError::Invalid),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a room's role lists (as they would be after the change) beyond the room's limits:
+/// more users than [`RoleLists::MAX_PER_ROOM`], or admins and moderators whose power levels
+/// would not fit in one Matrix state event.
+pub fn check_room_limits(state: &AppState, roles: &RoleLists) -> RoomResult<()> {
+    if roles.len() > RoleLists::MAX_PER_ROOM {
+        return Err(RoomError::TooManyUsers(format!(
+            "the room would hold {} users in its role lists; at most {} are allowed",
+            roles.len(),
+            RoleLists::MAX_PER_ROOM
+        )));
+    }
+    let ids = state.homeserver.ids();
+    let mut users = std::collections::BTreeMap::new();
+    for (user, role) in roles.iter() {
+        if let Some(level) = role.power_level() {
+            users.insert(ids.user_id(user).map_err(RoomError::Invalid)?, level);
+        }
+    }
+    users.insert(ids.bot().to_owned(), 100);
+    let size = power_levels::content_size(&users);
+    if size > power_levels::MAX_CONTENT_BYTES {
+        return Err(RoomError::TooManyPowerUsers(format!(
+            "too many admins and moderators ({}): their power levels take {size} bytes, more than the {} \
+             one Matrix state event can hold",
+            users.len() - 1,
+            power_levels::MAX_CONTENT_BYTES
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses role lists naming deactivated users: their accounts can no longer join rooms.
+pub async fn check_users_active(state: &AppState, roles: &RoleLists) -> RoomResult<()> {
+    let users: Vec<_> = roles.iter().map(|(user, _)| user).collect();
+    let mut conn = state.store.pool().acquire().await?;
+    let accounts = accounts::find_many(&mut conn, &users).await?;
+    let deactivated: Vec<_> =
+        users.iter().copied().filter(|user| accounts.get(user).is_some_and(|a| a.deactivated)).collect();
+    if deactivated.is_empty() {
+        Ok(())
+    } else {
+        Err(RoomError::DeactivatedUsers(deactivated))
+    }
+}

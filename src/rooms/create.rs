@@ -1,0 +1,188 @@
+//! Creating a room (custom, default or event), idempotent with a caller's `Idempotency-Key`.
+
+use ruma::OwnedMxcUri;
+use sha2::{Digest, Sha256};
+
+use super::{
+    avatar::{discard_upload, upload_avatar},
+    checks::{check_room_limits, check_users_active, require_future_deletion},
+    converge, RoomError, RoomResult, Written,
+};
+use crate::{
+    domain::{Avatar, ChatroomId, EventId, OrganizationId, RoleLists, RoomKind, RoomName},
+    state::AppState,
+    store::{
+        self,
+        chatrooms::{self, NewChatroom},
+        idempotency, jobs,
+    },
+};
+
+/// A validated room about to be created.
+pub struct RoomDraft {
+    pub kind: RoomKind,
+    pub organization_id: OrganizationId,
+    pub event_id: Option<EventId>,
+    pub name: RoomName,
+    pub avatar: Option<Avatar>,
+    pub automation_enabled: bool,
+    pub scheduled_deletion: Option<i64>,
+    pub roles: RoleLists,
+}
+
+impl RoomDraft {
+    /// What the request asked for, so a key reused for another request is told apart.
+    fn fingerprint(&self) -> String {
+        let avatar = self.avatar.as_ref().map(|a| hex::encode(Sha256::digest(a.bytes())));
+        let roles: Vec<_> =
+            self.roles.iter().map(|(user, role)| format!("{user}:{}", role.as_str())).collect();
+        let described = format!(
+            "{}|{}|{:?}|{}|{}|{:?}|{:?}|{:?}",
+            self.kind.as_str(),
+            self.organization_id,
+            self.event_id,
+            self.name.as_str(),
+            self.automation_enabled,
+            self.scheduled_deletion,
+            roles,
+            avatar
+        );
+        hex::encode(Sha256::digest(described.as_bytes()))
+    }
+}
+
+/// A creating request's `Idempotency-Key`, scoped to its caller.
+pub struct Idempotency {
+    pub caller: String,
+    pub key: String,
+}
+
+/// Creates the room and lets the homeserver catch up; with an idempotency key already used for
+/// the same request, answers with the room that request created.
+pub async fn create(
+    state: &AppState,
+    draft: RoomDraft,
+    idempotency: Option<&Idempotency>,
+) -> RoomResult<Written> {
+    let id = insert(state, draft, idempotency).await?;
+    converge(state, id).await
+}
+
+/// Stores the room, its roles, its sync job and its idempotency key in one transaction.
+async fn insert(
+    state: &AppState,
+    draft: RoomDraft,
+    idempotency: Option<&Idempotency>,
+) -> RoomResult<ChatroomId> {
+    if let Some(idempotency) = idempotency {
+        if let Some(id) = replay(state, idempotency, &draft).await? {
+            return Ok(id);
+        }
+    }
+    require_future_deletion(state, draft.scheduled_deletion)?;
+    check_room_limits(state, &draft.roles)?;
+    check_users_active(state, &draft.roles).await?;
+    let avatar_url = match &draft.avatar {
+        Some(avatar) => Some(upload_avatar(state, avatar).await?),
+        None => None,
+    };
+    let stored = store_room(state, &draft, avatar_url.as_ref(), idempotency).await;
+    if !matches!(stored, Ok(Stored::New(_))) {
+        discard_upload(state, avatar_url.as_ref()).await;
+    }
+    let id = match stored? {
+        Stored::New(id) => id,
+        Stored::Replayed(id) => return Ok(id),
+    };
+    tracing::info!(
+        chatroom = id,
+        kind = draft.kind.as_str(),
+        organization = draft.organization_id,
+        "chatroom created"
+    );
+    Ok(id)
+}
+
+/// The room an earlier request with the same key created, if any.
+async fn replay(
+    state: &AppState,
+    idempotency: &Idempotency,
+    draft: &RoomDraft,
+) -> RoomResult<Option<ChatroomId>> {
+    let mut conn = state.store.pool().acquire().await?;
+    let Some(recorded) = idempotency::find(&mut conn, &idempotency.caller, &idempotency.key).await? else {
+        return Ok(None);
+    };
+    if recorded.operation != draft.kind.as_str() || recorded.fingerprint != draft.fingerprint() {
+        return Err(RoomError::IdempotencyKeyReused);
+    }
+    Ok(Some(recorded.chatroom_id))
+}
+
+enum Stored {
+    New(ChatroomId),
+    /// A concurrent request with the same Idempotency-Key committed this room first.
+    Replayed(ChatroomId),
+}
+
+async fn store_room(
+    state: &AppState,
+    draft: &RoomDraft,
+    avatar_url: Option<&OwnedMxcUri>,
+    idempotency: Option<&Idempotency>,
+) -> RoomResult<Stored> {
+    let now = state.clock.now_ms();
+    let alias = format!("chatrooms_{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
+    let new_room = NewChatroom {
+        kind: draft.kind,
+        organization_id: draft.organization_id,
+        event_id: draft.event_id,
+        name: draft.name.as_str(),
+        avatar_url,
+        automation_enabled: draft.automation_enabled,
+        scheduled_deletion: draft.scheduled_deletion,
+        matrix_alias: &alias,
+    };
+    let mut tx = state.store.begin().await?;
+    let id = match store_new_room(&mut tx, &new_room, draft, idempotency, now).await {
+        Ok(id) => id,
+        Err(e) => {
+            drop(tx);
+            if !store::is_unique_violation(&e) {
+                return Err(e.into());
+            }
+            // A concurrent request with the same key committed first: answer with its room
+            // (and keep only its avatar).
+            if let Some(idempotency) = idempotency {
+                if let Some(id) = replay(state, idempotency, draft).await? {
+                    return Ok(Stored::Replayed(id));
+                }
+            }
+            return Err(RoomError::Exists);
+        }
+    };
+    tx.commit().await?;
+    Ok(Stored::New(id))
+}
+
+/// The inserts of a new room: record, roles, sync job and idempotency key.
+async fn store_new_room(
+    tx: &mut store::Tx,
+    new_room: &NewChatroom<'_>,
+    draft: &RoomDraft,
+    idempotency: Option<&Idempotency>,
+    now: i64,
+) -> sqlx::Result<ChatroomId> {
+    let id = chatrooms::insert(tx, new_room, now).await?;
+    chatrooms::put_roles(tx, id, &draft.roles).await?;
+    jobs::enqueue(tx, id, now).await?;
+    if let Some(idempotency) = idempotency {
+        let recorded = idempotency::Recorded {
+            operation: draft.kind.as_str().to_owned(),
+            fingerprint: draft.fingerprint(),
+            chatroom_id: id,
+        };
+        idempotency::insert(tx, &idempotency.caller, &idempotency.key, &recorded, now).await?;
+    }
+    Ok(id)
+}

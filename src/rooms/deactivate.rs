@@ -1,0 +1,31 @@
+//! Deactivating an app user: the homeserver account first, then every room they held a role in.
+
+use crate::{
+    domain::AppUserId,
+    state::AppState,
+    store::{accounts, chatrooms, jobs},
+    sync::SyncOutcome,
+};
+
+use super::RoomResult;
+
+/// Deactivates the account (it leaves every room and can no longer log in), removes the user
+/// from every room's lists, and lets those rooms converge side by side within one request wait.
+/// True when every room caught up.
+pub async fn deactivate_user(state: &AppState, user: AppUserId) -> RoomResult<bool> {
+    let matrix_user = state.homeserver.ids().user_id(user).map_err(super::RoomError::Invalid)?;
+    // The homeserver first: if it cannot deactivate now, the request fails whole.
+    state.homeserver.deactivate(&matrix_user).await?;
+    let now = state.clock.now_ms();
+    let mut tx = state.store.begin().await?;
+    accounts::mark_deactivated(&mut tx, user, now).await?;
+    let rooms = chatrooms::rooms_of_member(&mut tx, user).await?;
+    for &room in &rooms {
+        chatrooms::remove_member(&mut tx, room, user).await?;
+        jobs::enqueue(&mut tx, room, now).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(user, rooms = rooms.len(), "app user deactivated");
+    let outcomes = state.reconciler.converge_within_request(rooms).await;
+    Ok(outcomes.iter().all(|o| matches!(o, Some(SyncOutcome::Synced))))
+}

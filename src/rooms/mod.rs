@@ -1,0 +1,91 @@
+//! The use cases on rooms. Each validates, writes the desired state with its sync job in one
+//! transaction, lets the homeserver catch up within the request's wait, and returns the room or
+//! a typed error; the HTTP layer only maps that error to a status.
+
+mod avatar;
+mod checks;
+mod create;
+mod deactivate;
+mod delete;
+mod event_room;
+mod members;
+mod update;
+
+use crate::{
+    domain::{AppUserId, ChatroomId},
+    matrix::HomeserverError,
+    state::AppState,
+    store::{
+        chatrooms::{self, Chatroom},
+        jobs, Tx,
+    },
+    sync::SyncError,
+};
+
+pub use avatar::{discard_upload, upload_avatar};
+pub use create::{create, Idempotency, RoomDraft};
+pub use deactivate::deactivate_user;
+pub use delete::delete;
+pub use event_room::put_event_room;
+pub use members::{add_members, claim, remove_member, resync};
+pub use update::{update, RoomUpdate};
+
+/// Why a use case refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RoomError {
+    #[error("chatroom {0} does not exist")]
+    NotFound(ChatroomId),
+    #[error("user {user} holds no role in chatroom {room}")]
+    NotAMember { room: ChatroomId, user: AppUserId },
+    /// The organization's default room, or the event's room, exists already.
+    #[error("the room exists already")]
+    Exists,
+    #[error("this Idempotency-Key was used for a different request; use a new key for a new request")]
+    IdempotencyKeyReused,
+    /// More users than a room may hold.
+    #[error("{0}")]
+    TooManyUsers(String),
+    /// Admins and moderators whose power levels do not fit in one Matrix state event.
+    #[error("{0}")]
+    TooManyPowerUsers(String),
+    #[error("deactivated users cannot hold a role: {0:?}")]
+    DeactivatedUsers(Vec<AppUserId>),
+    /// A value that is valid only at the right time (a scheduled deletion in the past).
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Homeserver(#[from] HomeserverError),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+pub type RoomResult<T> = Result<T, RoomError>;
+
+/// A room after a change, and whether the homeserver has caught up with it.
+pub struct Written {
+    pub room: Chatroom,
+    pub synced: bool,
+}
+
+pub async fn load(state: &AppState, id: ChatroomId) -> RoomResult<Chatroom> {
+    let mut conn = state.store.pool().acquire().await?;
+    chatrooms::find(&mut conn, id).await?.ok_or(RoomError::NotFound(id))
+}
+
+/// The one ending of every change: queue the room's sync in the change's transaction and
+/// commit; then [`converge`].
+async fn commit_with_job(state: &AppState, mut tx: Tx, id: ChatroomId) -> RoomResult<()> {
+    jobs::enqueue(&mut tx, id, state.clock.now_ms()).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Lets the homeserver catch up with a committed change (for a bounded time) and reads the
+/// room back.
+async fn converge(state: &AppState, id: ChatroomId) -> RoomResult<Written> {
+    state.reconciler.converge_within_request(vec![id]).await;
+    let room = load(state, id).await?;
+    Ok(Written { synced: !room.sync.pending, room })
+}

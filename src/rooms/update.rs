@@ -1,0 +1,70 @@
+//! Changing a room's settings and, for event rooms, replacing its role lists.
+
+use ruma::OwnedMxcUri;
+
+use super::{
+    avatar::{discard_upload, upload_avatar},
+    checks::{check_room_limits, check_users_active, require_future_deletion},
+    commit_with_job, converge, RoomError, RoomResult, Written,
+};
+use crate::{
+    domain::{Avatar, ChatroomId, RoleLists, RoomName},
+    state::AppState,
+    store::chatrooms::{self, ChatroomChanges},
+};
+
+/// A validated change to an existing room; `None` leaves a field as it is.
+#[derive(Clone)]
+pub struct RoomUpdate {
+    pub name: Option<RoomName>,
+    /// `Some(None)` removes the avatar.
+    pub avatar: Option<Option<Avatar>>,
+    pub automation_enabled: Option<bool>,
+    /// `Some(None)` cancels a scheduled deletion.
+    pub scheduled_deletion: Option<Option<i64>>,
+    /// Replaces all three role lists.
+    pub roles: Option<RoleLists>,
+}
+
+/// Stores the change with its sync job in one transaction (after uploading a new avatar), then
+/// lets the homeserver catch up. A room deleted meanwhile is `NotFound`, and nothing is written.
+pub async fn update(state: &AppState, id: ChatroomId, update: RoomUpdate) -> RoomResult<Written> {
+    require_future_deletion(state, update.scheduled_deletion.flatten())?;
+    if let Some(roles) = &update.roles {
+        check_room_limits(state, roles)?;
+        check_users_active(state, roles).await?;
+    }
+    let avatar_url = match &update.avatar {
+        Some(Some(avatar)) => Some(Some(upload_avatar(state, avatar).await?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let stored = store(state, id, &update, avatar_url.as_ref().map(Option::as_ref)).await;
+    if stored.is_err() {
+        discard_upload(state, avatar_url.as_ref().and_then(Option::as_ref)).await;
+    }
+    stored?;
+    converge(state, id).await
+}
+
+async fn store(
+    state: &AppState,
+    id: ChatroomId,
+    update: &RoomUpdate,
+    avatar_url: Option<Option<&OwnedMxcUri>>,
+) -> RoomResult<()> {
+    let changes = ChatroomChanges {
+        name: update.name.as_ref().map(RoomName::as_str),
+        avatar_url,
+        automation_enabled: update.automation_enabled,
+        scheduled_deletion: update.scheduled_deletion,
+    };
+    let mut tx = state.store.begin().await?;
+    if !chatrooms::update(&mut tx, id, &changes, state.clock.now_ms()).await? {
+        return Err(RoomError::NotFound(id));
+    }
+    if let Some(roles) = &update.roles {
+        chatrooms::replace_roles(&mut tx, id, roles).await?;
+    }
+    commit_with_job(state, tx, id).await
+}
