@@ -17,62 +17,77 @@ pub struct DesiredRoom {
     pub members: BTreeMap<OwnedUserId, Role>,
 }
 
+/// One change to a user's membership.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Unban,
+    Invite,
+    /// The user joins (the appservice acts as them).
+    Join,
+    Kick,
+}
+
+/// One homeserver write, or one user's membership changes in the order they must happen.
+#[derive(Debug, PartialEq)]
+pub enum Action {
+    SetName(String),
+    /// New `m.room.avatar` content (`{}` removes the avatar).
+    SetAvatar(Value),
+    /// One write for all role changes: power levels are a single state event.
+    SetPowerLevels(Value),
+    Membership {
+        user: OwnedUserId,
+        steps: Vec<Step>,
+    },
+}
+
+/// What the homeserver needs, in order: room state first (so a joining user finds their power
+/// level set), then memberships, joins before kicks. Membership actions of different users are
+/// independent of each other.
 #[derive(Debug, Default, PartialEq)]
 pub struct Plan {
-    pub name: Option<String>,
-    /// New `m.room.avatar` content (`{}` removes the avatar).
-    pub avatar: Option<Value>,
-    pub power_levels: Option<Value>,
-    pub unban: Vec<OwnedUserId>,
-    pub invite: Vec<OwnedUserId>,
-    pub join: Vec<OwnedUserId>,
-    pub kick: Vec<OwnedUserId>,
+    pub actions: Vec<Action>,
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        *self == Plan::default()
+        self.actions.is_empty()
     }
 }
 
 pub fn plan(desired: &DesiredRoom, actual: &RoomState, ids: &MatrixIds) -> Plan {
-    let mut plan = Plan::default();
+    let mut actions = Vec::new();
     if actual.name.as_deref() != Some(desired.name.as_str()) {
-        plan.name = Some(desired.name.clone());
+        actions.push(Action::SetName(desired.name.clone()));
     }
     if actual.avatar != desired.avatar {
-        plan.avatar = Some(match &desired.avatar {
+        actions.push(Action::SetAvatar(match &desired.avatar {
             Some(url) => json!({ "url": url }),
             None => json!({}),
-        });
+        }));
     }
     let levels = desired.members.iter().filter_map(|(user, role)| Some((user.clone(), role.power_level()?)));
     let users = power_levels::desired_users(levels, ids.bot(), &actual.room_version);
-    plan.power_levels = power_levels::with_users(&actual.power_levels, &users);
+    actions.extend(power_levels::with_users(&actual.power_levels, &users).map(Action::SetPowerLevels));
 
     for user in desired.members.keys() {
-        match actual.members.get(user) {
-            Some(Membership::Join) => {}
-            Some(Membership::Invite) => plan.join.push(user.clone()),
-            Some(Membership::Ban) => {
-                plan.unban.push(user.clone());
-                plan.invite.push(user.clone());
-                plan.join.push(user.clone());
-            }
-            Some(Membership::Leave | Membership::Knock) | None => {
-                plan.invite.push(user.clone());
-                plan.join.push(user.clone());
-            }
-        }
+        let steps = match actual.members.get(user) {
+            Some(Membership::Join) => continue,
+            Some(Membership::Invite) => vec![Step::Join],
+            Some(Membership::Ban) => vec![Step::Unban, Step::Invite, Step::Join],
+            Some(Membership::Leave | Membership::Knock) | None => vec![Step::Invite, Step::Join],
+        };
+        actions.push(Action::Membership { user: user.clone(), steps });
     }
     for (user, membership) in &actual.members {
+        // Strangers (other servers' users, or local ones outside our namespace) are not ours to remove.
         let ours = ids.app_user(user).is_some();
         let present = matches!(membership, Membership::Join | Membership::Invite | Membership::Knock);
         if ours && present && !desired.members.contains_key(user) {
-            plan.kick.push(user.clone());
+            actions.push(Action::Membership { user: user.clone(), steps: vec![Step::Kick] });
         }
     }
-    plan
+    Plan { actions }
 }
 
 /// A room createRoom did not finish (the homeserver crashed midway): the bot never joined, or
@@ -118,6 +133,19 @@ mod tests {
             ]),
         }
     }
+    /// The membership steps the plan has for `user` (none: `None`).
+    fn steps(plan: &Plan, user: &str) -> Option<Vec<Step>> {
+        plan.actions.iter().find_map(|action| match action {
+            Action::Membership { user: u, steps } if u.as_str() == user => Some(steps.clone()),
+            _ => None,
+        })
+    }
+    fn levels(plan: &Plan) -> Option<&Value> {
+        plan.actions.iter().find_map(|action| match action {
+            Action::SetPowerLevels(levels) => Some(levels),
+            _ => None,
+        })
+    }
     fn desired() -> DesiredRoom {
         DesiredRoom {
             name: "Team".into(),
@@ -140,10 +168,9 @@ mod tests {
         let mut wanted = desired();
         wanted.members.insert(uid("@app_4:hs"), Role::Moderator);
         let plan = plan(&wanted, &in_sync_state(), &ids());
-        assert_eq!(plan.invite, vec![uid("@app_4:hs")]);
-        assert_eq!(plan.join, vec![uid("@app_4:hs")]);
-        assert_eq!(plan.power_levels.unwrap()["users"]["@app_4:hs"], json!(50));
-        assert!(plan.kick.is_empty());
+        assert_eq!(steps(&plan, "@app_4:hs"), Some(vec![Step::Invite, Step::Join]));
+        assert_eq!(levels(&plan).unwrap()["users"]["@app_4:hs"], json!(50));
+        assert_eq!(plan.actions.len(), 2, "{plan:?}");
     }
 
     #[test]
@@ -153,8 +180,9 @@ mod tests {
         let mut actual = in_sync_state();
         actual.members.insert(uid("@someone:elsewhere"), Membership::Join);
         let plan = plan(&wanted, &actual, &ids());
-        assert_eq!(plan.kick, vec![uid("@app_2:hs")]);
-        assert_eq!(plan.power_levels.unwrap()["users"], json!({"@app_1:hs": 100}));
+        assert_eq!(steps(&plan, "@app_2:hs"), Some(vec![Step::Kick]));
+        assert_eq!(steps(&plan, "@someone:elsewhere"), None);
+        assert_eq!(levels(&plan).unwrap()["users"], json!({"@app_1:hs": 100}));
     }
 
     #[test]
@@ -166,12 +194,14 @@ mod tests {
         actual.members.insert(uid("@app_1:hs"), Membership::Leave);
         actual.members.insert(uid("@app_2:hs"), Membership::Ban);
         let plan = plan(&desired(), &actual, &ids());
-        assert_eq!(plan.name.as_deref(), Some("Team"));
-        assert_eq!(plan.avatar, Some(json!({})));
-        assert_eq!(plan.power_levels.unwrap()["users"], json!({"@app_1:hs": 100, "@app_2:hs": 50}));
-        assert_eq!(plan.unban, vec![uid("@app_2:hs")]);
-        assert_eq!(plan.invite, vec![uid("@app_1:hs"), uid("@app_2:hs")]);
-        assert_eq!(plan.join, vec![uid("@app_1:hs"), uid("@app_2:hs")]);
+        // In order: the room's state first, so users joining find their levels set.
+        assert_eq!(plan.actions[0], Action::SetName("Team".into()));
+        assert_eq!(plan.actions[1], Action::SetAvatar(json!({})));
+        assert_eq!(levels(&plan).unwrap()["users"], json!({"@app_1:hs": 100, "@app_2:hs": 50}));
+        assert!(matches!(plan.actions[2], Action::SetPowerLevels(_)));
+        assert_eq!(steps(&plan, "@app_1:hs"), Some(vec![Step::Invite, Step::Join]));
+        assert_eq!(steps(&plan, "@app_2:hs"), Some(vec![Step::Unban, Step::Invite, Step::Join]));
+        assert_eq!(plan.actions.len(), 5);
     }
 
     #[test]
@@ -179,8 +209,7 @@ mod tests {
         let mut actual = in_sync_state();
         actual.members.insert(uid("@app_3:hs"), Membership::Invite);
         let plan = plan(&desired(), &actual, &ids());
-        assert!(plan.invite.is_empty());
-        assert_eq!(plan.join, vec![uid("@app_3:hs")]);
+        assert_eq!(steps(&plan, "@app_3:hs"), Some(vec![Step::Join]));
     }
 
     #[test]
@@ -206,6 +235,72 @@ mod tests {
         assert!(plan(&desired(), &actual, &ids()).is_empty());
         actual.power_levels["users"].as_object_mut().unwrap().remove("@bot:hs");
         let plan = plan(&desired(), &actual, &ids());
-        assert_eq!(plan.power_levels.unwrap()["users"]["@bot:hs"], json!(100));
+        assert_eq!(levels(&plan).unwrap()["users"]["@bot:hs"], json!(100));
+    }
+
+    /// Every membership a user can have, wanted or not, ours or a stranger's, in room versions
+    /// 11 and 12: the steps the plan takes, and that the rest of the room needs nothing.
+    #[test]
+    fn each_membership_wanted_or_not_ours_or_a_strangers_gets_its_steps() {
+        use Membership::*;
+        let memberships = [Some(Join), Some(Invite), Some(Leave), Some(Ban), Some(Knock), None];
+        let expected = |membership: Option<Membership>, wanted: bool, ours: bool| -> Option<Vec<Step>> {
+            match (wanted, ours, membership) {
+                (true, _, Some(Join)) => None,
+                (true, _, Some(Invite)) => Some(vec![Step::Join]),
+                (true, _, Some(Ban)) => Some(vec![Step::Unban, Step::Invite, Step::Join]),
+                (true, _, Some(Leave | Knock) | None) => Some(vec![Step::Invite, Step::Join]),
+                (false, true, Some(Join | Invite | Knock)) => Some(vec![Step::Kick]),
+                (false, true, Some(Leave | Ban) | None) => None,
+                (false, false, _) => None,
+            }
+        };
+        for version in ["11", "12"] {
+            for membership in memberships {
+                // Strangers are never wanted: desired members are app users only.
+                for (wanted, ours) in [(true, true), (false, true), (false, false)] {
+                    let user = if ours { "@app_9:hs" } else { "@app_9:elsewhere" };
+                    let mut actual = in_sync_state();
+                    actual.room_version = version.into();
+                    if version == "11" {
+                        actual.power_levels["users"]["@bot:hs"] = json!(100);
+                    }
+                    if let Some(membership) = membership {
+                        actual.members.insert(uid(user), membership);
+                    }
+                    let mut wanted_room = desired();
+                    if wanted {
+                        wanted_room.members.insert(uid(user), Role::Assigned);
+                    }
+                    let plan = plan(&wanted_room, &actual, &ids());
+                    let case = format!("v{version} {membership:?} wanted={wanted} ours={ours}: {plan:?}");
+                    assert_eq!(steps(&plan, user), expected(membership, wanted, ours), "{case}");
+                    let others =
+                        plan.actions.iter().filter(|a| !matches!(a, Action::Membership { .. })).count();
+                    assert_eq!(others, 0, "an assigned user needs no state change: {case}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn joins_come_before_kicks_and_state_before_both() {
+        let mut wanted = desired();
+        wanted.members.remove(&uid("@app_3:hs"));
+        wanted.members.insert(uid("@app_4:hs"), Role::Admin);
+        wanted.name = "Renamed".into();
+        let plan = plan(&wanted, &in_sync_state(), &ids());
+        let kinds: Vec<&str> = plan
+            .actions
+            .iter()
+            .map(|a| match a {
+                Action::SetName(_) => "name",
+                Action::SetAvatar(_) => "avatar",
+                Action::SetPowerLevels(_) => "levels",
+                Action::Membership { steps, .. } if steps.contains(&Step::Kick) => "kick",
+                Action::Membership { .. } => "join",
+            })
+            .collect();
+        assert_eq!(kinds, ["name", "levels", "join", "kick"]);
     }
 }

@@ -9,7 +9,7 @@ use tokio::{sync::OnceCell, task::JoinHandle, time::Instant};
 
 use super::{
     locks::RoomLocks,
-    plan::{self, DesiredRoom},
+    plan::{self, Action, DesiredRoom, Step},
 };
 use crate::{
     clock::Clock,
@@ -99,6 +99,10 @@ pub enum SyncOutcome {
     },
     /// Another worker (another instance) holds the room right now; it will finish the job.
     Busy,
+}
+
+fn desired_room(room: &Chatroom, members: BTreeMap<OwnedUserId, Role>) -> DesiredRoom {
+    DesiredRoom { name: room.name.clone(), avatar: room.avatar_url.as_ref().map(|u| u.to_string()), members }
 }
 
 /// The Matrix room a chatroom names, as the reconciler finds it.
@@ -381,57 +385,73 @@ impl Reconciler {
                 self.homeserver.room_state(&room_id).await?
             }
         };
-        let desired = DesiredRoom {
-            name: room.name.clone(),
-            avatar: room.avatar_url.as_ref().map(|u| u.to_string()),
-            members,
-        };
-        let plan = plan::plan(&desired, &actual, self.homeserver.ids());
+        let plan = plan::plan(&desired_room(&room, members), &actual, self.homeserver.ids());
         if plan.is_empty() {
             return Ok(created);
         }
         tracing::info!(chatroom = id, room = %room_id, ?plan, "applying changes to the homeserver");
-        let hs = &self.homeserver;
-        if let Some(name) = &plan.name {
-            hs.set_state(&room_id, "m.room.name", serde_json::json!({ "name": name })).await?;
-        }
-        if let Some(avatar) = plan.avatar {
-            hs.set_state(&room_id, "m.room.avatar", avatar).await?;
-        }
-        // One write for all role changes: power levels are a single state event.
-        if let Some(levels) = plan.power_levels {
-            hs.set_state(&room_id, "m.room.power_levels", levels).await?;
-        }
-        let room_ref = &room_id;
-        let needs_invite = |user: &UserId| plan.invite.iter().any(|u| u == user);
-        let needs_unban = |user: &UserId| plan.unban.iter().any(|u| u == user);
-        stream::iter(plan.join.iter().map(Ok::<_, HomeserverError>))
-            .try_for_each_concurrent(self.config.join_concurrency, |user| async move {
-                if needs_unban(user) {
-                    hs.unban(room_ref, user).await?;
-                }
-                if needs_invite(user) {
-                    hs.invite(room_ref, user).await?;
-                }
-                hs.join_as(room_ref, user).await
-            })
-            .await?;
-        stream::iter(plan.kick.iter().map(Ok::<_, HomeserverError>))
-            .try_for_each_concurrent(self.config.join_concurrency, |user| async move {
-                match hs.kick(room_ref, user, "removed from the room's lists").await {
-                    Err(e) if !e.is_transient() => {
-                        // Refused because they left meanwhile (deactivation does that)? Then done.
-                        let membership = hs.room_state(room_ref).await?.members.get(user).copied();
-                        match membership {
-                            Some(Membership::Join | Membership::Invite | Membership::Knock) => Err(e),
-                            _ => Ok(()),
-                        }
-                    }
-                    other => other,
-                }
-            })
-            .await?;
+        self.execute(&room_id, plan).await?;
         Ok(true)
+    }
+
+    /// What a sync of the room would do now, without doing it (for checks and tests). `None`
+    /// when the room has no Matrix room yet.
+    pub async fn plan_for(&self, id: ChatroomId) -> Result<Option<plan::Plan>, SyncError> {
+        let mut conn = self.store.pool().acquire().await?;
+        let Some(room) = chatrooms::find(&mut conn, id).await? else { return Ok(None) };
+        drop(conn);
+        let Some(room_id) = &room.matrix_room_id else { return Ok(None) };
+        let actual = self.homeserver.room_state(room_id).await?;
+        let desired = desired_room(&room, self.matrix_members(&room)?);
+        Ok(Some(plan::plan(&desired, &actual, self.homeserver.ids())))
+    }
+
+    /// Runs the plan's actions in order; the membership actions (one user each) side by side,
+    /// at most `join_concurrency` at once.
+    async fn execute(&self, room_id: &RoomId, plan: plan::Plan) -> Result<(), SyncError> {
+        let hs = &self.homeserver;
+        let mut memberships = Vec::new();
+        for action in plan.actions {
+            match action {
+                Action::SetName(name) => {
+                    hs.set_state(room_id, "m.room.name", serde_json::json!({ "name": name })).await?
+                }
+                Action::SetAvatar(content) => hs.set_state(room_id, "m.room.avatar", content).await?,
+                Action::SetPowerLevels(levels) => {
+                    hs.set_state(room_id, "m.room.power_levels", levels).await?
+                }
+                Action::Membership { user, steps } => memberships.push((user, steps)),
+            }
+        }
+        stream::iter(memberships.into_iter().map(Ok::<_, HomeserverError>))
+            .try_for_each_concurrent(self.config.join_concurrency, |(user, steps)| async move {
+                for step in steps {
+                    match step {
+                        Step::Unban => hs.unban(room_id, &user).await?,
+                        Step::Invite => hs.invite(room_id, &user).await?,
+                        Step::Join => hs.join_as(room_id, &user).await?,
+                        Step::Kick => self.kick(room_id, &user).await?,
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// A kick refused because the user left meanwhile (deactivation does that) is done.
+    async fn kick(&self, room_id: &RoomId, user: &UserId) -> Result<(), HomeserverError> {
+        let hs = &self.homeserver;
+        match hs.kick(room_id, user, "removed from the room's lists").await {
+            Err(e) if !e.is_transient() => {
+                let membership = hs.room_state(room_id).await?.members.get(user).copied();
+                match membership {
+                    Some(Membership::Join | Membership::Invite | Membership::Knock) => Err(e),
+                    _ => Ok(()),
+                }
+            }
+            other => other,
+        }
     }
 
     fn matrix_members(&self, room: &Chatroom) -> Result<BTreeMap<OwnedUserId, Role>, SyncError> {

@@ -176,3 +176,56 @@ async fn a_room_of_ten_users_is_created_joined_in_one_request() {
     let seen = app.matrix().room(room["matrixRoomID"].as_str().unwrap()).await;
     assert_eq!(seen.joined.len(), 11, "ten users and the bot: {:?}", seen.joined);
 }
+
+#[tokio::test]
+async fn planning_again_right_after_a_sync_gives_nothing_to_do() {
+    for version in ["11", "12"] {
+        let app = TestApp::spawn_with(|env| {
+            env.insert("CHATROOMS_MATRIX_ROOM_VERSION".into(), version.into());
+        })
+        .await;
+        let users = fresh_users(4);
+        let room = app
+            .create_room(json!({
+                "organizationID": fresh_org(), "name": "Settled", "avatar": tiny_png(),
+                "admins": [users[0]], "moderators": [users[1]], "assignedUsers": [users[2]],
+            }))
+            .await;
+        let id = room["id"].as_i64().unwrap();
+        let reconciler = &app.state.reconciler;
+        let plan = reconciler.plan_for(id).await.unwrap().expect("the room exists on the homeserver");
+        assert!(plan.is_empty(), "v{version}: right after creating: {plan:?}");
+
+        // Every kind of change, applied, leaves nothing to do.
+        let (status, _) = app
+            .send(app.request(Method::POST, &format!("/chatrooms/{id}/users")).json(&json!({
+                "admins": [users[2]], "assignedUsers": [users[3]],
+            })))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) =
+            app.send(app.request(Method::DELETE, &format!("/chatrooms/{id}/users/{}", users[1]))).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = app
+            .send(
+                app.request(Method::PATCH, &format!("/chatrooms/{id}"))
+                    .json(&json!({"name": "Moved", "avatar": null})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let plan = reconciler.plan_for(id).await.unwrap().unwrap();
+        assert!(plan.is_empty(), "v{version}: right after the changes: {plan:?}");
+
+        // And a change made behind the service's back shows up in the plan.
+        let matrix = app.matrix();
+        let room_id = room["matrixRoomID"].as_str().unwrap();
+        let name_path =
+            format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", urlencoding::encode(room_id));
+        let (status, _) =
+            matrix.call(Method::PUT, &name_path, matrix.as_token(), Some(json!({"name": "Hand"}))).await;
+        assert_eq!(status, StatusCode::OK);
+        let plan = reconciler.plan_for(id).await.unwrap().unwrap();
+        assert_eq!(plan.actions, vec![chatrooms::sync::plan::Action::SetName("Moved".into())]);
+        app.stop().await;
+    }
+}
