@@ -4,19 +4,19 @@ use axum::{extract::State, http::StatusCode, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{
-    extract::{present, ApiJson, ApiPath, ApiQuery, IdempotencyKey},
-    parse::{idempotency, parse_avatar, parse_deletion, parse_name, parse_organization, parse_roles},
-    room_response::{deleted, written, ChatroomResponse},
-    schema::{Byte, PositiveId},
-};
+use super::extract::{present, ApiJson, ApiPath, ApiQuery, IdempotencyKey};
 use crate::{
     auth::Caller,
     domain::{AvatarInput, Id, RoomKind},
     error::{ApiError, ApiResult, ErrorBody},
-    rooms::{self, RoomDraft, RoomError, RoomUpdate},
+    rooms::{self, Idempotency, RoomDraft, RoomError, RoomUpdate},
     state::AppState,
     store::chatrooms::{self, ListQuery},
+};
+use crate::{
+    domain::schema::{Byte, PositiveId},
+    rooms::input::{parse_avatar, parse_deletion, parse_name, parse_organization, parse_roles},
+    rooms::{deleted, written, ChatroomResponse},
 };
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -95,7 +95,7 @@ pub async fn create_chatroom(
         avatar: parse_avatar(&state, body.avatar)?,
         automation_enabled: body.automation_enabled,
     };
-    match rooms::create(&state, draft, idempotency(&caller, key).as_ref()).await {
+    match rooms::create(&state, draft, Idempotency::for_caller(caller.key(), key).as_ref()).await {
         Ok(done) => Ok(written(done, StatusCode::CREATED)),
         Err(RoomError::Exists) => Err(ApiError::internal("custom room collided with a unique index")),
         Err(e) => Err(e.into()),

@@ -4,18 +4,18 @@ use axum::{extract::State, http::StatusCode, Json};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{
-    extract::{ApiJson, ApiPath, IdempotencyKey},
-    parse::{idempotency, parse_name, parse_organization},
-    room_response::{deleted, written, ChatroomResponse},
-};
+use super::extract::{ApiJson, ApiPath, IdempotencyKey};
 use crate::{
     auth::Caller,
     domain::{Id, OrganizationId, RoleLists, RoomKind},
     error::{ApiError, ApiResult, ErrorBody},
-    rooms::{self, RoomDraft, RoomError},
+    rooms::{self, Idempotency, RoomDraft, RoomError},
     state::AppState,
     store::chatrooms,
+};
+use crate::{
+    rooms::input::{parse_name, parse_organization},
+    rooms::{deleted, written, ChatroomResponse},
 };
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -73,7 +73,7 @@ pub async fn create_default_chatroom(
         scheduled_deletion: None,
         roles: RoleLists::default(),
     };
-    match rooms::create(&state, draft, idempotency(&caller, key).as_ref()).await {
+    match rooms::create(&state, draft, Idempotency::for_caller(caller.key(), key).as_ref()).await {
         Ok(done) => Ok(written(done, StatusCode::CREATED)),
         Err(RoomError::Exists) => Err(exists_error(&state, org).await),
         Err(e) => Err(e.into()),

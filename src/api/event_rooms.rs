@@ -4,12 +4,7 @@ use axum::{extract::State, http::StatusCode, Json};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{
-    extract::{present, ApiJson, ApiPath},
-    parse::{parse_avatar, parse_deletion, parse_name, parse_roles},
-    room_response::{deleted, written, ChatroomResponse},
-    schema::{Byte, PositiveId},
-};
+use super::extract::{present, ApiJson, ApiPath};
 use crate::{
     auth::Caller,
     domain::{AvatarInput, Id},
@@ -17,6 +12,11 @@ use crate::{
     rooms::{self, RoomUpdate},
     state::AppState,
     store::chatrooms,
+};
+use crate::{
+    domain::schema::{Byte, PositiveId},
+    rooms::input::{parse_avatar, parse_deletion, parse_name, parse_roles},
+    rooms::{deleted, written, ChatroomResponse},
 };
 
 /// The event room as the backend wants it. Absent fields keep their current value; when any

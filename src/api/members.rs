@@ -4,18 +4,18 @@ use axum::{extract::State, http::StatusCode, Json};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{
-    extract::{ApiJson, ApiPath, ApiQuery},
-    parse::parse_roles,
-    room_response::{written, ChatroomResponse},
-    schema::PositiveId,
-};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::{
     auth::Caller,
     domain::Id,
-    error::{ApiError, ApiResult, ErrorBody},
-    rooms::{self, RoomError},
+    error::{ApiResult, ErrorBody},
+    rooms,
     state::AppState,
+};
+use crate::{
+    domain::schema::PositiveId,
+    rooms::input::parse_roles,
+    rooms::{written, ChatroomResponse},
 };
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -127,10 +127,5 @@ pub async fn claim_chatroom(
     ApiQuery(query): ApiQuery<ClaimQuery>,
 ) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
     let user = caller.subject(query.user_id.map(|Id(user)| user))?;
-    match rooms::claim(&state, id, user).await {
-        Ok(done) => Ok(written(done, StatusCode::OK)),
-        // Claiming a room one holds no role in is not allowed, rather than not found.
-        Err(e @ RoomError::NotAMember { .. }) => Err(ApiError::forbidden(e.to_string())),
-        Err(e) => Err(e.into()),
-    }
+    Ok(written(rooms::claim(&state, id, user).await?, StatusCode::OK))
 }

@@ -7,11 +7,7 @@ pub mod event_rooms;
 mod extract;
 pub mod health;
 pub mod members;
-mod parse;
-mod provision;
 mod room_errors;
-mod room_response;
-mod schema;
 pub mod user_session;
 pub mod users;
 

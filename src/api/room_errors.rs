@@ -6,6 +6,10 @@ impl From<RoomError> for ApiError {
     fn from(err: RoomError) -> Self {
         match err {
             RoomError::NotFound(_) | RoomError::NotAMember { .. } => ApiError::not_found(err.to_string()),
+            RoomError::HoldsNoRole { .. } => ApiError::forbidden(err.to_string()),
+            RoomError::UserDeactivated(_) => {
+                ApiError::forbidden(err.to_string()).with_code("user_deactivated")
+            }
             RoomError::Exists => ApiError::conflict("exists", err.to_string()),
             RoomError::IdempotencyKeyReused => {
                 ApiError::unprocessable(err.to_string()).with_code("idempotency_key_reused")

@@ -6,10 +6,8 @@ use rand::{distributions::Uniform, Rng};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{
-    extract::{ApiJsonOrEmpty, ApiPath, ApiQuery},
-    provision::{provision_account, ProvisionedAccount},
-};
+use super::extract::{ApiJsonOrEmpty, ApiPath, ApiQuery};
+use crate::rooms::{provision_account, ProvisionedAccount};
 use crate::{
     auth::Caller,
     domain::Id,
@@ -34,7 +32,7 @@ async fn subject_account(
     caller: &Caller,
     query: &SubjectQuery,
 ) -> ApiResult<ProvisionedAccount> {
-    provision_account(state, caller.subject(query.user_id.map(|Id(user)| user))?).await
+    Ok(provision_account(state, caller.subject(query.user_id.map(|Id(user)| user))?).await?)
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -5,12 +5,7 @@ use ruma::OwnedMxcUri;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{
-    extract::{present, ApiJson, ApiPath},
-    parse::parse_avatar,
-    provision::provision_account,
-    schema::Byte,
-};
+use super::extract::{present, ApiJson, ApiPath};
 use crate::{
     auth::Caller,
     domain::Id,
@@ -18,6 +13,7 @@ use crate::{
     rooms::{self, discard_upload, upload_avatar},
     state::AppState,
 };
+use crate::{domain::schema::Byte, rooms::input::parse_avatar, rooms::provision_account};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -3,6 +3,7 @@
 mod avatar;
 mod chatroom;
 mod id;
+pub mod schema;
 
 pub use avatar::{Avatar, AvatarInput};
 pub use chatroom::{

@@ -57,6 +57,13 @@ pub struct Idempotency {
     pub key: String,
 }
 
+impl Idempotency {
+    /// The request's key, if it sent one, scoped to `caller` (two callers may use one key).
+    pub fn for_caller(caller: String, key: Option<String>) -> Option<Self> {
+        key.map(|key| Self { caller, key })
+    }
+}
+
 /// Creates the room and lets the homeserver catch up; with an idempotency key already used for
 /// the same request, answers with the room that request created.
 pub async fn create(

@@ -12,16 +12,14 @@ use crate::{
 
 /// Gives the users their roles (moving those who held another one).
 pub async fn add_members(state: &AppState, id: ChatroomId, added: RoleLists) -> RoomResult<Written> {
-    let room = load(state, id).await?;
-    check_room_limits(state, &room.roles.merged_with(&added))?;
     check_users_active(state, &added).await?;
     let mut tx = state.store.begin().await?;
     // Deleted since it was looked up: nothing is written.
     if !chatrooms::touch_live(&mut tx, id, state.clock.now_ms()).await? {
         return Err(RoomError::NotFound(id));
     }
-    // Checked again under the room's row lock: concurrent additions cannot both squeeze past
-    // the room's limits.
+    // Checked under the room's row lock: concurrent additions cannot both squeeze past the
+    // room's limits.
     let current = chatrooms::find(&mut tx, id).await?.ok_or(RoomError::NotFound(id))?;
     check_room_limits(state, &current.roles.merged_with(&added))?;
     chatrooms::put_roles(&mut tx, id, &added).await?;
@@ -47,7 +45,7 @@ pub async fn remove_member(state: &AppState, id: ChatroomId, user: AppUserId) ->
 pub async fn claim(state: &AppState, id: ChatroomId, user: AppUserId) -> RoomResult<Written> {
     let room = load(state, id).await?;
     if room.roles.role_of(user).is_none() {
-        return Err(RoomError::NotAMember { room: id, user });
+        return Err(RoomError::HoldsNoRole { room: id, user });
     }
     resync(state, id).await
 }

@@ -2,14 +2,17 @@
 //! transaction, lets the homeserver catch up within the request's wait, and returns the room or
 //! a typed error; the HTTP layer only maps that error to a status.
 
+mod accounts;
 mod avatar;
 mod checks;
 mod create;
 mod deactivate;
 mod delete;
 mod event_room;
+pub mod input;
 mod members;
 mod update;
+mod view;
 
 use crate::{
     domain::{AppUserId, ChatroomId},
@@ -22,6 +25,7 @@ use crate::{
     sync::SyncError,
 };
 
+pub use accounts::{provision_account, ProvisionedAccount};
 pub use avatar::{discard_upload, upload_avatar};
 pub use create::{create, Idempotency, RoomDraft};
 pub use deactivate::deactivate_user;
@@ -29,6 +33,7 @@ pub use delete::delete;
 pub use event_room::put_event_room;
 pub use members::{add_members, claim, remove_member, resync};
 pub use update::{update, RoomUpdate};
+pub use view::{deleted, written, ChatroomResponse, SyncStatus};
 
 /// Why a use case refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +42,11 @@ pub enum RoomError {
     NotFound(ChatroomId),
     #[error("user {user} holds no role in chatroom {room}")]
     NotAMember { room: ChatroomId, user: AppUserId },
+    /// Claiming a room one holds no role in: not allowed, rather than not found.
+    #[error("user {user} holds no role in chatroom {room}")]
+    HoldsNoRole { room: ChatroomId, user: AppUserId },
+    #[error("app user {0} is deactivated")]
+    UserDeactivated(AppUserId),
     /// The organization's default room, or the event's room, exists already.
     #[error("the room exists already")]
     Exists,

@@ -1,4 +1,5 @@
 //! The room as every room endpoint answers with it, and the HTTP status of a room write.
+//! Shared by the handlers through this layer, so that no handler module imports another.
 
 use axum::{http::StatusCode, Json};
 use chrono::{DateTime, Utc};

@@ -3,12 +3,8 @@
 
 use ruma::OwnedUserId;
 
-use crate::{
-    domain::AppUserId,
-    error::{ApiError, ApiResult},
-    state::AppState,
-    store::accounts,
-};
+use super::{RoomError, RoomResult};
+use crate::{domain::AppUserId, state::AppState, store::accounts};
 
 /// An app user whose Matrix account exists and is active.
 pub struct ProvisionedAccount {
@@ -21,21 +17,14 @@ pub struct ProvisionedAccount {
 /// Makes sure the app user has a Matrix account (registering it on first need) and is not
 /// deactivated. Safe when several first requests for the same user race. One database read
 /// when the account exists already (the login path).
-pub async fn provision_account(state: &AppState, user: AppUserId) -> ApiResult<ProvisionedAccount> {
-    if user < 0 {
-        return Err(ApiError::bad_request(format!("user id {user} is negative")));
-    }
-    let matrix_user = state.homeserver.ids().user_id(user).map_err(ApiError::bad_request)?;
+pub async fn provision_account(state: &AppState, user: AppUserId) -> RoomResult<ProvisionedAccount> {
+    let matrix_user = state.homeserver.ids().user_id(user).map_err(RoomError::Invalid)?;
     let account = {
         let mut conn = state.store.pool().acquire().await?;
         accounts::find(&mut conn, user).await?
     };
     let password_key = match account {
-        Some(account) if account.deactivated => {
-            return Err(
-                ApiError::forbidden(format!("app user {user} is deactivated")).with_code("user_deactivated")
-            )
-        }
+        Some(account) if account.deactivated => return Err(RoomError::UserDeactivated(user)),
         Some(account) => account.password_key,
         None => {
             state.reconciler.ensure_accounts(&[user]).await?;

@@ -10,7 +10,7 @@ use utoipa::{
 };
 
 /// An id of an app user, organization or event: an integer of at least 1.
-pub(crate) struct PositiveId;
+pub struct PositiveId;
 
 impl PartialSchema for PositiveId {
     fn schema() -> RefOr<Schema> {
@@ -25,7 +25,7 @@ impl PartialSchema for PositiveId {
 impl ToSchema for PositiveId {}
 
 /// One byte of an image: an integer from 0 to 255.
-pub(crate) struct Byte;
+pub struct Byte;
 
 impl PartialSchema for Byte {
     fn schema() -> RefOr<Schema> {
