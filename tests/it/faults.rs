@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::harness::{eventually, fresh_org, fresh_users, homeserver, tiny_png, FaultProxy, TestApp};
+use crate::harness::{
+    counter, eventually, fresh_org, fresh_users, homeserver, tiny_png, FaultProxy, TestApp,
+};
 
 async fn spawn_behind(proxy: &FaultProxy, extra: &[(&str, &str)]) -> TestApp {
     let url = proxy.url.clone();
@@ -20,16 +22,6 @@ async fn spawn_behind(proxy: &FaultProxy, extra: &[(&str, &str)]) -> TestApp {
         env.extend(extra);
     })
     .await
-}
-
-/// A counter from `/metrics`.
-async fn counter(app: &TestApp, name: &str) -> u64 {
-    let text = app.anonymous(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
-    let prefix = format!("{name} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.parse().ok())
-        .expect("the counter is served")
 }
 
 async fn room(app: &TestApp, id: &Value) -> Value {

@@ -382,27 +382,26 @@ impl MatrixView {
     /// An admin token of the homeserver's (registered once with the shared secret).
     pub async fn admin_token(&self) -> String {
         static TOKEN: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
-        TOKEN
-            .get_or_init(|| async {
-                let secret = &self.hs.env["CHATROOMS_MATRIX_REGISTRATION_SHARED_SECRET"];
-                let (_, nonce) = self.call(Method::GET, "/_synapse/admin/v1/register", "", None).await;
-                let nonce = nonce["nonce"].as_str().unwrap().to_owned();
-                let (user, password) = ("test-inspector", "test-inspector-password");
-                use hmac::Mac;
-                let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).unwrap();
-                mac.update(format!("{nonce}\0{user}\0{password}\0admin").as_bytes());
-                let body = json!({"nonce": nonce, "username": user, "password": password, "admin": true,
-                    "mac": hex::encode(mac.finalize().into_bytes())});
-                let (status, answer) =
-                    self.call(Method::POST, "/_synapse/admin/v1/register", "", Some(body)).await;
-                assert_eq!(status, StatusCode::OK, "{answer}");
-                answer["access_token"].as_str().unwrap().to_owned()
-            })
-            .await
-            .clone()
+        TOKEN.get_or_init(|| self.register_admin()).await.clone()
     }
 
     /// Whether the homeserver still knows the room (admin API).
+    /// Registers the test's own admin user with the shared secret; returns its token.
+    async fn register_admin(&self) -> String {
+        let secret = &self.hs.env["CHATROOMS_MATRIX_REGISTRATION_SHARED_SECRET"];
+        let (_, nonce) = self.call(Method::GET, "/_synapse/admin/v1/register", "", None).await;
+        let nonce = nonce["nonce"].as_str().expect("a registration nonce").to_owned();
+        let (user, password) = ("test-inspector", "test-inspector-password");
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("{nonce}\0{user}\0{password}\0admin").as_bytes());
+        let body = json!({"nonce": nonce, "username": user, "password": password, "admin": true,
+            "mac": hex::encode(mac.finalize().into_bytes())});
+        let (status, answer) = self.call(Method::POST, "/_synapse/admin/v1/register", "", Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        answer["access_token"].as_str().unwrap().to_owned()
+    }
+
     pub async fn room_exists(&self, room_id: &str) -> bool {
         let token = self.admin_token().await;
         let path = format!("/_synapse/admin/v1/rooms/{}", urlencoding::encode(room_id));
@@ -647,24 +646,7 @@ impl PrivateHomeserver {
     /// A call on this homeserver's admin API (its own admin user, registered with the shared secret).
     pub async fn admin_call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let matrix = MatrixView::new(self.hs);
-        let token = self
-            .admin
-            .get_or_init(|| async {
-                let secret = &self.hs.env["CHATROOMS_MATRIX_REGISTRATION_SHARED_SECRET"];
-                let (_, nonce) = matrix.call(Method::GET, "/_synapse/admin/v1/register", "", None).await;
-                let nonce = nonce["nonce"].as_str().expect("a registration nonce").to_owned();
-                let (user, password) = ("test-inspector", "test-inspector-password");
-                use hmac::Mac;
-                let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).unwrap();
-                mac.update(format!("{nonce}\0{user}\0{password}\0admin").as_bytes());
-                let body = json!({"nonce": nonce, "username": user, "password": password, "admin": true,
-                    "mac": hex::encode(mac.finalize().into_bytes())});
-                let (status, answer) =
-                    matrix.call(Method::POST, "/_synapse/admin/v1/register", "", Some(body)).await;
-                assert_eq!(status, StatusCode::OK, "{answer}");
-                answer["access_token"].as_str().unwrap().to_owned()
-            })
-            .await;
+        let token = self.admin.get_or_init(|| matrix.register_admin()).await;
         matrix.call(method, path, token, body).await
     }
 }
@@ -714,4 +696,14 @@ pub async fn seed_roles(app: &TestApp, room: i64, roles: &[(i64, chatrooms::doma
     let mut tx = app.state.store.begin().await.expect("a transaction");
     chatrooms::store::chatrooms::put_roles(&mut tx, room, &roles).await.expect("roles stored");
     tx.commit().await.expect("roles committed");
+}
+
+/// A counter from the service's `/metrics`.
+pub async fn counter(app: &TestApp, name: &str) -> u64 {
+    let text = app.anonymous(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+        .expect("the counter is served")
 }
