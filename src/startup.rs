@@ -14,6 +14,7 @@ use crate::{
     config::Secret,
     credentials::PasswordDeriver,
     matrix::{Homeserver, Synapse},
+    metrics::Metrics,
     state::AppState,
     store::{jobs, secrets, Store},
     sync::{spawn_background, Reconciler},
@@ -52,14 +53,17 @@ impl Application {
                 tracing::info!(rooms = retried, "retrying rooms stopped by refused credentials");
             }
         }
-        let homeserver: Arc<dyn Homeserver> =
-            wrap(Arc::new(Synapse::new(&config.matrix).context("configuring the homeserver")?));
+        let metrics = Arc::new(Metrics::default());
+        let homeserver: Arc<dyn Homeserver> = wrap(Arc::new(
+            Synapse::new(&config.matrix, metrics.clone()).context("configuring the homeserver")?,
+        ));
         let reconciler = Arc::new(Reconciler::new(
             store.clone(),
             homeserver.clone(),
             clock.clone(),
             config.sync.clone(),
             config.matrix.room_version.clone(),
+            metrics.clone(),
         ));
         let authenticator = Arc::new(Authenticator::new(&config.auth).context("configuring authentication")?);
         let listener = TcpListener::bind(config.bind_addr)
@@ -74,6 +78,7 @@ impl Application {
             authenticator,
             passwords,
             clock,
+            metrics,
         };
         Ok(Self { listener, state })
     }

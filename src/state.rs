@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::{
     auth::Authenticator, clock::Clock, config::Config, credentials::PasswordDeriver, matrix::Homeserver,
-    store::Store, sync::Reconciler,
+    metrics::Metrics, store::Store, sync::Reconciler,
 };
 
 #[derive(Clone)]
@@ -17,4 +17,5 @@ pub struct AppState {
     pub authenticator: Arc<Authenticator>,
     pub passwords: Arc<PasswordDeriver>,
     pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
 }

@@ -1,6 +1,10 @@
 //! Liveness and readiness probes.
 
-use axum::{extract::State, http::StatusCode, Json};
+use axum::{
+    extract::State,
+    http::{header, HeaderName, StatusCode},
+    Json,
+};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -47,11 +51,20 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
     (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(health))
 }
 
-/// Counters for monitoring (Prometheus text format): syncs, failures, drift repairs.
+/// Metrics in the OpenMetrics text format, which Prometheus scrapes: sync counters, HTTP
+/// request and homeserver call durations (histograms), the sync backlog and rooms by sync status.
 #[utoipa::path(
     get, path = "/metrics", tag = "health",
-    responses((status = 200, description = "Counters", body = String, content_type = "text/plain"))
+    responses((status = 200, description = "Metrics", body = String,
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"))
 )]
-pub async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.reconciler.metrics().render())
+pub async fn metrics(State(state): State<AppState>) -> ([(HeaderName, &'static str); 1], String) {
+    let backlog = state
+        .store
+        .backlog()
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "reading the sync backlog for metrics"))
+        .ok();
+    let text = state.metrics.render(backlog.as_ref(), state.clock.now_ms());
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text)
 }

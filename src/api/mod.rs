@@ -11,8 +11,18 @@ mod room_errors;
 pub mod user_session;
 pub mod users;
 
-use axum::{extract::DefaultBodyLimit, http::StatusCode, response::IntoResponse, Json, Router};
-use tower_http::trace::TraceLayer;
+use axum::{
+    extract::{DefaultBodyLimit, MatchedPath},
+    http::StatusCode,
+    response::IntoResponse,
+    Json, Router,
+};
+use tower::ServiceBuilder;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::{DefaultOnResponse, TraceLayer},
+};
+use tracing::Level;
 use utoipa::{
     openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
     Modify, OpenApi,
@@ -20,7 +30,7 @@ use utoipa::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 use utoipa_scalar::{Scalar, Servable};
 
-use crate::{error::ApiError, state::AppState};
+use crate::{error::ApiError, metrics, state::AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -123,6 +133,25 @@ pub fn router(state: AppState) -> Router {
         })
         // Enforced where bodies are read (the JSON extractor), so the 413 has our error shape.
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track_http))
+        // Outermost first: the id is set (or the caller's kept), the request's span carries it,
+        // and the response echoes it.
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                )
+                .layer(PropagateRequestIdLayer::x_request_id()),
+        )
         .with_state(state)
+}
+
+/// Every log line of a request, including those of the syncs it waits for, is in this span.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+    tracing::info_span!("request", request_id, method = %request.method(), route)
 }

@@ -29,6 +29,17 @@ pub enum FailureKind {
     Configuration,
 }
 
+impl FailureKind {
+    /// As stored with a failed job and shown in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Transient => "transient",
+            Self::Refused => "refused",
+            Self::Configuration => "configuration",
+        }
+    }
+}
+
 impl HomeserverError {
     pub fn errcode(&self) -> Option<&str> {
         match self {

@@ -1,7 +1,10 @@
 //! Synapse over HTTP: the client-server API with the application service's token, and
 //! Synapse's admin API with an admin user's token for what only an admin may do.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
@@ -14,6 +17,7 @@ use super::{Device, HomeserverError, HsResult, MatrixIds, NewRoom, RoomState, Se
 use crate::{
     config::{MatrixConfig, Secret},
     credentials::hmac_sha256_hex,
+    metrics::Metrics,
 };
 
 pub struct Synapse {
@@ -22,6 +26,7 @@ pub struct Synapse {
     as_token: Secret,
     ids: MatrixIds,
     admin: AdminToken,
+    metrics: Arc<Metrics>,
 }
 
 /// The admin token is fetched on first use, so the service starts while the homeserver is down.
@@ -34,7 +39,7 @@ struct AdminToken {
 }
 
 impl Synapse {
-    pub fn new(config: &MatrixConfig) -> anyhow::Result<Self> {
+    pub fn new(config: &MatrixConfig, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let ids = MatrixIds::new(&config.server_name, &config.user_prefix, &config.bot_localpart)
             .map_err(anyhow::Error::msg)?;
         let http = reqwest::Client::builder()
@@ -59,7 +64,25 @@ impl Synapse {
                 )),
                 cached: Mutex::new(None),
             },
+            metrics,
         })
+    }
+
+    /// Sends a request, timing it by operation and outcome.
+    async fn send(&self, operation: &'static str, request: RequestBuilder) -> HsResult<Value> {
+        let started = Instant::now();
+        let result = match request.send().await {
+            Ok(response) => answer(operation, response).await,
+            Err(e) => Err(transport_error(operation, e)),
+        };
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(e) => e.kind().label(),
+        };
+        let elapsed = started.elapsed();
+        tracing::debug!(operation, outcome, elapsed_ms = elapsed.as_millis() as u64, "homeserver call");
+        self.metrics.observe_homeserver_call(operation, outcome, elapsed);
+        result
     }
 
     fn url(&self, path: &str) -> String {
@@ -94,7 +117,7 @@ impl Synapse {
                     .into(),
             });
         };
-        let nonce = send(OP, self.http.get(self.url("/_synapse/admin/v1/register"))).await?;
+        let nonce = self.send(OP, self.http.get(self.url("/_synapse/admin/v1/register"))).await?;
         let nonce = nonce["nonce"].as_str().unwrap_or_default().to_owned();
         let user = &self.admin.localpart;
         let password = self.admin.password.expose();
@@ -105,7 +128,7 @@ impl Synapse {
             "nonce": nonce, "username": user, "password": password, "admin": true,
             "mac": hex::encode(mac.finalize().into_bytes()),
         });
-        match send(OP, self.http.post(self.url("/_synapse/admin/v1/register")).json(&body)).await {
+        match self.send(OP, self.http.post(self.url("/_synapse/admin/v1/register")).json(&body)).await {
             Ok(answer) => token_from(OP, &answer),
             Err(e) if e.errcode() == Some("M_USER_IN_USE") => {
                 let login = json!({
@@ -115,7 +138,7 @@ impl Synapse {
                     "initial_device_display_name": "chatrooms service",
                 });
                 let answer =
-                    send(OP, self.http.post(self.url("/_matrix/client/v3/login")).json(&login)).await?;
+                    self.send(OP, self.http.post(self.url("/_matrix/client/v3/login")).json(&login)).await?;
                 token_from(OP, &answer)
             }
             Err(e) => Err(e),
@@ -135,7 +158,7 @@ impl Synapse {
             if let Some(body) = &body {
                 request = request.json(body);
             }
-            send(op, request)
+            self.send(op, request)
         };
         let result = attempt(self.admin_token().await?).await;
         match result {
@@ -161,18 +184,10 @@ fn enc(segment: &str) -> String {
     urlencoding::encode(segment).into_owned()
 }
 
-/// Sends a request and turns the answer into JSON or a classified error.
-async fn send(operation: &'static str, request: RequestBuilder) -> HsResult<Value> {
-    let started = Instant::now();
-    let response = request.send().await.map_err(|e| transport_error(operation, e))?;
+/// Turns an answer into JSON or a classified error.
+async fn answer(operation: &'static str, response: reqwest::Response) -> HsResult<Value> {
     let status = response.status();
     let bytes = response.bytes().await.map_err(|e| transport_error(operation, e))?;
-    tracing::debug!(
-        operation,
-        status = status.as_u16(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "homeserver call"
-    );
     let body: Value =
         if bytes.is_empty() { json!({}) } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
     if status.is_success() {
@@ -223,8 +238,11 @@ impl super::Homeserver for Synapse {
 
     async fn ping(&self) -> HsResult<()> {
         // whoami with our own token: reachable, and our credentials are accepted.
-        send("check the appservice token", self.as_request(Method::GET, "/_matrix/client/v3/account/whoami"))
-            .await?;
+        self.send(
+            "check the appservice token",
+            self.as_request(Method::GET, "/_matrix/client/v3/account/whoami"),
+        )
+        .await?;
         // Only a token we have: readiness must not register the admin user. A revoked token we
         // logged in for ourselves is renewed once by admin_send.
         if self.admin.configured.is_some() || self.admin.cached.lock().await.is_some() {
@@ -237,7 +255,7 @@ impl super::Homeserver for Synapse {
     #[tracing::instrument(name = "homeserver.default_room_version", skip(self))]
     async fn default_room_version(&self) -> HsResult<String> {
         const OP: &str = "capabilities";
-        let answer = send(OP, self.as_request(Method::GET, "/_matrix/client/v3/capabilities")).await?;
+        let answer = self.send(OP, self.as_request(Method::GET, "/_matrix/client/v3/capabilities")).await?;
         answer["capabilities"]["m.room_versions"]["default"].as_str().map(str::to_owned).ok_or_else(|| {
             HomeserverError::Protocol { operation: OP, message: "no default room version".into() }
         })
@@ -250,7 +268,9 @@ impl super::Homeserver for Synapse {
             "username": user.localpart(),
             "inhibit_login": true,
         });
-        match send("register", self.as_request(Method::POST, "/_matrix/client/v3/register").json(&body)).await
+        match self
+            .send("register", self.as_request(Method::POST, "/_matrix/client/v3/register").json(&body))
+            .await
         {
             Ok(_) => Ok(()),
             Err(e) if e.errcode() == Some("M_USER_IN_USE") => Ok(()),
@@ -268,7 +288,7 @@ impl super::Homeserver for Synapse {
         const OP: &str = "upload media";
         let path = format!("/_matrix/media/v3/upload?filename={}", enc(file_name));
         let request = self.as_request(Method::POST, &path).header("content-type", content_type).body(bytes);
-        let answer = send(OP, request).await?;
+        let answer = self.send(OP, request).await?;
         let uri = answer["content_uri"].as_str().unwrap_or_default();
         let mxc: OwnedMxcUri = uri.into();
         if !mxc.is_valid() {
@@ -283,7 +303,7 @@ impl super::Homeserver for Synapse {
     async fn resolve_alias(&self, alias: &RoomAliasId) -> HsResult<Option<OwnedRoomId>> {
         const OP: &str = "resolve alias";
         let path = format!("/_matrix/client/v3/directory/room/{}", enc(alias.as_str()));
-        match send(OP, self.as_request(Method::GET, &path)).await {
+        match self.send(OP, self.as_request(Method::GET, &path)).await {
             Ok(answer) => room_id_from(OP, &answer).map(Some),
             Err(e) if e.status() == Some(404) => Ok(None),
             Err(e) => Err(e),
@@ -312,7 +332,8 @@ impl super::Homeserver for Synapse {
         if let Some(version) = &room.room_version {
             body["room_version"] = json!(version);
         }
-        match send(OP, self.as_request(Method::POST, "/_matrix/client/v3/createRoom").json(&body)).await {
+        match self.send(OP, self.as_request(Method::POST, "/_matrix/client/v3/createRoom").json(&body)).await
+        {
             Ok(answer) => room_id_from(OP, &answer).map(Some),
             Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => Ok(None),
             Err(e) => Err(e),
@@ -323,7 +344,7 @@ impl super::Homeserver for Synapse {
     async fn room_state(&self, room: &RoomId) -> HsResult<RoomState> {
         const OP: &str = "read room state";
         let path = format!("/_matrix/client/v3/rooms/{}/state", enc(room.as_str()));
-        let answer = send(OP, self.as_request(Method::GET, &path)).await?;
+        let answer = self.send(OP, self.as_request(Method::GET, &path)).await?;
         let events = answer.as_array().ok_or_else(|| HomeserverError::Protocol {
             operation: OP,
             message: "state is not an array".into(),
@@ -351,7 +372,7 @@ impl super::Homeserver for Synapse {
     async fn delete_alias(&self, alias: &RoomAliasId) -> HsResult<()> {
         let path = format!("/_matrix/client/v3/directory/room/{}", enc(alias.as_str()));
         // As the bot: the alias is in our exclusive namespace, which even a server admin may not edit.
-        match send("delete alias", self.as_request(Method::DELETE, &path)).await {
+        match self.send("delete alias", self.as_request(Method::DELETE, &path)).await {
             Ok(_) => Ok(()),
             Err(e) if e.status() == Some(404) => Ok(()),
             Err(e) => Err(e),
@@ -361,39 +382,43 @@ impl super::Homeserver for Synapse {
     #[tracing::instrument(name = "homeserver.set_state", skip(self, content), fields(room = %room))]
     async fn set_state(&self, room: &RoomId, event_type: &str, content: Value) -> HsResult<()> {
         let path = format!("/_matrix/client/v3/rooms/{}/state/{}/", enc(room.as_str()), enc(event_type));
-        send("set room state", self.as_request(Method::PUT, &path).json(&content)).await.map(|_| ())
+        self.send("set room state", self.as_request(Method::PUT, &path).json(&content)).await.map(|_| ())
     }
 
     #[tracing::instrument(name = "homeserver.invite", skip(self), fields(room = %room, user = %user))]
     async fn invite(&self, room: &RoomId, user: &UserId) -> HsResult<()> {
         let path = format!("/_matrix/client/v3/rooms/{}/invite", enc(room.as_str()));
-        send("invite", self.as_request(Method::POST, &path).json(&json!({"user_id": user}))).await.map(|_| ())
+        self.send("invite", self.as_request(Method::POST, &path).json(&json!({"user_id": user})))
+            .await
+            .map(|_| ())
     }
 
     #[tracing::instrument(name = "homeserver.join", skip(self), fields(room = %room, user = %user))]
     async fn join_as(&self, room: &RoomId, user: &UserId) -> HsResult<()> {
         let path =
             format!("/_matrix/client/v3/rooms/{}/join?user_id={}", enc(room.as_str()), enc(user.as_str()));
-        send("join", self.as_request(Method::POST, &path).json(&json!({}))).await.map(|_| ())
+        self.send("join", self.as_request(Method::POST, &path).json(&json!({}))).await.map(|_| ())
     }
 
     #[tracing::instrument(name = "homeserver.kick", skip(self), fields(room = %room, user = %user))]
     async fn kick(&self, room: &RoomId, user: &UserId, reason: &str) -> HsResult<()> {
         let path = format!("/_matrix/client/v3/rooms/{}/kick", enc(room.as_str()));
         let body = json!({"user_id": user, "reason": reason});
-        send("kick", self.as_request(Method::POST, &path).json(&body)).await.map(|_| ())
+        self.send("kick", self.as_request(Method::POST, &path).json(&body)).await.map(|_| ())
     }
 
     #[tracing::instrument(name = "homeserver.unban", skip(self), fields(room = %room, user = %user))]
     async fn unban(&self, room: &RoomId, user: &UserId) -> HsResult<()> {
         let path = format!("/_matrix/client/v3/rooms/{}/unban", enc(room.as_str()));
-        send("unban", self.as_request(Method::POST, &path).json(&json!({"user_id": user}))).await.map(|_| ())
+        self.send("unban", self.as_request(Method::POST, &path).json(&json!({"user_id": user})))
+            .await
+            .map(|_| ())
     }
 
     #[tracing::instrument(name = "homeserver.leave", skip(self), fields(room = %room))]
     async fn leave(&self, room: &RoomId) -> HsResult<()> {
         let path = format!("/_matrix/client/v3/rooms/{}/leave", enc(room.as_str()));
-        send("leave", self.as_request(Method::POST, &path).json(&json!({}))).await.map(|_| ())
+        self.send("leave", self.as_request(Method::POST, &path).json(&json!({}))).await.map(|_| ())
     }
 
     #[tracing::instrument(name = "homeserver.room_media", skip(self), fields(room = %room))]
@@ -480,12 +505,14 @@ impl super::Homeserver for Synapse {
             "device_id": device_id,
             "refresh_token": true,
         });
-        let answer = send(OP, self.as_request(Method::POST, "/_matrix/client/v3/login").json(&body)).await?;
+        let answer =
+            self.send(OP, self.as_request(Method::POST, "/_matrix/client/v3/login").json(&body)).await?;
         let protocol =
             |message: &str| HomeserverError::Protocol { operation: OP, message: message.to_owned() };
         let well_known = match answer.get("well_known") {
             Some(known) if known.is_object() => known.clone(),
-            _ => send(OP, self.http.get(self.url("/.well-known/matrix/client")))
+            _ => self
+                .send(OP, self.http.get(self.url("/.well-known/matrix/client")))
                 .await
                 .unwrap_or_else(|_| json!({})),
         };
@@ -521,7 +548,7 @@ impl super::Homeserver for Synapse {
             enc(user.as_str())
         );
         let body = json!({"displayname": name.unwrap_or_default()});
-        send("set display name", self.as_request(Method::PUT, &path).json(&body)).await.map(|_| ())
+        self.send("set display name", self.as_request(Method::PUT, &path).json(&body)).await.map(|_| ())
     }
 
     #[tracing::instrument(name = "homeserver.set_avatar_url", skip(self), fields(user = %user))]
@@ -532,7 +559,7 @@ impl super::Homeserver for Synapse {
             enc(user.as_str())
         );
         let body = json!({"avatar_url": avatar.map(|a| a.as_str()).unwrap_or_default()});
-        send("set avatar", self.as_request(Method::PUT, &path).json(&body)).await.map(|_| ())
+        self.send("set avatar", self.as_request(Method::PUT, &path).json(&body)).await.map(|_| ())
     }
 
     #[tracing::instrument(name = "homeserver.devices", skip(self), fields(user = %user))]

@@ -8,8 +8,8 @@ use crate::domain::ChatroomId;
 /// Records that the room changed; pass the change's transaction so both commit together.
 pub async fn enqueue(conn: &mut AnyConnection, id: ChatroomId, now: i64) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO sync_jobs (chatroom_id, version, attempts, next_attempt_at, failed, reason) \
-         VALUES ($1, 1, 0, $2, 0, 'change') \
+        "INSERT INTO sync_jobs (chatroom_id, version, attempts, next_attempt_at, failed, reason, queued_at) \
+         VALUES ($1, 1, 0, $2, 0, 'change', $2) \
          ON CONFLICT (chatroom_id) DO UPDATE SET version = sync_jobs.version + 1, attempts = 0, \
            refusals = 0, next_attempt_at = $2, failed = 0, reason = 'change'",
     )
@@ -23,8 +23,8 @@ pub async fn enqueue(conn: &mut AnyConnection, id: ChatroomId, now: i64) -> sqlx
 /// Queues a drift check of the room unless a sync is queued already.
 pub async fn enqueue_check(conn: &mut AnyConnection, id: ChatroomId, now: i64) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO sync_jobs (chatroom_id, version, attempts, next_attempt_at, failed, reason) \
-         VALUES ($1, 1, 0, $2, 0, 'reconcile') ON CONFLICT (chatroom_id) DO NOTHING",
+        "INSERT INTO sync_jobs (chatroom_id, version, attempts, next_attempt_at, failed, reason, queued_at) \
+         VALUES ($1, 1, 0, $2, 0, 'reconcile', $2) ON CONFLICT (chatroom_id) DO NOTHING",
     )
     .bind(id)
     .bind(now)
@@ -198,4 +198,41 @@ pub async fn release_all(conn: &mut AnyConnection, owner: &str) -> sqlx::Result<
             .execute(&mut *conn)
             .await?;
     Ok(result.rows_affected())
+}
+
+/// The outbox at a glance, for the metrics gauges.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Jobs still being retried (changes, drift checks and deletions); failed ones excluded.
+    pub pending: i64,
+    /// When the longest-waiting of those was queued, in Unix milliseconds.
+    pub oldest_queued_at: Option<i64>,
+    /// Live rooms by the `syncStatus` their responses show.
+    pub rooms_synced: i64,
+    pub rooms_pending: i64,
+    pub rooms_failed: i64,
+}
+
+pub async fn backlog(conn: &mut AnyConnection) -> sqlx::Result<Backlog> {
+    let (pending, oldest_queued_at): (i64, Option<i64>) =
+        sqlx::query_as("SELECT COUNT(*), MIN(queued_at) FROM sync_jobs WHERE failed = 0")
+            .fetch_one(&mut *conn)
+            .await?;
+    // The same rule as a room response's `syncStatus`: an untried drift check is not a change.
+    let rooms: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT CASE WHEN j.chatroom_id IS NULL OR (j.reason = 'reconcile' AND j.attempts = 0) THEN 'synced' \
+                     WHEN j.failed <> 0 THEN 'failed' ELSE 'pending' END, COUNT(*) \
+         FROM chatrooms c LEFT JOIN sync_jobs j ON j.chatroom_id = c.id \
+         WHERE c.deleted_at IS NULL GROUP BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let count = |status: &str| rooms.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+    Ok(Backlog {
+        pending,
+        oldest_queued_at,
+        rooms_synced: count("synced"),
+        rooms_pending: count("pending"),
+        rooms_failed: count("failed"),
+    })
 }

@@ -85,6 +85,10 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
     }
 
+    pub async fn backlog(&self) -> sqlx::Result<jobs::Backlog> {
+        jobs::backlog(&mut *self.pool.acquire().await?).await
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -6,6 +6,7 @@ use std::{collections::BTreeMap, panic::AssertUnwindSafe, sync::Arc, time::Durat
 use futures::{stream, FutureExt, StreamExt, TryStreamExt};
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 use tokio::{sync::OnceCell, task::JoinHandle, time::Instant};
+use tracing::Instrument;
 
 use super::{
     locks::RoomLocks,
@@ -143,6 +144,7 @@ impl Reconciler {
         clock: Arc<dyn Clock>,
         config: SyncConfig,
         configured_room_version: Option<String>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let owner = format!("{}-{:016x}", std::process::id(), rand::random::<u64>());
         Self {
@@ -153,17 +155,13 @@ impl Reconciler {
             room_version: OnceCell::new(),
             configured_room_version,
             locks: RoomLocks::default(),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             owner,
         }
     }
 
     pub fn owner(&self) -> &str {
         &self.owner
-    }
-
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
     }
 
     /// Converges the rooms (at most `concurrency` at once) and waits at most `request_wait` for
@@ -175,18 +173,19 @@ impl Reconciler {
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
         let this = Arc::clone(self);
         // A task of its own: the attempts running at the deadline finish instead of being cut
-        // off mid-write (which would keep the room's lease until it expires).
-        tokio::spawn(async move {
-            stream::iter(ids.into_iter().enumerate())
-                .for_each_concurrent(this.config.concurrency, |(index, id)| {
-                    let (this, sender) = (this.clone(), sender.clone());
-                    async move {
-                        let outcome = this.converge_until(id, deadline).await;
-                        let _ = sender.send((index, outcome));
-                    }
-                })
-                .await;
-        });
+        // off mid-write (which would keep the room's lease until it expires). It stays in the
+        // request's span, so its log lines carry the request id.
+        let converge = stream::iter(ids.into_iter().enumerate()).for_each_concurrent(
+            this.config.concurrency,
+            move |(index, id)| {
+                let (this, sender) = (this.clone(), sender.clone());
+                async move {
+                    let outcome = this.converge_until(id, deadline).await;
+                    let _ = sender.send((index, outcome));
+                }
+            },
+        );
+        tokio::spawn(converge.instrument(tracing::Span::current()));
         let mut outcomes: Vec<Option<SyncOutcome>> = (0..count).map(|_| None).collect();
         let collect = async {
             while let Some((index, outcome)) = receiver.recv().await {
@@ -265,9 +264,9 @@ impl Reconciler {
         match result {
             Ok(changed) => {
                 jobs::complete(&mut conn, id, version, &self.owner).await?;
-                Metrics::count(&self.metrics.syncs_succeeded);
+                self.metrics.syncs_succeeded.inc();
                 if drift_check && changed {
-                    Metrics::count(&self.metrics.drift_repairs);
+                    self.metrics.drift_repairs.inc();
                     tracing::warn!(
                         chatroom = id,
                         "drift: the homeserver differed from the database; restored"
@@ -290,14 +289,9 @@ impl Reconciler {
                 let delay =
                     backoff(self.config.retry_base, self.config.retry_cap, attempts, hint, rand::random());
                 let message = err.describe();
-                let kind_name = match kind {
-                    FailureKind::Transient => "transient",
-                    FailureKind::Refused => "refused",
-                    FailureKind::Configuration => "configuration",
-                };
                 let failure = Failure {
                     error: &message,
-                    kind: kind_name,
+                    kind: kind.label(),
                     refusals,
                     next_attempt_at: self.clock.now_ms() + delay.as_millis() as i64,
                     failed,
@@ -314,7 +308,7 @@ impl Reconciler {
                         "room sync failed"),
                 }
                 jobs::record_failure(&mut conn, id, &self.owner, version, &failure).await?;
-                Metrics::count(&self.metrics.syncs_failed);
+                self.metrics.syncs_failed.inc();
                 Ok(SyncOutcome::Failed { message, retry_in: (!failed).then_some(delay) })
             }
         }
@@ -526,7 +520,7 @@ impl Reconciler {
         };
         let mut conn = self.store.pool().acquire().await?;
         chatrooms::set_matrix_room_id(&mut conn, room.id, &room_id).await?;
-        Metrics::count(&self.metrics.rooms_created);
+        self.metrics.rooms_created.inc();
         tracing::info!(chatroom = room.id, room = %room_id, "matrix room created");
         Ok(room_id)
     }
@@ -562,7 +556,7 @@ impl Reconciler {
         let mut tx = self.store.begin().await?;
         chatrooms::retire_matrix_room(&mut tx, room.id, room_id, self.clock.now_ms()).await?;
         tx.commit().await?;
-        Metrics::count(&self.metrics.half_made_rooms_retired);
+        self.metrics.half_made_rooms_retired.inc();
         Ok(())
     }
 
@@ -622,7 +616,7 @@ impl Reconciler {
         let mut tx = self.store.begin().await?;
         chatrooms::remove(&mut tx, room.id).await?;
         tx.commit().await?;
-        Metrics::count(&self.metrics.rooms_purged);
+        self.metrics.rooms_purged.inc();
         tracing::info!(chatroom = room.id, room = ?room_id, "room deleted and purged");
         Ok(())
     }

@@ -128,6 +128,7 @@ impl Homeserver for FaultyHomeserver {
         self.inner.resolve_alias(alias).await
     }
     async fn create_room(&self, room: &NewRoom) -> HsResult<Option<OwnedRoomId>> {
+        self.faults.before("create_room", None).await?;
         self.inner.create_room(room).await
     }
     async fn room_state(&self, room: &RoomId) -> HsResult<RoomState> {

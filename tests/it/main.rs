@@ -13,6 +13,7 @@ mod idempotency;
 mod jwt;
 mod listing;
 mod mobile_client;
+mod observability;
 mod openapi;
 mod organization_rooms;
 mod resilience;

@@ -18,7 +18,7 @@ use crate::{
     },
 };
 
-async fn spawn_faulty(env: &[(&str, &str)]) -> (TestApp, Arc<Faults>) {
+pub(crate) async fn spawn_faulty(env: &[(&str, &str)]) -> (TestApp, Arc<Faults>) {
     let faults = Arc::new(Faults::default());
     let extra: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let app = TestApp::spawn_wrapped(
