@@ -33,6 +33,7 @@ pub struct Config {
     pub matrix: MatrixConfig,
     pub auth: AuthConfig,
     pub limits: Limits,
+    pub rate_limits: RateLimitConfig,
     pub sync: SyncConfig,
     pub default_room_name: String,
     pub log_format: LogFormat,
@@ -76,6 +77,16 @@ pub struct JwtConfig {
 pub struct Limits {
     pub avatar_max_bytes: usize,
     pub body_max_bytes: usize,
+}
+
+/// Requests per caller; 0 turns a limit off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    pub user_logins_per_minute: u32,
+    pub user_credentials_per_minute: u32,
+    pub user_writes_per_minute: u32,
+    /// Logins, credentials and writes together, for the backend's token.
+    pub backend_per_second: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -237,6 +248,20 @@ impl Config {
                     1024 * MIB,
                 )?,
             },
+            rate_limits: RateLimitConfig {
+                user_logins_per_minute: parse_num("CHATROOMS_RATE_LIMIT_LOGINS_PER_MINUTE", 10, 0, 100_000)?
+                    as u32,
+                user_credentials_per_minute: parse_num(
+                    "CHATROOMS_RATE_LIMIT_CREDENTIALS_PER_MINUTE",
+                    30,
+                    0,
+                    100_000,
+                )? as u32,
+                user_writes_per_minute: parse_num("CHATROOMS_RATE_LIMIT_WRITES_PER_MINUTE", 120, 0, 100_000)?
+                    as u32,
+                backend_per_second: parse_num("CHATROOMS_RATE_LIMIT_BACKEND_PER_SECOND", 200, 0, 1_000_000)?
+                    as u32,
+            },
             sync: SyncConfig {
                 request_wait: parse_ms("CHATROOMS_SYNC_WAIT_MS", 30_000)?,
                 worker_poll: at_least("CHATROOMS_WORKER_POLL_MS", 1_000, 10)?,
@@ -296,6 +321,8 @@ mod tests {
         assert!(refused("CHATROOMS_RETRY_CAP_MS", "5").contains("must not be below"));
         assert!(refused("CHATROOMS_AVATAR_MAX_BYTES", "18446744073709551615").contains("between"));
         assert!(refused("CHATROOMS_BIND_ADDR", "localhost").contains("host:port"));
+        assert!(refused("CHATROOMS_RATE_LIMIT_LOGINS_PER_MINUTE", "-1").contains("whole number"));
+        assert!(refused("CHATROOMS_RATE_LIMIT_BACKEND_PER_SECOND", "5000000").contains("between 0 and"));
     }
 
     #[test]
@@ -303,6 +330,16 @@ mod tests {
         let config = Config::from_map(&vars(&[])).unwrap();
         assert_eq!(config.database_max_connections, 10);
         assert_eq!(config.sync.lease, Duration::from_secs(30));
+        let limits = &config.rate_limits;
+        assert_eq!(
+            (
+                limits.user_logins_per_minute,
+                limits.user_credentials_per_minute,
+                limits.user_writes_per_minute
+            ),
+            (10, 30, 120)
+        );
+        assert_eq!(limits.backend_per_second, 200);
         assert!(config.auth.credentials_secret.is_none(), "generated and stored at startup instead");
         let set = Config::from_map(&vars(&[("CHATROOMS_CREDENTIALS_SECRET", "s3cret")])).unwrap();
         assert_eq!(set.auth.credentials_secret, Some(Secret::new("s3cret")));

@@ -61,6 +61,19 @@ impl ApiError {
             ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "homeserver_unavailable", message)
         }
     }
+    /// The caller spent their allowance; `retry_after` says when the next request may pass.
+    pub fn rate_limited(retry_after: std::time::Duration) -> Self {
+        // Whole seconds, rounded up: a client that waits exactly this long is let through.
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        Self {
+            retry_after_secs: Some(secs.max(1)),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests; try again in {} s", secs.max(1)),
+            )
+        }
+    }
     /// The same error under a more specific code.
     pub fn with_code(self, code: &'static str) -> Self {
         Self { code, ..self }

@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod matrix;
 pub mod metrics;
+pub mod rate_limit;
 pub mod rooms;
 pub mod startup;
 pub mod state;

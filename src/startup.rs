@@ -15,6 +15,7 @@ use crate::{
     credentials::PasswordDeriver,
     matrix::{Homeserver, Synapse},
     metrics::Metrics,
+    rate_limit::RateLimits,
     state::AppState,
     store::{jobs, secrets, Store},
     sync::{spawn_background, Reconciler},
@@ -70,6 +71,7 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.bind_addr))?;
         let passwords = Arc::new(PasswordDeriver::new(&credentials_secret));
+        let rate_limits = Arc::new(RateLimits::new(&config.rate_limits));
         let state = AppState {
             config: Arc::new(config),
             store,
@@ -79,6 +81,7 @@ impl Application {
             passwords,
             clock,
             metrics,
+            rate_limits,
         };
         Ok(Self { listener, state })
     }

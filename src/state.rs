@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::{
     auth::Authenticator, clock::Clock, config::Config, credentials::PasswordDeriver, matrix::Homeserver,
-    metrics::Metrics, store::Store, sync::Reconciler,
+    metrics::Metrics, rate_limit::RateLimits, store::Store, sync::Reconciler,
 };
 
 #[derive(Clone)]
@@ -18,4 +18,5 @@ pub struct AppState {
     pub passwords: Arc<PasswordDeriver>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
+    pub rate_limits: Arc<RateLimits>,
 }

@@ -2,7 +2,7 @@
 
 use axum::{
     body::Bytes,
-    extract::{rejection::JsonRejection, FromRequest, FromRequestParts, Request},
+    extract::{rejection::JsonRejection, FromRequest, FromRequestParts, MatchedPath, Request},
     http::{header, request::Parts, StatusCode},
 };
 use serde::{
@@ -10,7 +10,7 @@ use serde::{
     Deserialize, Deserializer,
 };
 
-use crate::error::ApiError;
+use crate::{auth::Caller, error::ApiError, rate_limit::Kind, state::AppState};
 
 /// Deserializes a field that may be absent (`None`) or present, even as null (`Some(..)`).
 pub(crate) fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
@@ -187,14 +187,21 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
-/// Who is calling, as the authenticator of the shared state says.
-impl FromRequestParts<crate::state::AppState> for crate::auth::Caller {
+/// Who is calling, as the authenticator of the shared state says. A login, credentials or write
+/// request also takes one from the caller's rate limit here, before the handler runs: a `429`
+/// costs the homeserver nothing.
+impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &crate::state::AppState,
-    ) -> Result<Self, Self::Rejection> {
-        state.authenticator.authenticate(parts)
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let caller = state.authenticator.authenticate(parts)?;
+        let route = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str);
+        if let Some(kind) = route.and_then(|route| Kind::of(&parts.method, route)) {
+            state
+                .rate_limits
+                .check(&caller, kind)
+                .map_err(|limited| ApiError::rate_limited(limited.retry_after))?;
+        }
+        Ok(caller)
     }
 }

@@ -13,7 +13,7 @@ pub mod users;
 
 use axum::{
     extract::{DefaultBodyLimit, MatchedPath},
-    http::StatusCode,
+    http::{Method, StatusCode},
     response::IntoResponse,
     Json, Router,
 };
@@ -30,7 +30,7 @@ use utoipa::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 use utoipa_scalar::{Scalar, Servable};
 
-use crate::{error::ApiError, metrics, state::AppState};
+use crate::{error::ApiError, metrics, rate_limit::Kind, state::AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -39,7 +39,10 @@ use crate::{error::ApiError, metrics, state::AppState};
         description = "Keeps chat rooms on a Matrix homeserver in step with the messenger's backend.\n\n\
             Every error answers with `{\"error\": {\"code\", \"message\"}}`. Writes are stored first and then \
             applied to the homeserver: `201`/`200`/`204` mean the homeserver has the change, `202` means it \
-            is stored and being retried (`syncStatus` tells)."
+            is stored and being retried (`syncStatus` tells).\n\n\
+            Logins, credentials and writes are rate limited per caller (each app user by their JWT; the \
+            backend's token has a higher limit of its own): past it they answer `429` (`rate_limited`) with \
+            `Retry-After` in seconds."
     ),
     modifiers(&SecuritySchemes),
     tags(
@@ -108,7 +111,38 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document, as committed in `openapi/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().into_openapi()
+    with_rate_limit_responses(api_routes().into_openapi())
+}
+
+/// Adds the `429` to every operation the caller's rate limit applies to ([`Kind::of`] decides
+/// for the spec as for the requests).
+fn with_rate_limit_responses(mut spec: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{
+        content::Content, header::Header, path::Operation, schema::Ref, ObjectBuilder, ResponseBuilder, Type,
+    };
+    let response = ResponseBuilder::new()
+        .description(
+            "The caller's rate limit for logins, credentials or writes is spent (`rate_limited`); \
+             `Retry-After` says in how many seconds to try again",
+        )
+        .header("Retry-After", Header::new(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1))))
+        .content("application/json", Content::new(Some(Ref::from_schema_name("ErrorBody"))))
+        .build();
+    for (path, item) in spec.paths.paths.iter_mut() {
+        let operations: [(Method, &mut Option<Operation>); 5] = [
+            (Method::GET, &mut item.get),
+            (Method::POST, &mut item.post),
+            (Method::PUT, &mut item.put),
+            (Method::PATCH, &mut item.patch),
+            (Method::DELETE, &mut item.delete),
+        ];
+        for (method, operation) in operations {
+            if let Some(operation) = operation.as_mut().filter(|_| Kind::of(&method, path).is_some()) {
+                operation.responses.responses.insert("429".to_owned(), response.clone().into());
+            }
+        }
+    }
+    spec
 }
 
 pub fn openapi_json() -> String {
@@ -118,6 +152,7 @@ pub fn openapi_json() -> String {
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.limits.body_max_bytes;
     let (router, spec) = api_routes().split_for_parts();
+    let spec = with_rate_limit_responses(spec);
     let spec_json = spec.clone();
     router
         .route("/openapi.json", axum::routing::get(move || async move { Json(spec_json) }))

@@ -16,6 +16,7 @@ mod mobile_client;
 mod observability;
 mod openapi;
 mod organization_rooms;
+mod rate_limits;
 mod resilience;
 mod sync_faults;
 mod validation;
