@@ -1,6 +1,7 @@
 //! Who is calling: the backend (`API-TOKEN`) or an app user (`Personal-Access-Token` JWT, also
 //! accepted as `Authorization: Bearer`), and what each may do.
 
+use secrecy::ExposeSecret;
 use std::collections::HashMap;
 
 use axum::http::{header::AUTHORIZATION, request::Parts};
@@ -117,9 +118,9 @@ impl Authenticator {
             None => None,
             Some(jwt) => {
                 let key = match jwt.algorithm {
-                    Algorithm::HS256 => DecodingKey::from_secret(jwt.key.expose().as_bytes()),
-                    Algorithm::RS256 => DecodingKey::from_rsa_pem(jwt.key.expose().as_bytes())?,
-                    Algorithm::EdDSA => DecodingKey::from_ed_pem(jwt.key.expose().as_bytes())?,
+                    Algorithm::HS256 => DecodingKey::from_secret(jwt.key.expose_secret().as_bytes()),
+                    Algorithm::RS256 => DecodingKey::from_rsa_pem(jwt.key.expose_secret().as_bytes())?,
+                    Algorithm::EdDSA => DecodingKey::from_ed_pem(jwt.key.expose_secret().as_bytes())?,
                     other => anyhow::bail!("unsupported JWT algorithm {other:?}"),
                 };
                 // The algorithm is pinned: a token naming another one (or none) is refused.
@@ -185,7 +186,7 @@ impl Authenticator {
     fn verify_api_token(&self, token: &str) -> Result<Caller, ApiError> {
         let known = self.api_tokens.iter().fold(false, |found, candidate| {
             // Compare against every token so timing does not tell which one nearly matched.
-            found | bool::from(candidate.expose().as_bytes().ct_eq(token.as_bytes()))
+            found | bool::from(candidate.expose_secret().as_bytes().ct_eq(token.as_bytes()))
         });
         if known {
             Ok(Caller::Backend)

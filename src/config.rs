@@ -1,29 +1,14 @@
 //! Configuration from environment variables. Every variable is documented in the README;
 //! defaults run the service locally against `scripts/run.sh`'s Synapse.
 
-use std::{collections::HashMap, fmt, net::SocketAddr, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
 use anyhow::{bail, Context};
 use jsonwebtoken::Algorithm;
 
-/// A value that must never reach a log line.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+/// A value that must never reach a log line: `Debug` prints it redacted, and its memory is
+/// zeroed when dropped.
+pub use secrecy::SecretString as Secret;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -151,12 +136,12 @@ impl Config {
         let as_token = get("CHATROOMS_MATRIX_AS_TOKEN")
             .context("CHATROOMS_MATRIX_AS_TOKEN is required (the application service's as_token)")?;
         // Never derived from the appservice token: rotating that must not change every password.
-        let credentials_secret = get("CHATROOMS_CREDENTIALS_SECRET").map(Secret::new);
+        let credentials_secret = get("CHATROOMS_CREDENTIALS_SECRET").map(Secret::from);
 
         let jwt = match get("CHATROOMS_JWT_ALGORITHM").as_deref() {
             None => get("CHATROOMS_JWT_SECRET").map(|secret| JwtConfig {
                 algorithm: Algorithm::HS256,
-                key: Secret::new(secret),
+                key: Secret::from(secret),
                 issuer: get("CHATROOMS_JWT_ISSUER"),
                 audience: get("CHATROOMS_JWT_AUDIENCE"),
             }),
@@ -179,7 +164,7 @@ impl Config {
                 };
                 Some(JwtConfig {
                     algorithm,
-                    key: Secret::new(key),
+                    key: Secret::from(key),
                     issuer: get("CHATROOMS_JWT_ISSUER"),
                     audience: get("CHATROOMS_JWT_AUDIENCE"),
                 })
@@ -190,7 +175,7 @@ impl Config {
             .split(',')
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .map(Secret::new)
+            .map(Secret::from)
             .collect();
         if api_tokens.is_empty() && jwt.is_none() {
             bail!("configure CHATROOMS_API_TOKENS and/or CHATROOMS_JWT_SECRET: no caller could authenticate");
@@ -227,12 +212,12 @@ impl Config {
                     .trim_end_matches('/')
                     .to_owned(),
                 server_name: or("CHATROOMS_MATRIX_SERVER_NAME", "localhost"),
-                as_token: Secret::new(as_token),
+                as_token: Secret::from(as_token),
                 bot_localpart: or("CHATROOMS_MATRIX_BOT_LOCALPART", "chatrooms"),
                 user_prefix: or("CHATROOMS_MATRIX_USER_PREFIX", "app_"),
-                admin_token: get("CHATROOMS_MATRIX_ADMIN_TOKEN").map(Secret::new),
+                admin_token: get("CHATROOMS_MATRIX_ADMIN_TOKEN").map(Secret::from),
                 registration_shared_secret: get("CHATROOMS_MATRIX_REGISTRATION_SHARED_SECRET")
-                    .map(Secret::new),
+                    .map(Secret::from),
                 admin_localpart: or("CHATROOMS_MATRIX_ADMIN_LOCALPART", "chatrooms-admin"),
                 room_version: get("CHATROOMS_MATRIX_ROOM_VERSION"),
                 request_timeout: at_least("CHATROOMS_HOMESERVER_TIMEOUT_MS", 15_000, 100)?,
@@ -286,11 +271,13 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    use secrecy::ExposeSecret;
+
     use super::*;
 
     fn vars(extra: &[(&str, &str)]) -> HashMap<String, String> {
         let mut vars: HashMap<String, String> =
-            [("CHATROOMS_MATRIX_AS_TOKEN", "as"), ("CHATROOMS_API_TOKENS", "t")]
+            [("CHATROOMS_MATRIX_AS_TOKEN", "as-s3cret"), ("CHATROOMS_API_TOKENS", "api-s3cret")]
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
@@ -326,6 +313,21 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_never_shows_a_secret() {
+        let config = Config::from_map(&vars(&[
+            ("CHATROOMS_CREDENTIALS_SECRET", "credentials-s3cret"),
+            ("CHATROOMS_JWT_SECRET", "jwt-s3cret"),
+            ("CHATROOMS_MATRIX_ADMIN_TOKEN", "admin-s3cret"),
+        ]))
+        .unwrap();
+        let printed = format!("{config:?}");
+        for secret in ["credentials-s3cret", "jwt-s3cret", "admin-s3cret", "as-s3cret", "api-s3cret"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        assert!(printed.contains("REDACTED"), "{printed}");
+    }
+
+    #[test]
     fn defaults_hold_and_the_credentials_secret_is_not_derived_from_the_appservice_token() {
         let config = Config::from_map(&vars(&[])).unwrap();
         assert_eq!(config.database_max_connections, 10);
@@ -342,6 +344,6 @@ mod tests {
         assert_eq!(limits.backend_per_second, 200);
         assert!(config.auth.credentials_secret.is_none(), "generated and stored at startup instead");
         let set = Config::from_map(&vars(&[("CHATROOMS_CREDENTIALS_SECRET", "s3cret")])).unwrap();
-        assert_eq!(set.auth.credentials_secret, Some(Secret::new("s3cret")));
+        assert_eq!(set.auth.credentials_secret.as_ref().map(|s| s.expose_secret()), Some("s3cret"));
     }
 }

@@ -3,6 +3,7 @@
 
 use hmac::{Hmac, Mac};
 use ruma::UserId;
+use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
 use crate::config::Secret;
@@ -14,7 +15,7 @@ pub struct PasswordDeriver {
 
 impl PasswordDeriver {
     pub fn new(secret: &Secret) -> Self {
-        let digest = Sha256::digest(format!("chatrooms-password-key:{}", secret.expose()).as_bytes());
+        let digest = Sha256::digest(format!("chatrooms-password-key:{}", secret.expose_secret()).as_bytes());
         Self { secret: secret.clone(), key_id: hex::encode(&digest[..8]) }
     }
 
@@ -24,7 +25,7 @@ impl PasswordDeriver {
     }
 
     pub fn password_for(&self, user: &UserId) -> Secret {
-        Secret::new(hmac_sha256_hex(self.secret.expose(), user.as_str()))
+        Secret::from(hmac_sha256_hex(self.secret.expose_secret(), user.as_str()))
     }
 }
 
@@ -43,12 +44,14 @@ mod tests {
     fn passwords_are_stable_per_user_and_change_with_the_secret() {
         let alice = UserId::parse("@app_1:hs").unwrap();
         let bob = UserId::parse("@app_2:hs").unwrap();
-        let deriver = PasswordDeriver::new(&Secret::new("one"));
-        assert_eq!(deriver.password_for(&alice), deriver.password_for(&alice));
-        assert_ne!(deriver.password_for(&alice), deriver.password_for(&bob));
-        let rotated = PasswordDeriver::new(&Secret::new("two"));
-        assert_ne!(rotated.password_for(&alice), deriver.password_for(&alice));
+        let deriver = PasswordDeriver::new(&Secret::from("one"));
+        let password =
+            |deriver: &PasswordDeriver, user| deriver.password_for(user).expose_secret().to_owned();
+        assert_eq!(password(&deriver, &alice), password(&deriver, &alice));
+        assert_ne!(password(&deriver, &alice), password(&deriver, &bob));
+        let rotated = PasswordDeriver::new(&Secret::from("two"));
+        assert_ne!(password(&rotated, &alice), password(&deriver, &alice));
         assert_ne!(rotated.key_id(), deriver.key_id());
-        assert_eq!(deriver.password_for(&alice).expose().len(), 64);
+        assert_eq!(password(&deriver, &alice).len(), 64);
     }
 }

@@ -1,33 +1,48 @@
-//! Command line: `serve` (default), `migrate`, `openapi`.
+//! The command line: `serve` (the default), `migrate`, `openapi`.
 
 use anyhow::Context;
 use chatrooms::{api, telemetry, Application, Config};
+use clap::{Parser, Subcommand};
+
+/// Keeps chat rooms on a Matrix homeserver in step with a mobile messenger's backend.
+/// Configured through environment variables (see the README).
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API and run the sync worker (the default).
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI document.
+    Openapi,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let command = std::env::args().nth(1).unwrap_or_else(|| "serve".to_owned());
-    match command.as_str() {
-        "openapi" => {
+    match Cli::parse().command.unwrap_or(Command::Serve) {
+        Command::Openapi => {
             println!("{}", api::openapi_json());
             Ok(())
         }
-        "migrate" => {
-            let config = Config::from_env()?;
+        Command::Migrate => {
+            let config = Config::from_env().context("reading configuration")?;
             telemetry::init(config.log_format);
             let store = chatrooms::store::Store::connect(&config.database_url, 1).await?;
             store.migrate().await?;
             tracing::info!("migrations applied");
             Ok(())
         }
-        "serve" => {
+        Command::Serve => {
             let config = Config::from_env().context("reading configuration")?;
             telemetry::init(config.log_format);
             let app = Application::build(config).await?;
             app.run_until(shutdown_signal()).await
-        }
-        other => {
-            eprintln!("unknown command {other:?}; use serve, migrate or openapi");
-            std::process::exit(2);
         }
     }
 }

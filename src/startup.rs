@@ -121,5 +121,5 @@ async fn stored_credentials_secret(store: &Store, clock: &dyn Clock) -> anyhow::
     let secret = secrets::get_or_insert(&mut conn, "credentials", &candidate, clock.now_ms())
         .await
         .context("reading the stored credentials secret")?;
-    Ok(Secret::new(secret))
+    Ok(Secret::from(secret))
 }

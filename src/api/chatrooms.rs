@@ -4,7 +4,7 @@ use axum::{extract::State, http::StatusCode, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{present, ApiJson, ApiPath, ApiQuery, IdempotencyKey};
+use super::extract::{ApiJson, ApiPath, ApiQuery, IdempotencyKey};
 use crate::{
     auth::Caller,
     domain::{AvatarInput, Id, RoomKind},
@@ -236,13 +236,13 @@ pub struct UpdateChatroomRequest {
     #[schema(min_length = 1, max_length = 255)]
     pub name: Option<String>,
     /// New avatar bytes (as for creating a room); null or an empty array removes the avatar.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, with = "::serde_with::rust::double_option")]
     #[schema(value_type = Option<Vec<Byte>>, inline)]
     pub avatar: Option<Option<AvatarInput>>,
     /// RFC 3339 time in the future; null cancels a scheduled deletion.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, with = "::serde_with::rust::double_option")]
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub scheduled_deletion: Option<serde_json::Value>,
+    pub scheduled_deletion: Option<Option<serde_json::Value>>,
 }
 
 /// Updates a chatroom: `automationEnabled`, and (our extension) `name`, `avatar` and
@@ -277,7 +277,10 @@ pub async fn update_chatroom(
     caller.require_manage(room.organization_id)?;
     let update = RoomUpdate {
         name: body.name.as_deref().map(parse_name).transpose()?,
-        scheduled_deletion: body.scheduled_deletion.as_ref().map(parse_deletion).transpose()?,
+        scheduled_deletion: body
+            .scheduled_deletion
+            .map(|at| parse_deletion(&at.unwrap_or_default()))
+            .transpose()?,
         avatar: body.avatar.map(|input| parse_avatar(&state, input)).transpose()?,
         automation_enabled: body.automation_enabled,
         roles: None,

@@ -4,7 +4,7 @@ use axum::{extract::State, http::StatusCode, Json};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::extract::{present, ApiJson, ApiPath};
+use super::extract::{ApiJson, ApiPath};
 use crate::{
     auth::Caller,
     domain::{AvatarInput, Id},
@@ -40,13 +40,13 @@ pub struct PutEventChatroomRequest {
     pub assigned_users: Option<Vec<i64>>,
     /// Image bytes (array of integers or base64, as for creating a room); null or empty removes
     /// the avatar.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, with = "::serde_with::rust::double_option")]
     #[schema(value_type = Option<Vec<Byte>>, inline)]
     pub avatar: Option<Option<AvatarInput>>,
     /// RFC 3339 time in the future, or null.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, with = "::serde_with::rust::double_option")]
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub scheduled_deletion: Option<serde_json::Value>,
+    pub scheduled_deletion: Option<Option<serde_json::Value>>,
 }
 
 type EventPath = (Id, Id);
@@ -90,7 +90,8 @@ pub async fn put_event_chatroom(
         body.moderators.as_deref().unwrap_or_default(),
         body.assigned_users.as_deref().unwrap_or_default(),
     )?;
-    let scheduled_deletion = body.scheduled_deletion.as_ref().map(parse_deletion).transpose()?;
+    let scheduled_deletion =
+        body.scheduled_deletion.map(|at| parse_deletion(&at.unwrap_or_default())).transpose()?;
     let avatar = body.avatar.map(|input| parse_avatar(&state, input)).transpose()?;
 
     let change = RoomUpdate {

@@ -5,21 +5,9 @@ use axum::{
     extract::{rejection::JsonRejection, FromRequest, FromRequestParts, MatchedPath, Request},
     http::{header, request::Parts, StatusCode},
 };
-use serde::{
-    de::{DeserializeOwned, IgnoredAny},
-    Deserialize, Deserializer,
-};
+use serde::de::{DeserializeOwned, IgnoredAny};
 
 use crate::{auth::Caller, error::ApiError, rate_limit::Kind, state::AppState};
-
-/// Deserializes a field that may be absent (`None`) or present, even as null (`Some(..)`).
-pub(crate) fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(deserializer).map(Some)
-}
 
 /// A JSON object as the request body. A content type other than JSON is a `415`, malformed
 /// JSON a `400`, and JSON of the wrong shape (not an object, wrong types, missing or unknown

@@ -3,6 +3,7 @@
 
 use axum::{extract::State, http::StatusCode, Json};
 use rand::{distributions::Uniform, Rng};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -76,7 +77,7 @@ pub async fn get_credentials(
     }
     Ok(Json(CredentialsResponse {
         username: account.matrix_user.to_string(),
-        password: password.expose().to_owned(),
+        password: password.expose_secret().to_owned(),
     }))
 }
 
@@ -157,8 +158,8 @@ pub async fn login(
     let session = state.homeserver.login(&matrix_user, &device_id).await?;
     tracing::info!(user, device = %session.device_id, "logged in");
     Ok(Json(LoginResponse {
-        access_token: session.access_token.expose().to_owned(),
-        refresh_token: session.refresh_token.map(|t| t.expose().to_owned()),
+        access_token: session.access_token.expose_secret().to_owned(),
+        refresh_token: session.refresh_token.map(|t| t.expose_secret().to_owned()),
         expires_in_ms: session.expires_in_ms,
         device_id: session.device_id.to_string(),
         user_id: session.user_id.to_string(),

@@ -5,7 +5,7 @@ use ruma::OwnedMxcUri;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{present, ApiJson, ApiPath};
+use super::extract::{ApiJson, ApiPath};
 use crate::{
     auth::Caller,
     domain::Id,
@@ -19,11 +19,11 @@ use crate::{domain::schema::Byte, rooms::input::parse_avatar, rooms::provision_a
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateUserRequest {
     /// Display name on the homeserver (1 to 256 characters); null removes it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, with = "::serde_with::rust::double_option")]
     pub display_name: Option<Option<String>>,
     /// Avatar bytes (array of integers or base64; PNG, JPEG, GIF or WebP, as for rooms); null
     /// removes it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, with = "::serde_with::rust::double_option")]
     #[schema(value_type = Option<Vec<Byte>>, inline)]
     pub avatar: Option<Option<crate::domain::AvatarInput>>,
 }

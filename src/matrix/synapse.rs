@@ -1,6 +1,7 @@
 //! Synapse over HTTP: the client-server API with the application service's token, and
 //! Synapse's admin API with an admin user's token for what only an admin may do.
 
+use secrecy::ExposeSecret;
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -58,8 +59,12 @@ impl Synapse {
                 localpart: config.admin_localpart.clone(),
                 // Derived from the shared secret it is registered with, so it outlives a rotation
                 // of the credentials secret.
-                password: Secret::new(hmac_sha256_hex(
-                    config.registration_shared_secret.as_ref().map(Secret::expose).unwrap_or_default(),
+                password: Secret::from(hmac_sha256_hex(
+                    config
+                        .registration_shared_secret
+                        .as_ref()
+                        .map(|secret| secret.expose_secret())
+                        .unwrap_or_default(),
                     &admin_user,
                 )),
                 cached: Mutex::new(None),
@@ -90,7 +95,7 @@ impl Synapse {
     }
 
     fn as_request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http.request(method, self.url(path)).bearer_auth(self.as_token.expose())
+        self.http.request(method, self.url(path)).bearer_auth(self.as_token.expose_secret())
     }
 
     async fn admin_token(&self) -> HsResult<Secret> {
@@ -120,8 +125,8 @@ impl Synapse {
         let nonce = self.send(OP, self.http.get(self.url("/_synapse/admin/v1/register"))).await?;
         let nonce = nonce["nonce"].as_str().unwrap_or_default().to_owned();
         let user = &self.admin.localpart;
-        let password = self.admin.password.expose();
-        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(shared_secret.expose().as_bytes())
+        let password = self.admin.password.expose_secret();
+        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(shared_secret.expose_secret().as_bytes())
             .map_err(|e| HomeserverError::Protocol { operation: OP, message: e.to_string() })?;
         mac.update(format!("{nonce}\0{user}\0{password}\0admin").as_bytes());
         let body = json!({
@@ -154,7 +159,8 @@ impl Synapse {
         body: Option<Value>,
     ) -> HsResult<Value> {
         let attempt = |token: Secret| {
-            let mut request = self.http.request(method.clone(), self.url(path)).bearer_auth(token.expose());
+            let mut request =
+                self.http.request(method.clone(), self.url(path)).bearer_auth(token.expose_secret());
             if let Some(body) = &body {
                 request = request.json(body);
             }
@@ -174,7 +180,7 @@ impl Synapse {
 }
 
 fn token_from(op: &'static str, answer: &Value) -> HsResult<Secret> {
-    answer["access_token"].as_str().map(Secret::new).ok_or_else(|| HomeserverError::Protocol {
+    answer["access_token"].as_str().map(Secret::from).ok_or_else(|| HomeserverError::Protocol {
         operation: op,
         message: "no access_token in answer".into(),
     })
@@ -526,7 +532,7 @@ impl super::Homeserver for Synapse {
                 .map(OwnedDeviceId::from)
                 .ok_or_else(|| protocol("no device_id"))?,
             access_token: token_from(OP, &answer)?,
-            refresh_token: answer["refresh_token"].as_str().map(Secret::new),
+            refresh_token: answer["refresh_token"].as_str().map(Secret::from),
             expires_in_ms: answer["expires_in_ms"].as_u64(),
             well_known,
         })
@@ -536,7 +542,7 @@ impl super::Homeserver for Synapse {
     async fn set_password(&self, user: &UserId, password: &Secret) -> HsResult<()> {
         let path = format!("/_synapse/admin/v2/users/{}", enc(user.as_str()));
         // Without logout_devices=false, Synapse would end every session the user has.
-        let body = json!({"password": password.expose(), "logout_devices": false});
+        let body = json!({"password": password.expose_secret(), "logout_devices": false});
         self.admin_send("set password", Method::PUT, &path, Some(body)).await.map(|_| ())
     }
 
