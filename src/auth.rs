@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 
 use crate::{
     config::{AuthConfig, Secret},
-    domain::{parse_id, AppUserId, ChatroomId, OrganizationId, RoleLists},
+    domain::{parse_id, AppUserId, ChatroomId, OrganizationId, Role, RoleLists},
     error::ApiError,
 };
 
@@ -73,6 +73,61 @@ impl Caller {
             (Caller::User(_), Some(_)) => Err(ApiError::forbidden("a user can only act for themselves")),
             (Caller::Backend, Some(user)) => Ok(user),
             (Caller::Backend, None) => Err(ApiError::bad_request("user_id is required with an API token")),
+        }
+    }
+
+    /// Whether the caller may ban or mute `target` in the room: the backend and organization
+    /// admins anyone; a room's admin anyone but another admin; a room's moderator only assigned
+    /// users and users without a role.
+    pub fn require_moderate(
+        &self,
+        room: ChatroomId,
+        organization: OrganizationId,
+        roles: &RoleLists,
+        target: AppUserId,
+    ) -> Result<(), ApiError> {
+        let Caller::User(user) = self else { return Ok(()) };
+        if self.may_manage(organization) {
+            return Ok(());
+        }
+        let rank = |role: Option<Role>| match role {
+            Some(Role::Admin) => 2,
+            Some(Role::Moderator) => 1,
+            _ => 0,
+        };
+        let mine = roles.role_of(user.id);
+        if rank(mine) == 0 {
+            return Err(ApiError::forbidden(format!(
+                "you are neither an admin nor a moderator of chatroom {room}"
+            )));
+        }
+        let theirs = roles.role_of(target);
+        if rank(theirs) >= rank(mine) {
+            let name = |role: Option<Role>| role.map_or("user", Role::as_str);
+            return Err(ApiError::forbidden(format!(
+                "a room {} cannot act on a room {} (user {target})",
+                name(mine),
+                name(theirs)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Managers of the room's organization, and the room's admins and moderators.
+    pub fn require_staff(
+        &self,
+        room: ChatroomId,
+        organization: OrganizationId,
+        roles: &RoleLists,
+    ) -> Result<(), ApiError> {
+        match self {
+            _ if self.may_manage(organization) => Ok(()),
+            Caller::User(user) if matches!(roles.role_of(user.id), Some(Role::Admin | Role::Moderator)) => {
+                Ok(())
+            }
+            _ => Err(ApiError::forbidden(format!(
+                "you are neither an admin nor a moderator of chatroom {room}"
+            ))),
         }
     }
 

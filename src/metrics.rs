@@ -9,6 +9,7 @@ use std::{
 
 use axum::{
     extract::{MatchedPath, Request, State},
+    http::Method,
     middleware::Next,
     response::Response,
 };
@@ -38,7 +39,7 @@ struct HttpLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HomeserverLabels {
     operation: &'static str,
-    /// `success`, or the failure's kind: `transient`, `refused`, `configuration`.
+    /// `success`, or the answer's class ([`crate::matrix::HomeserverError::outcome`]).
     outcome: &'static str,
 }
 
@@ -62,6 +63,8 @@ pub struct Metrics {
     pub rooms_created: Counter,
     pub rooms_purged: Counter,
     pub half_made_rooms_retired: Counter,
+    /// Rooms whose bans or mutes ran out, counted once per room and scheduler pass.
+    pub moderation_expiries: Counter,
     http_requests: Histograms<HttpLabels>,
     homeserver_calls: Histograms<HomeserverLabels>,
     jobs_pending: Gauge,
@@ -100,6 +103,11 @@ impl Default for Metrics {
             "chatrooms_half_made_rooms_retired",
             "Rooms a homeserver crash left half-made, purged and created afresh",
         );
+        let moderation_expiries = counter(
+            &mut registry,
+            "chatrooms_moderation_expiries",
+            "Rooms whose timed bans or mutes ran out and were queued for a sync",
+        );
         let http_requests: Histograms<HttpLabels> = Family::new_with_constructor(duration_histogram);
         registry.register(
             "chatrooms_http_request_duration_seconds",
@@ -134,6 +142,7 @@ impl Default for Metrics {
             rooms_created,
             rooms_purged,
             half_made_rooms_retired,
+            moderation_expiries,
             http_requests,
             homeserver_calls,
             jobs_pending,
@@ -183,7 +192,17 @@ pub async fn track_http(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    // Known methods only: any token is a valid HTTP method, and each would make a series.
+    let method = match *request.method() {
+        Method::GET
+        | Method::HEAD
+        | Method::POST
+        | Method::PUT
+        | Method::PATCH
+        | Method::DELETE
+        | Method::OPTIONS => request.method().as_str().to_owned(),
+        _ => "other".to_owned(),
+    };
     let route = request
         .extensions()
         .get::<MatchedPath>()

@@ -27,7 +27,8 @@ impl Kind {
     pub fn of(method: &Method, route: &str) -> Option<Self> {
         match (method, route) {
             (&Method::POST, "/user/login") => Some(Self::Login),
-            (&Method::GET, "/user/credentials") => Some(Self::Credentials),
+            // axum answers HEAD with the GET handler, which provisions the account all the same.
+            (&Method::GET | &Method::HEAD, "/user/credentials") => Some(Self::Credentials),
             (&Method::GET | &Method::HEAD | &Method::OPTIONS, _) => None,
             _ => Some(Self::Write),
         }
@@ -81,10 +82,12 @@ impl RateLimits {
                     Kind::Credentials => &self.credentials,
                     Kind::Write => &self.writes,
                 };
-                let Some(limiter) = limiter else { return Ok(()) };
                 if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-                    limiter.retain_recent();
+                    for limiter in [&self.logins, &self.credentials, &self.writes].into_iter().flatten() {
+                        limiter.retain_recent();
+                    }
                 }
+                let Some(limiter) = limiter else { return Ok(()) };
                 limiter.check_key(&user.id)
             }
         };
@@ -116,6 +119,7 @@ mod tests {
     fn kinds_follow_method_and_route() {
         assert_eq!(Kind::of(&Method::POST, "/user/login"), Some(Kind::Login));
         assert_eq!(Kind::of(&Method::GET, "/user/credentials"), Some(Kind::Credentials));
+        assert_eq!(Kind::of(&Method::HEAD, "/user/credentials"), Some(Kind::Credentials));
         assert_eq!(Kind::of(&Method::GET, "/chatrooms/{roomID}"), None);
         assert_eq!(Kind::of(&Method::PATCH, "/chatrooms/{roomID}"), Some(Kind::Write));
         assert_eq!(Kind::of(&Method::DELETE, "/user/devices"), Some(Kind::Write));

@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::extract::{ApiJson, ApiPath, ApiQuery, IdempotencyKey};
 use crate::{
     auth::Caller,
-    domain::{AvatarInput, Id, RoomKind},
+    domain::{check_id, AvatarInput, Id, RoomKind},
     error::{ApiError, ApiResult, ErrorBody},
     rooms::{self, Idempotency, RoomDraft, RoomError, RoomUpdate},
     state::AppState,
@@ -15,7 +15,9 @@ use crate::{
 };
 use crate::{
     domain::schema::{Byte, PositiveId},
-    rooms::input::{parse_avatar, parse_deletion, parse_name, parse_organization, parse_roles},
+    rooms::input::{
+        parse_avatar, parse_deletion, parse_name, parse_organization, parse_roles, parse_settings,
+    },
     rooms::{deleted, written, ChatroomResponse},
 };
 
@@ -39,13 +41,31 @@ pub struct CreateChatroomRequest {
     #[serde(default)]
     #[schema(value_type = Vec<PositiveId>, inline, max_items = 1000)]
     pub assigned_users: Vec<i64>,
-    #[serde(default)]
-    pub automation_enabled: bool,
+    /// Default false (or the `copyFrom` room's).
+    pub automation_enabled: Option<bool>,
     /// Image bytes (PNG, JPEG, GIF or WebP, read from the image's header; at most 4096×4096
     /// pixels and `CHATROOMS_AVATAR_MAX_BYTES`, 1 MiB by default) as an array of integers, or a
-    /// base64 string.
+    /// base64 string; null or empty for none.
+    #[serde(default, with = "::serde_with::rust::double_option")]
     #[schema(value_type = Option<Vec<Byte>>, inline)]
-    pub avatar: Option<AvatarInput>,
+    pub avatar: Option<Option<AvatarInput>>,
+    /// The room's topic (`m.room.topic`), up to 1,000 characters after trimming; null or empty
+    /// for none.
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    #[schema(value_type = Option<String>, max_length = 1000)]
+    pub topic: Option<Option<String>>,
+    /// Only the room's admins and moderators may post (`events_default` 50 on the homeserver).
+    pub read_only: Option<bool>,
+    /// At most this many users in the three lists together, 1 to 10,000 (the bot does not
+    /// count); null for no limit. Adding users beyond it is a `409` (`room_full`).
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 10000)]
+    pub max_users: Option<Option<i64>>,
+    /// Id of a room of the same organization whose avatar, topic, readOnly, maxUsers and
+    /// automationEnabled the new room starts with; fields given in this request win.
+    #[serde(rename = "copyFrom")]
+    #[schema(minimum = 1)]
+    pub copy_from: Option<i64>,
     /// RFC 3339 time in the future, or null.
     #[serde(default)]
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -70,7 +90,8 @@ pub struct CreateChatroomRequest {
         (status = 403, description = "Caller does not administer the organization", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 422, description = "Invalid field (organizationID, name, avatar, role lists or their limits, scheduledDeletion, wrong types, not an object), or an Idempotency-Key reused for another request", body = ErrorBody),
+        (status = 409, description = "The lists would hold more users than the room's maxUsers (`room_full`; the message says how many places are left); nothing changed", body = ErrorBody),
+        (status = 422, description = "Invalid field (organizationID, name, avatar, role lists or their limits, scheduledDeletion, topic, maxUsers, a copyFrom room that does not exist or belongs to another organization, wrong types, not an object), or an Idempotency-Key reused for another request", body = ErrorBody),
         (status = 503, description = "Homeserver unavailable for the avatar upload; nothing was stored", body = ErrorBody),
         (status = 502, description = "The homeserver refused (code `homeserver_refused`; the message names the Matrix errcode); nothing changed", body = ErrorBody),
         (status = 500, description = "A fault of ours, or the homeserver refuses this service's own credentials (code `homeserver_credentials_refused`)", body = ErrorBody),
@@ -92,8 +113,13 @@ pub async fn create_chatroom(
         name: parse_name(&body.name)?,
         roles: parse_roles(&body.admins, &body.moderators, &body.assigned_users)?,
         scheduled_deletion: parse_deletion(&body.scheduled_deletion)?,
-        avatar: parse_avatar(&state, body.avatar)?,
+        avatar: body.avatar.map(|input| parse_avatar(&state, input)).transpose()?,
         automation_enabled: body.automation_enabled,
+        settings: parse_settings(body.topic, body.read_only, body.max_users)?,
+        copy_from: body
+            .copy_from
+            .map(|id| check_id("copyFrom", id).map_err(ApiError::unprocessable))
+            .transpose()?,
     };
     match rooms::create(&state, draft, Idempotency::for_caller(caller.key(), key).as_ref()).await {
         Ok(done) => Ok(written(done, StatusCode::CREATED)),
@@ -243,10 +269,23 @@ pub struct UpdateChatroomRequest {
     #[serde(default, with = "::serde_with::rust::double_option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub scheduled_deletion: Option<Option<serde_json::Value>>,
+    /// The room's topic (`m.room.topic`), up to 1,000 characters after trimming; null or empty
+    /// for none.
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    #[schema(value_type = Option<String>, max_length = 1000)]
+    pub topic: Option<Option<String>>,
+    /// Only the room's admins and moderators may post (`events_default` 50 on the homeserver).
+    pub read_only: Option<bool>,
+    /// At most this many users in the three lists together, 1 to 10,000 (the bot does not
+    /// count); null for no limit. Adding users beyond it is a `409` (`room_full`).
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 10000)]
+    pub max_users: Option<Option<i64>>,
 }
 
-/// Updates a chatroom: `automationEnabled`, and (our extension) `name`, `avatar` and
-/// `scheduledDeletion`. Absent fields stay as they are.
+/// Updates a chatroom: `automationEnabled`, and (our extension) `name`, `avatar`,
+/// `scheduledDeletion`, `topic`, `readOnly` and `maxUsers`. Absent fields stay as they are; a
+/// `maxUsers` below the users the room holds is a `409` (`room_full`).
 #[utoipa::path(
     patch, path = "/chatrooms/{roomID}", tag = "chatrooms",
     params(("roomID" = i64, Path, description = "Id of the chatroom", minimum = 1)),
@@ -260,6 +299,7 @@ pub struct UpdateChatroomRequest {
         (status = 404, description = "No such chatroom", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 409, description = "maxUsers below the users the room holds (`room_full`); nothing changed", body = ErrorBody),
         (status = 422, description = "Invalid field, or the body is not a JSON object", body = ErrorBody),
         (status = 503, description = "Homeserver unavailable for the avatar upload; nothing changed", body = ErrorBody),
         (status = 502, description = "The homeserver refused (code `homeserver_refused`; the message names the Matrix errcode); nothing changed", body = ErrorBody),
@@ -283,6 +323,7 @@ pub async fn update_chatroom(
             .transpose()?,
         avatar: body.avatar.map(|input| parse_avatar(&state, input)).transpose()?,
         automation_enabled: body.automation_enabled,
+        settings: parse_settings(body.topic, body.read_only, body.max_users)?,
         roles: None,
     };
     Ok(written(rooms::update(&state, id, update).await?, StatusCode::OK))

@@ -69,8 +69,10 @@ pub async fn create_default_chatroom(
         event_id: None,
         name,
         avatar: None,
-        automation_enabled: body.automation_enabled,
+        automation_enabled: Some(body.automation_enabled),
         scheduled_deletion: None,
+        settings: Default::default(),
+        copy_from: None,
         roles: RoleLists::default(),
     };
     match rooms::create(&state, draft, Idempotency::for_caller(caller.key(), key).as_ref()).await {

@@ -15,7 +15,7 @@ use crate::{
 };
 use crate::{
     domain::schema::{Byte, PositiveId},
-    rooms::input::{parse_avatar, parse_deletion, parse_name, parse_roles},
+    rooms::input::{parse_avatar, parse_deletion, parse_name, parse_roles, parse_settings},
     rooms::{deleted, written, ChatroomResponse},
 };
 
@@ -47,6 +47,18 @@ pub struct PutEventChatroomRequest {
     #[serde(default, with = "::serde_with::rust::double_option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub scheduled_deletion: Option<Option<serde_json::Value>>,
+    /// The room's topic (`m.room.topic`), up to 1,000 characters after trimming; null or empty
+    /// for none.
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    #[schema(value_type = Option<String>, max_length = 1000)]
+    pub topic: Option<Option<String>>,
+    /// Only the room's admins and moderators may post (`events_default` 50 on the homeserver).
+    pub read_only: Option<bool>,
+    /// At most this many users in the three lists together, 1 to 10,000 (the bot does not
+    /// count); null for no limit. Adding users beyond it is a `409` (`room_full`).
+    #[serde(default, with = "::serde_with::rust::double_option")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 10000)]
+    pub max_users: Option<Option<i64>>,
 }
 
 type EventPath = (Id, Id);
@@ -68,6 +80,7 @@ type EventPath = (Id, Id);
         (status = 403, description = "Caller does not administer the organization", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 409, description = "The lists would hold more users than the room's maxUsers (`room_full`; the message says how many places are left); nothing changed", body = ErrorBody),
         (status = 422, description = "Invalid field (role lists beyond their limits too), no name for a new room, or the body is not a JSON object", body = ErrorBody),
         (status = 503, description = "Homeserver unavailable for the avatar upload; nothing changed", body = ErrorBody),
         (status = 502, description = "The homeserver refused (code `homeserver_refused`; the message names the Matrix errcode); nothing changed", body = ErrorBody),
@@ -100,6 +113,7 @@ pub async fn put_event_chatroom(
         avatar,
         automation_enabled: body.automation_enabled,
         scheduled_deletion,
+        settings: parse_settings(body.topic, body.read_only, body.max_users)?,
     };
     let (done, created) = rooms::put_event_room(&state, org, event, change).await?;
     Ok(written(done, if created { StatusCode::CREATED } else { StatusCode::OK }))

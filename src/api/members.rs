@@ -52,6 +52,7 @@ pub struct AddUsersRequest {
         (status = 404, description = "No such chatroom", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 409, description = "The lists would hold more users than the room's maxUsers (`room_full`; the message says how many places are left); nothing changed", body = ErrorBody),
         (status = 422, description = "A user in two lists, an id below 1, more than 1,000 users in the request or 10,000 in the room, more admins and moderators than one power-levels event holds, or the body is not a JSON object", body = ErrorBody),
     ),
     security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))

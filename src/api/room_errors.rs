@@ -5,12 +5,17 @@ use crate::{error::ApiError, rooms::RoomError};
 impl From<RoomError> for ApiError {
     fn from(err: RoomError) -> Self {
         match err {
-            RoomError::NotFound(_) | RoomError::NotAMember { .. } => ApiError::not_found(err.to_string()),
+            RoomError::NotFound(_)
+            | RoomError::NotAMember { .. }
+            | RoomError::NotBanned { .. }
+            | RoomError::NotMuted { .. } => ApiError::not_found(err.to_string()),
+            RoomError::NotMutable { .. } => ApiError::conflict("not_mutable", err.to_string()),
             RoomError::HoldsNoRole { .. } => ApiError::forbidden(err.to_string()),
             RoomError::UserDeactivated(_) => {
                 ApiError::forbidden(err.to_string()).with_code("user_deactivated")
             }
             RoomError::Exists => ApiError::conflict("exists", err.to_string()),
+            RoomError::RoomFull(_) => ApiError::conflict("room_full", err.to_string()),
             RoomError::IdempotencyKeyReused => {
                 ApiError::unprocessable(err.to_string()).with_code("idempotency_key_reused")
             }

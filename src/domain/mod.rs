@@ -4,6 +4,7 @@ mod avatar;
 mod chatroom;
 mod id;
 pub mod schema;
+mod settings;
 
 pub use avatar::{Avatar, AvatarInput};
 pub use chatroom::{
@@ -11,3 +12,4 @@ pub use chatroom::{
     RoleLists, RoomKind, RoomName,
 };
 pub use id::{check_id, parse_id, Id};
+pub use settings::{check_max_users, RoomSettings, RoomTopic, SettingsChange};

@@ -67,6 +67,18 @@ impl HomeserverError {
             Self::Protocol { .. } => FailureKind::Refused,
         }
     }
+    /// The answer's class, as metrics label it: `unreachable` (no answer), `rate_limited`,
+    /// `server_error` (5xx), `client_error` (another 4xx), `invalid_answer`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Transport { .. } => "unreachable",
+            Self::Matrix { status: 429, .. } => "rate_limited",
+            Self::Matrix { errcode, .. } if errcode == "M_LIMIT_EXCEEDED" => "rate_limited",
+            Self::Matrix { status, .. } if *status >= 500 => "server_error",
+            Self::Matrix { .. } => "client_error",
+            Self::Protocol { .. } => "invalid_answer",
+        }
+    }
     /// Worth retrying by itself.
     pub fn is_transient(&self) -> bool {
         self.kind() == FailureKind::Transient

@@ -28,6 +28,9 @@ pub struct NewRoom {
     pub alias_localpart: String,
     pub name: String,
     pub avatar: Option<OwnedMxcUri>,
+    pub topic: Option<String>,
+    /// `events_default` of the initial power levels.
+    pub events_default: i64,
     pub room_version: Option<String>,
     /// `users` of the initial power levels (already including the bot where the room version needs it).
     pub power_users: BTreeMap<OwnedUserId, i64>,
@@ -62,6 +65,7 @@ pub struct RoomState {
     pub room_version: String,
     pub name: Option<String>,
     pub avatar: Option<String>,
+    pub topic: Option<String>,
     pub power_levels: serde_json::Value,
     pub members: BTreeMap<OwnedUserId, Membership>,
 }
@@ -81,6 +85,9 @@ impl RoomState {
                 Some("m.room.name") => state.name = content["name"].as_str().map(str::to_owned),
                 Some("m.room.avatar") => {
                     state.avatar = content["url"].as_str().filter(|u| !u.is_empty()).map(str::to_owned)
+                }
+                Some("m.room.topic") => {
+                    state.topic = content["topic"].as_str().filter(|t| !t.is_empty()).map(str::to_owned)
                 }
                 Some("m.room.power_levels") => state.power_levels = content.clone(),
                 Some("m.room.member") => {
@@ -152,6 +159,8 @@ pub trait Homeserver: Send + Sync + 'static {
     async fn join_as(&self, room: &RoomId, user: &UserId) -> HsResult<()>;
     async fn kick(&self, room: &RoomId, user: &UserId, reason: &str) -> HsResult<()>;
     async fn unban(&self, room: &RoomId, user: &UserId) -> HsResult<()>;
+    /// Bans the user as the bot (they leave and cannot rejoin); banning a banned user is fine.
+    async fn ban(&self, room: &RoomId, user: &UserId, reason: &str) -> HsResult<()>;
     /// The bot leaves the room.
     async fn leave(&self, room: &RoomId) -> HsResult<()>;
     /// Local media referenced by the room's events (admin API).

@@ -30,8 +30,23 @@ pub fn desired_users(
     users
 }
 
-/// The current content with `users` replaced, or `None` when it already matches.
-pub fn with_users(current: &Value, users: &BTreeMap<OwnedUserId, i64>) -> Option<Value> {
+/// `events_default` of a room: 0 lets every member post; a read-only room needs a
+/// moderator's 50.
+pub fn events_default(read_only: bool) -> i64 {
+    if read_only {
+        50
+    } else {
+        0
+    }
+}
+
+/// The current content with `users` and `events_default` replaced, or `None` when both
+/// already match (the other keys are left as they are).
+pub fn with_levels(
+    current: &Value,
+    users: &BTreeMap<OwnedUserId, i64>,
+    events_default: i64,
+) -> Option<Value> {
     let wanted: serde_json::Map<String, Value> =
         users.iter().map(|(user, level)| (user.to_string(), json!(level))).collect();
     let actual = current.get("users").and_then(Value::as_object);
@@ -39,7 +54,9 @@ pub fn with_users(current: &Value, users: &BTreeMap<OwnedUserId, i64>) -> Option
         actual.len() == wanted.len()
             && wanted.iter().all(|(user, level)| actual.get(user).and_then(Value::as_i64) == level.as_i64())
     });
-    if same {
+    // An absent `events_default` means 0 (the Matrix default).
+    let same_default = current.get("events_default").and_then(Value::as_i64).unwrap_or(0) == events_default;
+    if same && same_default {
         return None;
     }
     let mut content = match current {
@@ -47,6 +64,7 @@ pub fn with_users(current: &Value, users: &BTreeMap<OwnedUserId, i64>) -> Option
         _ => serde_json::Map::new(),
     };
     content.insert("users".into(), Value::Object(wanted));
+    content.insert("events_default".into(), json!(events_default));
     Some(Value::Object(content))
 }
 
@@ -90,11 +108,15 @@ mod tests {
         let current = json!({"ban": 50, "events": {"m.room.name": 50},
             "users": {"@app_1:hs": 100, "@app_9:hs": 50, "@someone:elsewhere": 50}});
         let wanted = BTreeMap::from([(uid("@app_1:hs"), 100), (uid("@app_2:hs"), 50)]);
-        let next = with_users(&current, &wanted).unwrap();
+        let next = with_levels(&current, &wanted, 0).unwrap();
         assert_eq!(next["users"], json!({"@app_1:hs": 100, "@app_2:hs": 50}));
         assert_eq!(next["ban"], json!(50));
         assert_eq!(next["events"], json!({"m.room.name": 50}));
-        assert_eq!(with_users(&next, &wanted), None, "a matching map needs no write");
+        assert_eq!(with_levels(&next, &wanted, 0), None, "a matching map needs no write");
+        let read_only = with_levels(&next, &wanted, 50).expect("read-only changes events_default");
+        assert_eq!(read_only["events_default"], 50);
+        assert_eq!(read_only["users"], next["users"]);
+        assert_eq!(with_levels(&read_only, &wanted, 50), None);
     }
 
     fn users_on(server: &str, n: i64) -> BTreeMap<OwnedUserId, i64> {

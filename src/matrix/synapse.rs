@@ -73,7 +73,8 @@ impl Synapse {
         })
     }
 
-    /// Sends a request, timing it by operation and outcome.
+    /// Sends a request, timing it by operation and outcome: the class of the answer, not what
+    /// the caller makes of it (an unknown alias on lookup is a `client_error` too).
     async fn send(&self, operation: &'static str, request: RequestBuilder) -> HsResult<Value> {
         let started = Instant::now();
         let result = match request.send().await {
@@ -82,10 +83,17 @@ impl Synapse {
         };
         let outcome = match &result {
             Ok(_) => "success",
-            Err(e) => e.kind().label(),
+            Err(e) => e.outcome(),
         };
         let elapsed = started.elapsed();
-        tracing::debug!(operation, outcome, elapsed_ms = elapsed.as_millis() as u64, "homeserver call");
+        let status = result.as_ref().err().and_then(HomeserverError::status);
+        tracing::debug!(
+            operation,
+            outcome,
+            status,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "homeserver call"
+        );
         self.metrics.observe_homeserver_call(operation, outcome, elapsed);
         result
     }
@@ -333,8 +341,11 @@ impl super::Homeserver for Synapse {
             "room_alias_name": room.alias_localpart,
             "invite": room.invite,
             "initial_state": initial_state,
-            "power_level_content_override": {"users": room.power_users},
+            "power_level_content_override": {"users": room.power_users, "events_default": room.events_default},
         });
+        if let Some(topic) = &room.topic {
+            body["topic"] = json!(topic);
+        }
         if let Some(version) = &room.room_version {
             body["room_version"] = json!(version);
         }
@@ -419,6 +430,13 @@ impl super::Homeserver for Synapse {
         self.send("unban", self.as_request(Method::POST, &path).json(&json!({"user_id": user})))
             .await
             .map(|_| ())
+    }
+
+    #[tracing::instrument(name = "homeserver.ban", skip(self), fields(room = %room, user = %user))]
+    async fn ban(&self, room: &RoomId, user: &UserId, reason: &str) -> HsResult<()> {
+        let path = format!("/_matrix/client/v3/rooms/{}/ban", enc(room.as_str()));
+        let body = json!({"user_id": user, "reason": reason});
+        self.send("ban", self.as_request(Method::POST, &path).json(&body)).await.map(|_| ())
     }
 
     #[tracing::instrument(name = "homeserver.leave", skip(self), fields(room = %room))]
@@ -518,7 +536,7 @@ impl super::Homeserver for Synapse {
         let well_known = match answer.get("well_known") {
             Some(known) if known.is_object() => known.clone(),
             _ => self
-                .send(OP, self.http.get(self.url("/.well-known/matrix/client")))
+                .send("well-known", self.http.get(self.url("/.well-known/matrix/client")))
                 .await
                 .unwrap_or_else(|_| json!({})),
         };

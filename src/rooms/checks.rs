@@ -49,6 +49,20 @@ pub fn check_room_limits(state: &AppState, roles: &RoleLists) -> RoomResult<()> 
     Ok(())
 }
 
+/// Refuses lists that would hold more users than the room's `maxUsers` (the bot does not count).
+/// `before` is how many the room holds now (0 for a new room), `after` how many after the change.
+pub fn check_capacity(max_users: Option<i64>, before: usize, after: usize) -> RoomResult<()> {
+    let Some(max) = max_users else { return Ok(()) };
+    let max = usize::try_from(max).unwrap_or(0);
+    if after <= max {
+        return Ok(());
+    }
+    let left = max.saturating_sub(before);
+    Err(RoomError::RoomFull(format!(
+        "the room's maxUsers is {max} and its lists would hold {after} users; {left} places are left"
+    )))
+}
+
 /// Refuses role lists naming deactivated users: their accounts can no longer join rooms.
 pub async fn check_users_active(state: &AppState, roles: &RoleLists) -> RoomResult<()> {
     let users: Vec<_> = roles.iter().map(|(user, _)| user).collect();

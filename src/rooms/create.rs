@@ -5,11 +5,14 @@ use sha2::{Digest, Sha256};
 
 use super::{
     avatar::{discard_upload, upload_avatar},
-    checks::{check_room_limits, check_users_active, require_future_deletion},
+    checks::{check_capacity, check_room_limits, check_users_active, require_future_deletion},
     converge, RoomError, RoomResult, Written,
 };
 use crate::{
-    domain::{Avatar, ChatroomId, EventId, OrganizationId, RoleLists, RoomKind, RoomName},
+    domain::{
+        Avatar, ChatroomId, EventId, OrganizationId, RoleLists, RoomKind, RoomName, RoomSettings,
+        SettingsChange,
+    },
     state::AppState,
     store::{
         self,
@@ -24,20 +27,35 @@ pub struct RoomDraft {
     pub organization_id: OrganizationId,
     pub event_id: Option<EventId>,
     pub name: RoomName,
-    pub avatar: Option<Avatar>,
-    pub automation_enabled: bool,
+    /// `None`: the template's avatar (none without one); `Some(None)`: no avatar.
+    pub avatar: Option<Option<Avatar>>,
+    /// `None`: the template's (off without one).
+    pub automation_enabled: Option<bool>,
     pub scheduled_deletion: Option<i64>,
+    /// On top of the template's settings (or the defaults).
+    pub settings: SettingsChange,
+    /// `copyFrom`: a room of the same organization whose avatar, settings and automation the
+    /// new room starts with.
+    pub copy_from: Option<ChatroomId>,
     pub roles: RoleLists,
+}
+
+/// What a new room starts with before its request's own fields apply.
+#[derive(Default)]
+struct Template {
+    avatar_url: Option<OwnedMxcUri>,
+    automation_enabled: bool,
+    settings: RoomSettings,
 }
 
 impl RoomDraft {
     /// What the request asked for, so a key reused for another request is told apart.
     fn fingerprint(&self) -> String {
-        let avatar = self.avatar.as_ref().map(|a| hex::encode(Sha256::digest(a.bytes())));
+        let avatar = self.avatar.as_ref().map(|a| a.as_ref().map(|a| hex::encode(Sha256::digest(a.bytes()))));
         let roles: Vec<_> =
             self.roles.iter().map(|(user, role)| format!("{user}:{}", role.as_str())).collect();
         let described = format!(
-            "{}|{}|{:?}|{}|{}|{:?}|{:?}|{:?}",
+            "{}|{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
             self.kind.as_str(),
             self.organization_id,
             self.event_id,
@@ -45,7 +63,9 @@ impl RoomDraft {
             self.automation_enabled,
             self.scheduled_deletion,
             roles,
-            avatar
+            avatar,
+            self.settings,
+            self.copy_from,
         );
         hex::encode(Sha256::digest(described.as_bytes()))
     }
@@ -87,15 +107,24 @@ async fn insert(
         }
     }
     require_future_deletion(state, draft.scheduled_deletion)?;
-    check_room_limits(state, &draft.roles)?;
-    check_users_active(state, &draft.roles).await?;
-    let avatar_url = match &draft.avatar {
-        Some(avatar) => Some(upload_avatar(state, avatar).await?),
-        None => None,
+    let template = template(state, &draft).await?;
+    let start = Template {
+        settings: template.settings.changed_by(&draft.settings),
+        automation_enabled: draft.automation_enabled.unwrap_or(template.automation_enabled),
+        avatar_url: template.avatar_url,
     };
-    let stored = store_room(state, &draft, avatar_url.as_ref(), idempotency).await;
-    if !matches!(stored, Ok(Stored::New(_))) {
-        discard_upload(state, avatar_url.as_ref()).await;
+    check_room_limits(state, &draft.roles)?;
+    check_capacity(start.settings.max_users, 0, draft.roles.len())?;
+    check_users_active(state, &draft.roles).await?;
+    let (avatar_url, uploaded) = match &draft.avatar {
+        Some(Some(avatar)) => (Some(upload_avatar(state, avatar).await?), true),
+        Some(None) => (None, false),
+        None => (start.avatar_url.clone(), false),
+    };
+    let start = Template { avatar_url, ..start };
+    let stored = store_room(state, &draft, &start, idempotency).await;
+    if uploaded && !matches!(stored, Ok(Stored::New(_))) {
+        discard_upload(state, start.avatar_url.as_ref()).await;
     }
     let id = match stored? {
         Stored::New(id) => id,
@@ -108,6 +137,25 @@ async fn insert(
         "chatroom created"
     );
     Ok(id)
+}
+
+/// The `copyFrom` room's avatar, settings and automation; the defaults without one.
+async fn template(state: &AppState, draft: &RoomDraft) -> RoomResult<Template> {
+    let Some(source) = draft.copy_from else { return Ok(Template::default()) };
+    let mut conn = state.store.pool().acquire().await?;
+    let room = chatrooms::find(&mut conn, source)
+        .await?
+        .ok_or_else(|| RoomError::Invalid(format!("copyFrom: chatroom {source} does not exist")))?;
+    if room.organization_id != draft.organization_id {
+        return Err(RoomError::Invalid(format!(
+            "copyFrom: chatroom {source} belongs to another organization"
+        )));
+    }
+    Ok(Template {
+        avatar_url: room.avatar_url,
+        automation_enabled: room.automation_enabled,
+        settings: room.settings,
+    })
 }
 
 /// The room an earlier request with the same key created, if any.
@@ -135,7 +183,7 @@ enum Stored {
 async fn store_room(
     state: &AppState,
     draft: &RoomDraft,
-    avatar_url: Option<&OwnedMxcUri>,
+    start: &Template,
     idempotency: Option<&Idempotency>,
 ) -> RoomResult<Stored> {
     let now = state.clock.now_ms();
@@ -145,10 +193,11 @@ async fn store_room(
         organization_id: draft.organization_id,
         event_id: draft.event_id,
         name: draft.name.as_str(),
-        avatar_url,
-        automation_enabled: draft.automation_enabled,
+        avatar_url: start.avatar_url.as_ref(),
+        automation_enabled: start.automation_enabled,
         scheduled_deletion: draft.scheduled_deletion,
         matrix_alias: &alias,
+        settings: &start.settings,
     };
     let mut tx = state.store.begin().await?;
     let id = match store_new_room(&mut tx, &new_room, draft, idempotency, now).await {

@@ -26,9 +26,11 @@ pub async fn put_event_room(
         organization_id: organization,
         event_id: Some(event),
         name,
-        avatar: change.avatar.clone().flatten(),
-        automation_enabled: change.automation_enabled.unwrap_or(false),
+        avatar: change.avatar.clone(),
+        automation_enabled: change.automation_enabled,
         scheduled_deletion: change.scheduled_deletion.flatten(),
+        settings: change.settings.clone(),
+        copy_from: None,
         roles: change.roles.clone().unwrap_or_default(),
     };
     // The PUT is idempotent by itself: the event identifies the room.

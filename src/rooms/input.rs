@@ -3,7 +3,10 @@
 
 use super::{RoomError, RoomResult};
 use crate::{
-    domain::{check_id, parse_scheduled_deletion, Avatar, AvatarInput, OrganizationId, RoleLists, RoomName},
+    domain::{
+        check_id, check_max_users, parse_scheduled_deletion, Avatar, AvatarInput, OrganizationId, RoleLists,
+        RoomName, RoomTopic, SettingsChange,
+    },
     state::AppState,
 };
 
@@ -28,6 +31,24 @@ pub fn parse_avatar(state: &AppState, input: Option<AvatarInput>) -> RoomResult<
         }
         _ => Ok(None),
     }
+}
+
+/// `topic`, `readOnly` and `maxUsers` of a request; absent fields stay as they are.
+pub fn parse_settings(
+    topic: Option<Option<String>>,
+    read_only: Option<bool>,
+    max_users: Option<Option<i64>>,
+) -> RoomResult<SettingsChange> {
+    let topic = match topic {
+        Some(Some(raw)) => Some(RoomTopic::parse(&raw).map_err(RoomError::Invalid)?),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let max_users = match max_users {
+        Some(Some(max)) => Some(Some(check_max_users(max).map_err(RoomError::Invalid)?)),
+        other => other,
+    };
+    Ok(SettingsChange { topic, read_only, max_users })
 }
 
 /// The time as given; that it lies in the future is checked when it is stored, after an

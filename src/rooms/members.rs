@@ -1,7 +1,7 @@
 //! A room's role lists: adding users, removing one, claiming a room, and forcing a sync.
 
 use super::{
-    checks::{check_room_limits, check_users_active},
+    checks::{check_capacity, check_room_limits, check_users_active},
     commit_with_job, converge, load, RoomError, RoomResult, Written,
 };
 use crate::{
@@ -21,7 +21,9 @@ pub async fn add_members(state: &AppState, id: ChatroomId, added: RoleLists) -> 
     // Checked under the room's row lock: concurrent additions cannot both squeeze past the
     // room's limits.
     let current = chatrooms::find(&mut tx, id).await?.ok_or(RoomError::NotFound(id))?;
-    check_room_limits(state, &current.roles.merged_with(&added))?;
+    let after = current.roles.merged_with(&added);
+    check_room_limits(state, &after)?;
+    check_capacity(current.settings.max_users, current.roles.len(), after.len())?;
     chatrooms::put_roles(&mut tx, id, &added).await?;
     commit_with_job(state, tx, id).await?;
     converge(state, id).await

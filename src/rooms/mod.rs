@@ -11,6 +11,7 @@ mod delete;
 mod event_room;
 pub mod input;
 mod members;
+pub mod moderation;
 mod update;
 mod view;
 
@@ -45,6 +46,13 @@ pub enum RoomError {
     /// Claiming a room one holds no role in: not allowed, rather than not found.
     #[error("user {user} holds no role in chatroom {room}")]
     HoldsNoRole { room: ChatroomId, user: AppUserId },
+    #[error("user {user} is not banned from chatroom {room}")]
+    NotBanned { room: ChatroomId, user: AppUserId },
+    #[error("user {user} is not muted in chatroom {room}")]
+    NotMuted { room: ChatroomId, user: AppUserId },
+    /// Only assigned users can be muted.
+    #[error("user {user} is one of the room's {role}s: demote them to an assigned user before muting")]
+    NotMutable { user: AppUserId, role: &'static str },
     #[error("app user {0} is deactivated")]
     UserDeactivated(AppUserId),
     /// The organization's default room, or the event's room, exists already.
@@ -55,6 +63,9 @@ pub enum RoomError {
     /// More users than a room may hold.
     #[error("{0}")]
     TooManyUsers(String),
+    /// More users than the room's `maxUsers`.
+    #[error("{0}")]
+    RoomFull(String),
     /// Admins and moderators whose power levels do not fit in one Matrix state event.
     #[error("{0}")]
     TooManyPowerUsers(String),

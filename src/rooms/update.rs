@@ -4,11 +4,11 @@ use ruma::OwnedMxcUri;
 
 use super::{
     avatar::{discard_upload, upload_avatar},
-    checks::{check_room_limits, check_users_active, require_future_deletion},
+    checks::{check_capacity, check_room_limits, check_users_active, require_future_deletion},
     commit_with_job, converge, RoomError, RoomResult, Written,
 };
 use crate::{
-    domain::{Avatar, ChatroomId, RoleLists, RoomName},
+    domain::{Avatar, ChatroomId, RoleLists, RoomName, SettingsChange},
     state::AppState,
     store::chatrooms::{self, ChatroomChanges},
 };
@@ -22,6 +22,7 @@ pub struct RoomUpdate {
     pub automation_enabled: Option<bool>,
     /// `Some(None)` cancels a scheduled deletion.
     pub scheduled_deletion: Option<Option<i64>>,
+    pub settings: SettingsChange,
     /// Replaces all three role lists.
     pub roles: Option<RoleLists>,
 }
@@ -58,10 +59,17 @@ async fn store(
         avatar_url,
         automation_enabled: update.automation_enabled,
         scheduled_deletion: update.scheduled_deletion,
+        settings: &update.settings,
     };
     let mut tx = state.store.begin().await?;
     if !chatrooms::update(&mut tx, id, &changes, state.clock.now_ms()).await? {
         return Err(RoomError::NotFound(id));
+    }
+    if update.roles.is_some() || update.settings.max_users.is_some() {
+        // Under the row lock the update took: with its new maxUsers, and the lists as they were.
+        let room = chatrooms::find(&mut tx, id).await?.ok_or(RoomError::NotFound(id))?;
+        let after = update.roles.as_ref().map_or(room.roles.len(), RoleLists::len);
+        check_capacity(room.settings.max_users, room.roles.len(), after)?;
     }
     if let Some(roles) = &update.roles {
         chatrooms::replace_roles(&mut tx, id, roles).await?;

@@ -31,6 +31,12 @@ pub struct ChatroomResponse {
     #[serde(rename = "avatarURL")]
     pub avatar_url: Option<String>,
     pub automation_enabled: bool,
+    /// The room's topic, or null.
+    pub topic: Option<String>,
+    /// Only the room's admins and moderators may post.
+    pub read_only: bool,
+    /// How many users the three lists may hold together, or null for no limit.
+    pub max_users: Option<i64>,
     /// When the room will be deleted (RFC 3339), or null.
     pub scheduled_deletion: Option<DateTime<Utc>>,
     /// The Matrix room id; null until the homeserver has created the room.
@@ -69,6 +75,9 @@ impl From<Chatroom> for ChatroomResponse {
             name: room.name,
             avatar_url: room.avatar_url.map(|u| u.to_string()),
             automation_enabled: room.automation_enabled,
+            topic: room.settings.topic.map(|topic| topic.as_str().to_owned()),
+            read_only: room.settings.read_only,
+            max_users: room.settings.max_users,
             scheduled_deletion: room.scheduled_deletion.and_then(to_datetime),
             matrix_room_id: room.matrix_room_id.map(|id| id.to_string()),
             admins: room.roles.users_with(Role::Admin),

@@ -6,7 +6,10 @@ use ruma::{OwnedMxcUri, OwnedRoomId, RoomId};
 use sqlx::{any::AnyRow, AnyConnection, Row};
 
 use super::{fetch_where_in, Tx};
-use crate::domain::{AppUserId, ChatroomId, EventId, OrganizationId, Role, RoleLists, RoomKind};
+use crate::domain::{
+    AppUserId, ChatroomId, EventId, OrganizationId, Role, RoleLists, RoomKind, RoomSettings, RoomTopic,
+    SettingsChange,
+};
 
 /// A chatroom as stored, with its role lists and sync state.
 #[derive(Clone, Debug)]
@@ -23,6 +26,7 @@ pub struct Chatroom {
     pub matrix_room_id: Option<OwnedRoomId>,
     pub matrix_alias: String,
     pub deleted: bool,
+    pub settings: RoomSettings,
     pub roles: RoleLists,
     pub sync: SyncState,
 }
@@ -44,20 +48,21 @@ pub struct NewChatroom<'a> {
     pub automation_enabled: bool,
     pub scheduled_deletion: Option<i64>,
     pub matrix_alias: &'a str,
+    pub settings: &'a RoomSettings,
 }
 
 /// Fields an update may change; `None` leaves a field as it is.
-#[derive(Default)]
 pub struct ChatroomChanges<'a> {
     pub name: Option<&'a str>,
     pub avatar_url: Option<Option<&'a OwnedMxcUri>>,
     pub automation_enabled: Option<bool>,
     pub scheduled_deletion: Option<Option<i64>>,
+    pub settings: &'a SettingsChange,
 }
 
 const COLUMNS: &str =
     "c.id, c.kind, c.organization_id, c.event_id, c.name, c.avatar_url, c.automation_enabled, \
-     c.scheduled_deletion, c.matrix_room_id, c.matrix_alias, c.deleted_at, \
+     c.scheduled_deletion, c.matrix_room_id, c.matrix_alias, c.deleted_at, c.topic, c.read_only, c.max_users, \
      j.chatroom_id AS job_room, j.failed AS job_failed, j.last_error AS job_error, j.reason AS job_reason, \
      j.attempts AS job_attempts";
 const FROM: &str = "chatrooms c LEFT JOIN sync_jobs j ON j.chatroom_id = c.id";
@@ -87,6 +92,11 @@ fn from_row(row: &AnyRow) -> sqlx::Result<Chatroom> {
             .transpose()?,
         matrix_alias: row.try_get("matrix_alias")?,
         deleted: deleted_at.is_some(),
+        settings: RoomSettings {
+            topic: row.try_get::<Option<String>, _>("topic")?.map(RoomTopic::stored),
+            read_only: row.try_get::<i64, _>("read_only")? != 0,
+            max_users: row.try_get("max_users")?,
+        },
         roles: RoleLists::default(),
         sync: SyncState {
             pending,
@@ -201,8 +211,8 @@ pub async fn list(conn: &mut AnyConnection, query: &ListQuery) -> sqlx::Result<(
 pub async fn insert(tx: &mut Tx, room: &NewChatroom<'_>, now: i64) -> sqlx::Result<ChatroomId> {
     sqlx::query_scalar(
         "INSERT INTO chatrooms (kind, organization_id, event_id, name, avatar_url, automation_enabled, \
-         scheduled_deletion, matrix_alias, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
+         scheduled_deletion, matrix_alias, created_at, updated_at, topic, read_only, max_users) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12) RETURNING id",
     )
     .bind(room.kind.as_str())
     .bind(room.organization_id)
@@ -213,6 +223,9 @@ pub async fn insert(tx: &mut Tx, room: &NewChatroom<'_>, now: i64) -> sqlx::Resu
     .bind(room.scheduled_deletion)
     .bind(room.matrix_alias)
     .bind(now)
+    .bind(room.settings.topic.as_ref().map(RoomTopic::as_str))
+    .bind(room.settings.read_only as i64)
+    .bind(room.settings.max_users)
     .fetch_one(&mut **tx)
     .await
 }
@@ -231,7 +244,10 @@ pub async fn update(
            avatar_url = CASE WHEN $4 THEN $5 ELSE avatar_url END, \
            automation_enabled = CASE WHEN $6 THEN $7 ELSE automation_enabled END, \
            scheduled_deletion = CASE WHEN $8 THEN $9 ELSE scheduled_deletion END, \
-           updated_at = $10 \
+           updated_at = $10, \
+           topic = CASE WHEN $11 THEN $12 ELSE topic END, \
+           read_only = CASE WHEN $13 THEN $14 ELSE read_only END, \
+           max_users = CASE WHEN $15 THEN $16 ELSE max_users END \
          WHERE id = $1 AND deleted_at IS NULL",
     )
     .bind(id)
@@ -244,9 +260,29 @@ pub async fn update(
     .bind(changes.scheduled_deletion.is_some())
     .bind(changes.scheduled_deletion.flatten())
     .bind(now)
+    .bind(changes.settings.topic.is_some())
+    .bind(changes.settings.topic.clone().flatten().map(|topic| topic.as_str().to_owned()))
+    .bind(changes.settings.read_only.is_some())
+    .bind(changes.settings.read_only.unwrap_or_default() as i64)
+    .bind(changes.settings.max_users.is_some())
+    .bind(changes.settings.max_users.flatten())
     .execute(&mut **tx)
     .await
     .map(|done| done.rows_affected() > 0)
+}
+
+/// Another chatroom (a copy made with `copyFrom`, or its template) shows the same avatar.
+pub async fn avatar_used_elsewhere(
+    conn: &mut AnyConnection,
+    id: ChatroomId,
+    avatar: &OwnedMxcUri,
+) -> sqlx::Result<bool> {
+    let others: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chatrooms WHERE avatar_url = $1 AND id <> $2")
+        .bind(avatar.as_str())
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(others > 0)
 }
 
 /// Marks a live room changed, taking its row lock for the rest of the transaction (a

@@ -5,13 +5,17 @@ use sqlx::AnyConnection;
 
 use crate::domain::ChatroomId;
 
-/// Records that the room changed; pass the change's transaction so both commit together.
+/// Records that the room changed; pass the change's transaction so both commit together. The
+/// room's wait (`queued_at`) goes on from an earlier pending change; after a stopped job or an
+/// untried drift check it starts now.
 pub async fn enqueue(conn: &mut AnyConnection, id: ChatroomId, now: i64) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO sync_jobs (chatroom_id, version, attempts, next_attempt_at, failed, reason, queued_at) \
          VALUES ($1, 1, 0, $2, 0, 'change', $2) \
          ON CONFLICT (chatroom_id) DO UPDATE SET version = sync_jobs.version + 1, attempts = 0, \
-           refusals = 0, next_attempt_at = $2, failed = 0, reason = 'change'",
+           refusals = 0, next_attempt_at = $2, failed = 0, reason = 'change', \
+           queued_at = CASE WHEN sync_jobs.failed <> 0 OR (sync_jobs.reason = 'reconcile' AND sync_jobs.attempts = 0) \
+                            THEN $2 ELSE sync_jobs.queued_at END",
     )
     .bind(id)
     .bind(now)
@@ -44,6 +48,9 @@ pub enum Lease {
     /// The last attempt failed and the next one is planned this many milliseconds from now:
     /// a second caller does not retry at once behind the first one's back.
     NotDue(i64),
+    /// Retries stopped (`failed`) since the caller last looked: another worker made the last
+    /// attempt. Only a new change or a forced sync starts them again.
+    Stopped { last_error: Option<String> },
 }
 
 /// Takes the room's lease, so that no other worker, here or in another instance, writes it.
@@ -56,7 +63,7 @@ pub async fn lease(
 ) -> sqlx::Result<Lease> {
     let taken: Option<(i64, i64, i64, String)> = sqlx::query_as(
         "UPDATE sync_jobs SET locked_by = $2, locked_until = $4 \
-         WHERE chatroom_id = $1 AND next_attempt_at <= $3 \
+         WHERE chatroom_id = $1 AND next_attempt_at <= $3 AND failed = 0 \
            AND (locked_until IS NULL OR locked_until < $3 OR locked_by = $2) \
          RETURNING version, attempts, refusals, reason",
     )
@@ -69,15 +76,17 @@ pub async fn lease(
     if let Some((version, attempts, refusals, reason)) = taken {
         return Ok(Lease::Held { version, attempts, refusals, drift_check: reason == "reconcile" });
     }
-    let job: Option<(i64, Option<i64>)> =
-        sqlx::query_as("SELECT next_attempt_at, locked_until FROM sync_jobs WHERE chatroom_id = $1")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let job: Option<(i64, Option<i64>, i64, Option<String>)> = sqlx::query_as(
+        "SELECT next_attempt_at, locked_until, failed, last_error FROM sync_jobs WHERE chatroom_id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
     Ok(match job {
         None => Lease::NoJob,
-        Some((_, Some(locked_until))) if locked_until >= now => Lease::Busy,
-        Some((next_attempt_at, _)) => Lease::NotDue(next_attempt_at - now),
+        Some((_, Some(locked_until), _, _)) if locked_until >= now => Lease::Busy,
+        Some((_, _, failed, last_error)) if failed != 0 => Lease::Stopped { last_error },
+        Some((next_attempt_at, _, _, _)) => Lease::NotDue(next_attempt_at - now),
     })
 }
 
@@ -203,7 +212,8 @@ pub async fn release_all(conn: &mut AnyConnection, owner: &str) -> sqlx::Result<
 /// The outbox at a glance, for the metrics gauges.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Backlog {
-    /// Jobs still being retried (changes, drift checks and deletions); failed ones excluded.
+    /// Rooms waiting for a change or deletion to reach the homeserver, or for a drift check
+    /// that failed; failed jobs and untried drift checks excluded (as `syncStatus` counts).
     pub pending: i64,
     /// When the longest-waiting of those was queued, in Unix milliseconds.
     pub oldest_queued_at: Option<i64>,
@@ -214,10 +224,12 @@ pub struct Backlog {
 }
 
 pub async fn backlog(conn: &mut AnyConnection) -> sqlx::Result<Backlog> {
-    let (pending, oldest_queued_at): (i64, Option<i64>) =
-        sqlx::query_as("SELECT COUNT(*), MIN(queued_at) FROM sync_jobs WHERE failed = 0")
-            .fetch_one(&mut *conn)
-            .await?;
+    let (pending, oldest_queued_at): (i64, Option<i64>) = sqlx::query_as(
+        "SELECT COUNT(*), MIN(queued_at) FROM sync_jobs \
+             WHERE failed = 0 AND NOT (reason = 'reconcile' AND attempts = 0)",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     // The same rule as a room response's `syncStatus`: an untried drift check is not a change.
     let rooms: Vec<(String, i64)> = sqlx::query_as(
         "SELECT CASE WHEN j.chatroom_id IS NULL OR (j.reason = 'reconcile' AND j.attempts = 0) THEN 'synced' \

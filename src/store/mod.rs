@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod chatrooms;
 pub mod idempotency;
 pub mod jobs;
+pub mod moderation;
 pub mod secrets;
 
 use std::{path::Path, str::FromStr, time::Duration};

@@ -1,7 +1,7 @@
 //! Desired state versus actual state → the homeserver writes that close the gap. Pure, so the
 //! decisions are unit-tested; the reconciler only executes them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ruma::{OwnedUserId, UserId};
 use serde_json::{json, Value};
@@ -14,8 +14,20 @@ use crate::{
 pub struct DesiredRoom {
     pub name: String,
     pub avatar: Option<String>,
+    pub topic: Option<String>,
+    pub read_only: bool,
+    /// The users to have joined with their role: the lists, banned users left out.
     pub members: BTreeMap<OwnedUserId, Role>,
+    /// Users to keep banned while their ban lasts, with its reason.
+    pub banned: BTreeMap<OwnedUserId, String>,
+    /// Users whose ban ended: unbanned where the homeserver still has them banned.
+    pub unbanned: BTreeSet<OwnedUserId>,
+    /// Assigned users who read but cannot post.
+    pub muted: BTreeSet<OwnedUserId>,
 }
+
+/// A muted user's power level: below `events_default` (0), so every message is refused.
+pub const MUTED_LEVEL: i64 = -1;
 
 /// One change to a user's membership.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +43,8 @@ pub enum Step {
 #[derive(Debug, PartialEq)]
 pub enum Action {
     SetName(String),
+    /// `m.room.topic`; an empty topic removes it.
+    SetTopic(String),
     /// New `m.room.avatar` content (`{}` removes the avatar).
     SetAvatar(Value),
     /// One write for all role changes: power levels are a single state event.
@@ -38,6 +52,11 @@ pub enum Action {
     Membership {
         user: OwnedUserId,
         steps: Vec<Step>,
+    },
+    /// The user leaves (if there) and cannot come back while banned.
+    Ban {
+        user: OwnedUserId,
+        reason: String,
     },
 }
 
@@ -66,9 +85,18 @@ pub fn plan(desired: &DesiredRoom, actual: &RoomState, ids: &MatrixIds) -> Plan 
             None => json!({}),
         }));
     }
-    let levels = desired.members.iter().filter_map(|(user, role)| Some((user.clone(), role.power_level()?)));
+    if actual.topic != desired.topic {
+        actions.push(Action::SetTopic(desired.topic.clone().unwrap_or_default()));
+    }
+    let levels = desired.members.iter().filter_map(|(user, role)| match role.power_level() {
+        Some(level) => Some((user.clone(), level)),
+        None => desired.muted.contains(user).then(|| (user.clone(), MUTED_LEVEL)),
+    });
     let users = power_levels::desired_users(levels, ids.bot(), &actual.room_version);
-    actions.extend(power_levels::with_users(&actual.power_levels, &users).map(Action::SetPowerLevels));
+    let events_default = power_levels::events_default(desired.read_only);
+    actions.extend(
+        power_levels::with_levels(&actual.power_levels, &users, events_default).map(Action::SetPowerLevels),
+    );
 
     for user in desired.members.keys() {
         let steps = match actual.members.get(user) {
@@ -79,11 +107,24 @@ pub fn plan(desired: &DesiredRoom, actual: &RoomState, ids: &MatrixIds) -> Plan 
         };
         actions.push(Action::Membership { user: user.clone(), steps });
     }
+    for (user, reason) in &desired.banned {
+        if actual.members.get(user) != Some(&Membership::Ban) {
+            actions.push(Action::Ban { user: user.clone(), reason: reason.clone() });
+        }
+    }
+    for user in &desired.unbanned {
+        let listed = desired.members.contains_key(user) || desired.banned.contains_key(user);
+        if !listed && actual.members.get(user) == Some(&Membership::Ban) {
+            actions.push(Action::Membership { user: user.clone(), steps: vec![Step::Unban] });
+        }
+    }
     for (user, membership) in &actual.members {
-        // Strangers (other servers' users, or local ones outside our namespace) are not ours to remove.
+        // Strangers (other servers' users, or local ones outside our namespace) are not ours to
+        // remove; a banned user leaves by the ban.
         let ours = ids.app_user(user).is_some();
         let present = matches!(membership, Membership::Join | Membership::Invite | Membership::Knock);
-        if ours && present && !desired.members.contains_key(user) {
+        let wanted = desired.members.contains_key(user) || desired.banned.contains_key(user);
+        if ours && present && !wanted {
             actions.push(Action::Membership { user: user.clone(), steps: vec![Step::Kick] });
         }
     }
@@ -124,6 +165,7 @@ mod tests {
             room_version: "12".into(),
             name: Some("Team".into()),
             avatar: None,
+            topic: None,
             power_levels: json!({"ban": 50, "users": {"@app_1:hs": 100, "@app_2:hs": 50}}),
             members: BTreeMap::from([
                 (uid("@bot:hs"), Membership::Join),
@@ -150,6 +192,11 @@ mod tests {
         DesiredRoom {
             name: "Team".into(),
             avatar: None,
+            topic: None,
+            read_only: false,
+            banned: BTreeMap::new(),
+            unbanned: BTreeSet::new(),
+            muted: BTreeSet::new(),
             members: BTreeMap::from([
                 (uid("@app_1:hs"), Role::Admin),
                 (uid("@app_2:hs"), Role::Moderator),
@@ -284,6 +331,83 @@ mod tests {
     }
 
     #[test]
+    fn topic_and_read_only_are_set_cleared_and_left_alone_when_they_match() {
+        let mut wanted = desired();
+        wanted.topic = Some("Agenda".into());
+        wanted.read_only = true;
+        let first = plan(&wanted, &in_sync_state(), &ids());
+        assert!(first.actions.contains(&Action::SetTopic("Agenda".into())), "{first:?}");
+        let read_only = levels(&first).expect("read-only raises events_default");
+        assert_eq!(read_only["events_default"], 50);
+        assert_eq!(read_only["ban"], 50, "other keys stay");
+
+        let mut applied = in_sync_state();
+        applied.topic = Some("Agenda".into());
+        applied.power_levels = read_only.clone();
+        assert!(plan(&wanted, &applied, &ids()).is_empty());
+
+        wanted.topic = None;
+        wanted.read_only = false;
+        let undone = plan(&wanted, &applied, &ids());
+        assert!(
+            undone.actions.contains(&Action::SetTopic(String::new())),
+            "an empty topic clears it: {undone:?}"
+        );
+        assert_eq!(levels(&undone).expect("back to 0")["events_default"], 0);
+    }
+
+    #[test]
+    fn a_banned_user_is_banned_not_kicked_and_unbanned_once_the_ban_ends() {
+        let mut wanted = desired();
+        // @app_3 is listed but banned; @app_9 holds no role and is banned too.
+        wanted.members.remove(&uid("@app_3:hs"));
+        wanted.banned.insert(uid("@app_3:hs"), "spam".into());
+        wanted.banned.insert(uid("@app_9:hs"), String::new());
+        let first = plan(&wanted, &in_sync_state(), &ids());
+        let bans: Vec<_> = first
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Ban { user, reason } => Some((user.as_str(), reason.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(bans, [("@app_3:hs", "spam"), ("@app_9:hs", "")]);
+        assert_eq!(steps(&first, "@app_3:hs"), None, "banned, not also kicked");
+
+        let mut applied = in_sync_state();
+        applied.members.insert(uid("@app_3:hs"), Membership::Ban);
+        applied.members.insert(uid("@app_9:hs"), Membership::Ban);
+        assert!(plan(&wanted, &applied, &ids()).is_empty(), "an unban by hand would show here");
+
+        // Both bans end: the listed user comes back, the other is only unbanned.
+        let mut ended = desired();
+        ended.unbanned = BTreeSet::from([uid("@app_3:hs"), uid("@app_9:hs")]);
+        let after = plan(&ended, &applied, &ids());
+        assert_eq!(steps(&after, "@app_3:hs"), Some(vec![Step::Unban, Step::Invite, Step::Join]));
+        assert_eq!(steps(&after, "@app_9:hs"), Some(vec![Step::Unban]));
+        applied.members.remove(&uid("@app_9:hs"));
+        assert_eq!(steps(&plan(&ended, &applied, &ids()), "@app_9:hs"), None, "not banned any more");
+    }
+
+    #[test]
+    fn a_muted_assigned_user_gets_power_level_minus_one_until_the_mute_ends() {
+        let mut wanted = desired();
+        wanted.muted.insert(uid("@app_3:hs"));
+        // A mute of an admin would not lower them: only assigned users are muted.
+        wanted.muted.insert(uid("@app_1:hs"));
+        let muted = plan(&wanted, &in_sync_state(), &ids());
+        let users = &levels(&muted).expect("the mute changes power levels")["users"];
+        assert_eq!(users["@app_3:hs"], MUTED_LEVEL);
+        assert_eq!(users["@app_1:hs"], 100);
+        wanted.muted.clear();
+        let mut applied = in_sync_state();
+        applied.power_levels = levels(&muted).unwrap().clone();
+        let restored = plan(&wanted, &applied, &ids());
+        assert!(levels(&restored).expect("restored")["users"].get("@app_3:hs").is_none());
+    }
+
+    #[test]
     fn joins_come_before_kicks_and_state_before_both() {
         let mut wanted = desired();
         wanted.members.remove(&uid("@app_3:hs"));
@@ -296,7 +420,9 @@ mod tests {
             .map(|a| match a {
                 Action::SetName(_) => "name",
                 Action::SetAvatar(_) => "avatar",
+                Action::SetTopic(_) => "topic",
                 Action::SetPowerLevels(_) => "levels",
+                Action::Ban { .. } => "ban",
                 Action::Membership { steps, .. } if steps.contains(&Step::Kick) => "kick",
                 Action::Membership { .. } => "join",
             })

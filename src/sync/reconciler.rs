@@ -16,12 +16,15 @@ use crate::{
     clock::Clock,
     config::SyncConfig,
     domain::{AppUserId, ChatroomId, Role},
-    matrix::{room_alias, FailureKind, Homeserver, HomeserverError, Membership, NewRoom},
+    matrix::{
+        power_levels, room_alias, FailureKind, Homeserver, HomeserverError, MatrixIds, Membership, NewRoom,
+    },
     metrics::Metrics,
     store::{
         accounts,
         chatrooms::{self, Chatroom},
         jobs::{self, Failure, Lease},
+        moderation::{self, RoomModeration},
         Store,
     },
 };
@@ -102,8 +105,43 @@ pub enum SyncOutcome {
     Busy,
 }
 
-fn desired_room(room: &Chatroom, members: BTreeMap<OwnedUserId, Role>) -> DesiredRoom {
-    DesiredRoom { name: room.name.clone(), avatar: room.avatar_url.as_ref().map(|u| u.to_string()), members }
+/// The room as the database wants it on the homeserver: its lists less the banned users, who
+/// stay banned; the muted assigned users; those whose ban ended, to unban.
+fn desired_room(
+    room: &Chatroom,
+    moderation: &RoomModeration,
+    ids: &MatrixIds,
+) -> Result<DesiredRoom, SyncError> {
+    let user_id = |user| ids.user_id(user).map_err(SyncError::Invalid);
+    let banned = moderation
+        .bans
+        .iter()
+        .map(|ban| Ok((user_id(ban.user)?, ban.reason.clone().unwrap_or_default())))
+        .collect::<Result<BTreeMap<_, _>, SyncError>>()?;
+    let mut members = BTreeMap::new();
+    for (user, role) in room.roles.iter() {
+        let user = user_id(user)?;
+        if !banned.contains_key(&user) {
+            members.insert(user, role);
+        }
+    }
+    let muted = moderation
+        .mutes
+        .iter()
+        .filter(|mute| room.roles.role_of(mute.user) == Some(Role::Assigned))
+        .map(|mute| user_id(mute.user))
+        .collect::<Result<_, _>>()?;
+    let unbanned = moderation.lifted.iter().map(|user| user_id(*user)).collect::<Result<_, _>>()?;
+    Ok(DesiredRoom {
+        name: room.name.clone(),
+        avatar: room.avatar_url.as_ref().map(|u| u.to_string()),
+        topic: room.settings.topic.as_ref().map(|topic| topic.as_str().to_owned()),
+        read_only: room.settings.read_only,
+        members,
+        banned,
+        unbanned,
+        muted,
+    })
 }
 
 /// The Matrix room a chatroom names, as the reconciler finds it.
@@ -162,6 +200,10 @@ impl Reconciler {
 
     pub fn owner(&self) -> &str {
         &self.owner
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Converges the rooms (at most `concurrency` at once) and waits at most `request_wait` for
@@ -242,6 +284,10 @@ impl Reconciler {
                 }
                 Lease::NoJob => return Ok(SyncOutcome::Synced),
                 Lease::Busy => return Ok(SyncOutcome::Busy),
+                Lease::Stopped { last_error } => {
+                    let message = last_error.unwrap_or_else(|| "retries stopped".to_owned());
+                    return Ok(SyncOutcome::Failed { message, retry_in: None });
+                }
                 Lease::NotDue(in_ms) => {
                     let retry_in = Duration::from_millis(in_ms.max(1) as u64);
                     let message = "the last attempt failed; the next one is planned".to_owned();
@@ -320,7 +366,7 @@ impl Reconciler {
     async fn apply_holding_lease(&self, id: ChatroomId) -> Result<bool, SyncError> {
         let (store, clock, owner, lease) =
             (self.store.clone(), self.clock.clone(), self.owner.clone(), self.config.lease);
-        let _renewal = AbortOnDrop(tokio::spawn(async move {
+        let renew = async move {
             loop {
                 tokio::time::sleep(lease / 3).await;
                 let until = clock.now_ms() + lease.as_millis() as i64;
@@ -332,7 +378,9 @@ impl Reconciler {
                     tracing::warn!(chatroom = id, error = %e, "renewing the room lease failed");
                 }
             }
-        }));
+        };
+        // In the request's span when a request waits for this sync.
+        let _renewal = AbortOnDrop(tokio::spawn(renew.in_current_span()));
         self.apply(id).await
     }
 
@@ -348,12 +396,18 @@ impl Reconciler {
             return Ok(true);
         }
 
-        let members = self.matrix_members(&room)?;
-        let users: Vec<AppUserId> = room.roles.iter().map(|(user, _)| user).collect();
+        let started = self.clock.now_ms();
+        let moderation = {
+            let mut conn = self.store.pool().acquire().await?;
+            moderation::for_room(&mut conn, id).await?
+        };
+        let desired = desired_room(&room, &moderation, self.homeserver.ids())?;
+        let mut users: Vec<AppUserId> = room.roles.iter().map(|(user, _)| user).collect();
+        users.extend(moderation.bans.iter().map(|ban| ban.user));
         self.ensure_accounts(&users).await?;
         let (mut room_id, mut created) = match &room.matrix_room_id {
             Some(room_id) => (room_id.clone(), false),
-            None => (self.create(&room, &members).await?, true),
+            None => (self.create(&room, &desired.members).await?, true),
         };
 
         // A homeserver that crashed mid-create can leave a room with little more than
@@ -374,18 +428,23 @@ impl Reconciler {
             Found::Complete(actual) => actual,
             Found::HalfMade { bot_joined } => {
                 self.retire_half_made(&room, &room_id, bot_joined).await?;
-                room_id = self.create(&room, &members).await?;
+                room_id = self.create(&room, &desired.members).await?;
                 created = true;
                 self.homeserver.room_state(&room_id).await?
             }
         };
-        let plan = plan::plan(&desired_room(&room, members), &actual, self.homeserver.ids());
-        if plan.is_empty() {
-            return Ok(created);
+        let plan = plan::plan(&desired, &actual, self.homeserver.ids());
+        let changed = !plan.is_empty();
+        if changed {
+            tracing::info!(chatroom = id, room = %room_id, ?plan, "applying changes to the homeserver");
+            self.execute(&room_id, plan).await?;
         }
-        tracing::info!(chatroom = id, room = %room_id, ?plan, "applying changes to the homeserver");
-        self.execute(&room_id, plan).await?;
-        Ok(true)
+        if !moderation.lifted.is_empty() {
+            // Their unbans are done: bans lifted after this sync began stay for the next one.
+            let mut conn = self.store.pool().acquire().await?;
+            moderation::forget_lifted(&mut conn, id, started).await?;
+        }
+        Ok(created || changed)
     }
 
     /// What a sync of the room would do now, without doing it (for checks and tests). `None`
@@ -396,7 +455,10 @@ impl Reconciler {
         drop(conn);
         let Some(room_id) = &room.matrix_room_id else { return Ok(None) };
         let actual = self.homeserver.room_state(room_id).await?;
-        let desired = desired_room(&room, self.matrix_members(&room)?);
+        let mut conn = self.store.pool().acquire().await?;
+        let moderation = moderation::for_room(&mut conn, id).await?;
+        drop(conn);
+        let desired = desired_room(&room, &moderation, self.homeserver.ids())?;
         Ok(Some(plan::plan(&desired, &actual, self.homeserver.ids())))
     }
 
@@ -411,14 +473,21 @@ impl Reconciler {
                     hs.set_state(room_id, "m.room.name", serde_json::json!({ "name": name })).await?
                 }
                 Action::SetAvatar(content) => hs.set_state(room_id, "m.room.avatar", content).await?,
+                Action::SetTopic(topic) => {
+                    hs.set_state(room_id, "m.room.topic", serde_json::json!({ "topic": topic })).await?
+                }
                 Action::SetPowerLevels(levels) => {
                     hs.set_state(room_id, "m.room.power_levels", levels).await?
                 }
-                Action::Membership { user, steps } => memberships.push((user, steps)),
+                Action::Membership { user, steps } => memberships.push((user, steps, None)),
+                Action::Ban { user, reason } => memberships.push((user, Vec::new(), Some(reason))),
             }
         }
         stream::iter(memberships.into_iter().map(Ok::<_, HomeserverError>))
-            .try_for_each_concurrent(self.config.join_concurrency, |(user, steps)| async move {
+            .try_for_each_concurrent(self.config.join_concurrency, |(user, steps, ban)| async move {
+                if let Some(reason) = ban {
+                    hs.ban(room_id, &user, &reason).await?;
+                }
                 for step in steps {
                     match step {
                         Step::Unban => hs.unban(room_id, &user).await?,
@@ -446,14 +515,6 @@ impl Reconciler {
             }
             other => other,
         }
-    }
-
-    fn matrix_members(&self, room: &Chatroom) -> Result<BTreeMap<OwnedUserId, Role>, SyncError> {
-        let ids = self.homeserver.ids();
-        room.roles
-            .iter()
-            .map(|(user, role)| Ok((ids.user_id(user).map_err(SyncError::Invalid)?, role)))
-            .collect()
     }
 
     /// Registers the Matrix accounts of users not known to have one.
@@ -505,6 +566,8 @@ impl Reconciler {
                     alias_localpart: room.matrix_alias.clone(),
                     name: room.name.clone(),
                     avatar: room.avatar_url.clone(),
+                    topic: room.settings.topic.as_ref().map(|topic| topic.as_str().to_owned()),
+                    events_default: power_levels::events_default(room.settings.read_only),
                     power_users: plan::initial_power_users(members, hs.ids().bot(), &room_version),
                     room_version: Some(room_version),
                     invite: members.keys().cloned().collect(),
@@ -600,18 +663,24 @@ impl Reconciler {
                 hs.resolve_alias(&alias).await?
             }
         };
+        let mut media = Vec::new();
         if let Some(room_id) = &room_id {
             // Media first: once the room is purged, nothing lists what it referenced.
-            let mut media = hs.room_media(room_id).await?;
-            media.extend(room.avatar_url.clone());
-            media.sort();
-            media.dedup();
-            for mxc in &media {
+            media = hs.room_media(room_id).await?;
+        }
+        media.extend(room.avatar_url.clone());
+        media.sort();
+        media.dedup();
+        for mxc in &media {
+            // Rooms made with `copyFrom` share their template's avatar: keep one still shown.
+            let mut conn = self.store.pool().acquire().await?;
+            if !chatrooms::avatar_used_elsewhere(&mut conn, room.id, mxc).await? {
+                drop(conn);
                 hs.delete_media(mxc).await?;
             }
+        }
+        if let Some(room_id) = &room_id {
             hs.purge_room(room_id).await?;
-        } else if let Some(avatar) = &room.avatar_url {
-            hs.delete_media(avatar).await?;
         }
         let mut tx = self.store.begin().await?;
         chatrooms::remove(&mut tx, room.id).await?;

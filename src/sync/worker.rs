@@ -17,7 +17,8 @@ use crate::{
     clock::Clock,
     config::SyncConfig,
     domain::ChatroomId,
-    store::{chatrooms, idempotency, jobs, Store},
+    metrics::Metrics,
+    store::{chatrooms, idempotency, jobs, moderation, Store},
 };
 
 pub struct BackgroundTasks {
@@ -63,7 +64,8 @@ pub fn spawn_background(
         handles.push(tokio::spawn(run_drift_checks(store.clone(), clock.clone(), interval, stopped.clone())));
     }
     handles.push(tokio::spawn(run_retired_purges(reconciler.clone(), config.clone(), stopped.clone())));
-    handles.push(tokio::spawn(run_scheduler(store.clone(), clock, config, stopped)));
+    let metrics = reconciler.metrics().clone();
+    handles.push(tokio::spawn(run_scheduler(store.clone(), clock, config, metrics, stopped)));
     BackgroundTasks { shutdown, handles, reconciler, store }
 }
 
@@ -165,12 +167,19 @@ async fn run_scheduler(
     store: Store,
     clock: Arc<dyn Clock>,
     config: SyncConfig,
+    metrics: Arc<Metrics>,
     mut stopped: watch::Receiver<bool>,
 ) {
     loop {
         forget_old_idempotency_keys(&store, clock.as_ref()).await;
         if let Err(e) = start_due_deletions(&store, clock.as_ref()).await {
             tracing::warn!(error = %e, "scheduled deletions failed");
+        }
+        match end_due_moderation(&store, clock.as_ref()).await {
+            Ok(rooms) => {
+                metrics.moderation_expiries.inc_by(rooms.len() as u64);
+            }
+            Err(e) => tracing::warn!(error = %e, "ending due bans and mutes failed"),
         }
         if wait_or_stop(&mut stopped, config.scheduler_interval).await {
             return;
@@ -209,6 +218,22 @@ async fn forget_old_idempotency_keys(store: &Store, clock: &dyn Clock) {
     if let Err(e) = forgotten {
         tracing::warn!(error = %e, "forgetting old idempotency keys failed");
     }
+}
+
+/// Ends the bans and mutes whose time has come and queues their rooms' syncs, in one
+/// transaction: each ends once, whichever instance gets there first. The rooms it queued.
+pub async fn end_due_moderation(store: &Store, clock: &dyn Clock) -> sqlx::Result<Vec<ChatroomId>> {
+    let now = clock.now_ms();
+    let mut tx = store.begin().await?;
+    let rooms = moderation::expire(&mut tx, now).await?;
+    for id in &rooms {
+        jobs::enqueue(&mut tx, *id, now).await?;
+    }
+    tx.commit().await?;
+    for id in &rooms {
+        tracing::info!(chatroom = id, "bans or mutes ended");
+    }
+    Ok(rooms)
 }
 
 /// Marks rooms whose scheduled time passed as deleted, each with its sync job, in one

@@ -157,6 +157,9 @@ impl Homeserver for FaultyHomeserver {
     async fn unban(&self, room: &RoomId, user: &UserId) -> HsResult<()> {
         self.inner.unban(room, user).await
     }
+    async fn ban(&self, room: &RoomId, user: &UserId, reason: &str) -> HsResult<()> {
+        self.inner.ban(room, user, reason).await
+    }
     async fn leave(&self, room: &RoomId) -> HsResult<()> {
         self.inner.leave(room).await
     }

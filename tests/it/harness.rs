@@ -314,8 +314,13 @@ pub struct SeenRoom {
     pub room_version: String,
     pub name: Option<String>,
     pub avatar: Option<String>,
+    pub topic: Option<String>,
     pub power_users: BTreeMap<String, i64>,
+    /// `events_default` of the power levels (0 when absent).
+    pub events_default: i64,
     pub joined: Vec<String>,
+    /// Every user's membership (`join`, `invite`, `leave`, `ban`...).
+    pub memberships: BTreeMap<String, String>,
     pub join_rule: Option<String>,
     pub guest_access: Option<String>,
 }
@@ -359,19 +364,32 @@ impl MatrixView {
         let events = events.as_array().expect("state array").clone();
         let find = |ty: &str| events.iter().find(|e| e["type"] == ty).map(|e| e["content"].clone());
         let create = events.iter().find(|e| e["type"] == "m.room.create").expect("create event");
-        let power_users = find("m.room.power_levels").map(|c| c["users"].clone()).unwrap_or_default();
+        let levels = find("m.room.power_levels").unwrap_or_default();
+        let power_users = levels["users"].clone();
         let mut joined: Vec<String> = events
             .iter()
             .filter(|e| e["type"] == "m.room.member" && e["content"]["membership"] == "join")
             .map(|e| e["state_key"].as_str().unwrap().to_owned())
             .collect();
         joined.sort();
+        let memberships = events
+            .iter()
+            .filter(|e| e["type"] == "m.room.member")
+            .map(|e| {
+                let membership = e["content"]["membership"].as_str().unwrap_or_default().to_owned();
+                (e["state_key"].as_str().unwrap().to_owned(), membership)
+            })
+            .collect();
         SeenRoom {
+            memberships,
             creator: create["sender"].as_str().unwrap().to_owned(),
             room_version: create["content"]["room_version"].as_str().unwrap_or("1").to_owned(),
             name: find("m.room.name").and_then(|c| c["name"].as_str().map(str::to_owned)),
             avatar: find("m.room.avatar").and_then(|c| c["url"].as_str().map(str::to_owned)),
+            topic: find("m.room.topic")
+                .and_then(|c| c["topic"].as_str().filter(|t| !t.is_empty()).map(str::to_owned)),
             power_users: serde_json::from_value(power_users).unwrap_or_default(),
+            events_default: levels["events_default"].as_i64().unwrap_or(0),
             joined,
             join_rule: find("m.room.join_rules").and_then(|c| c["join_rule"].as_str().map(str::to_owned)),
             guest_access: find("m.room.guest_access")

@@ -40,6 +40,15 @@ async fn restore(app: &TestApp, session: &Value) -> Client {
     client
 }
 
+/// A matrix-sdk client of the app user, logged in through the service and synced once.
+pub(crate) async fn client_of(app: &TestApp, user: i64) -> Client {
+    let token = jwt(json!(user.to_string()), json!([]), 600);
+    let session = login(app, &token, json!({})).await;
+    let client = restore(app, &session).await;
+    client.sync_once(SyncSettings::default()).await.expect("sync");
+    client
+}
+
 #[tokio::test]
 async fn a_mobile_client_logs_in_through_the_service_and_sees_exactly_its_rooms() {
     let app = TestApp::spawn().await;

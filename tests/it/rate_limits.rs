@@ -86,15 +86,16 @@ async fn writes_are_limited_per_user_and_the_backend_has_its_own_higher_limit() 
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(app.list_total(org).await, 2, "the refused write changed nothing");
 
-    // The backend's bucket: seven at once, of which five pass (a sixth if one refilled).
+    // The backend's bucket: twenty at once, of which five pass (more if it refilled meanwhile,
+    // one every 200 ms) and the rest are refused.
     let app = &app;
-    let requests = (0..7).map(|i| {
+    let requests = (0..20).map(|i| {
         let body = json!({"organizationID": org, "name": format!("B{i}")});
         async move { app.send(app.request(Method::POST, "/chatrooms").json(&body)).await.0 }
     });
     let statuses = futures::future::join_all(requests).await;
     let created = statuses.iter().filter(|s| **s == StatusCode::CREATED).count();
     let limited = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
-    assert!((5..=6).contains(&created), "{statuses:?}");
-    assert_eq!(created + limited, 7, "{statuses:?}");
+    assert!(created >= 5 && limited >= 1, "{statuses:?}");
+    assert_eq!(created + limited, 20, "{statuses:?}");
 }

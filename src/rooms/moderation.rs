@@ -1,0 +1,158 @@
+//! Bans and mutes: stored with the room's sync job in one transaction, then converged like any
+//! other change. The reconciler keeps them in force (drift repair) and the scheduler ends them.
+
+use super::{commit_with_job, converge, RoomError, RoomResult};
+use crate::{
+    domain::{AppUserId, ChatroomId, Role},
+    state::AppState,
+    store::{
+        chatrooms,
+        moderation::{self, Ban, Mute},
+        Tx,
+    },
+};
+
+/// The longest timed ban or mute; longer ones are meant to last until lifted.
+pub const MAX_DURATION_SECS: i64 = 365 * 24 * 60 * 60;
+
+/// A duration in seconds from a request: 1 to [`MAX_DURATION_SECS`].
+pub fn parse_duration(seconds: i64) -> RoomResult<i64> {
+    if !(1..=MAX_DURATION_SECS).contains(&seconds) {
+        return Err(RoomError::Invalid(format!(
+            "durationSeconds is {seconds}; it must be between 1 and {MAX_DURATION_SECS} (a year), or left out for no end"
+        )));
+    }
+    Ok(seconds)
+}
+
+/// Ban reasons reach Matrix clients; keep them to a line or two.
+pub const MAX_REASON_CHARS: usize = 500;
+
+pub fn parse_reason(reason: Option<String>) -> RoomResult<Option<String>> {
+    let Some(reason) = reason.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()) else { return Ok(None) };
+    let chars = reason.chars().count();
+    if chars > MAX_REASON_CHARS {
+        return Err(RoomError::Invalid(format!(
+            "reason is {chars} characters long; at most {MAX_REASON_CHARS} are allowed"
+        )));
+    }
+    Ok(Some(reason))
+}
+
+/// Who acts, as recorded with a ban or mute: `backend` or `user:<id>`.
+pub struct Actor(pub String);
+
+/// Opens the change's transaction on a live room (taking its row lock).
+async fn begin_on_live_room(state: &AppState, id: ChatroomId) -> RoomResult<Tx> {
+    let mut tx = state.store.begin().await?;
+    if !chatrooms::touch_live(&mut tx, id, state.clock.now_ms()).await? {
+        return Err(RoomError::NotFound(id));
+    }
+    Ok(tx)
+}
+
+fn expiry(state: &AppState, duration_secs: Option<i64>) -> Option<i64> {
+    duration_secs.map(|secs| state.clock.now_ms() + secs * 1000)
+}
+
+/// Bans the user from the room (whether or not they hold a role: their place in the lists is
+/// kept for when the ban ends). True when the homeserver has the ban already.
+pub async fn ban(
+    state: &AppState,
+    id: ChatroomId,
+    actor: Actor,
+    user: AppUserId,
+    reason: Option<String>,
+    duration_secs: Option<i64>,
+) -> RoomResult<(Ban, bool)> {
+    let ban = Ban {
+        user,
+        reason,
+        actor: actor.0,
+        created_at: state.clock.now_ms(),
+        expires_at: expiry(state, duration_secs),
+    };
+    let mut tx = begin_on_live_room(state, id).await?;
+    moderation::put_ban(&mut tx, id, &ban).await?;
+    commit_with_job(state, tx, id).await?;
+    tracing::info!(chatroom = id, user, expires_at = ?ban.expires_at, "user banned");
+    let written = converge(state, id).await?;
+    Ok((ban, written.synced))
+}
+
+/// Lifts the ban: the user is unbanned, and joined again if they hold a role.
+pub async fn lift_ban(state: &AppState, id: ChatroomId, user: AppUserId) -> RoomResult<bool> {
+    let mut tx = begin_on_live_room(state, id).await?;
+    if !moderation::lift_ban(&mut tx, id, user, state.clock.now_ms()).await? {
+        return Err(RoomError::NotBanned { room: id, user });
+    }
+    commit_with_job(state, tx, id).await?;
+    tracing::info!(chatroom = id, user, "ban lifted");
+    Ok(converge(state, id).await?.synced)
+}
+
+/// Mutes one of the room's assigned users: they read but cannot post. Admins and moderators
+/// must be demoted first.
+pub async fn mute(
+    state: &AppState,
+    id: ChatroomId,
+    actor: Actor,
+    user: AppUserId,
+    duration_secs: Option<i64>,
+) -> RoomResult<(Mute, bool)> {
+    let mut tx = begin_on_live_room(state, id).await?;
+    let room = chatrooms::find(&mut tx, id).await?.ok_or(RoomError::NotFound(id))?;
+    match room.roles.role_of(user) {
+        Some(Role::Assigned) => {}
+        Some(role) => return Err(RoomError::NotMutable { user, role: role.as_str() }),
+        None => return Err(RoomError::NotAMember { room: id, user }),
+    }
+    let mute = Mute {
+        user,
+        actor: actor.0,
+        created_at: state.clock.now_ms(),
+        expires_at: expiry(state, duration_secs),
+    };
+    moderation::put_mute(&mut tx, id, &mute).await?;
+    commit_with_job(state, tx, id).await?;
+    tracing::info!(chatroom = id, user, expires_at = ?mute.expires_at, "user muted");
+    let written = converge(state, id).await?;
+    Ok((mute, written.synced))
+}
+
+pub async fn unmute(state: &AppState, id: ChatroomId, user: AppUserId) -> RoomResult<bool> {
+    let mut tx = begin_on_live_room(state, id).await?;
+    if !moderation::remove_mute(&mut tx, id, user).await? {
+        return Err(RoomError::NotMuted { room: id, user });
+    }
+    commit_with_job(state, tx, id).await?;
+    tracing::info!(chatroom = id, user, "mute lifted");
+    Ok(converge(state, id).await?.synced)
+}
+
+pub async fn bans(state: &AppState, id: ChatroomId) -> RoomResult<Vec<Ban>> {
+    let mut conn = state.store.pool().acquire().await?;
+    Ok(moderation::bans(&mut conn, id).await?)
+}
+
+pub async fn mutes(state: &AppState, id: ChatroomId) -> RoomResult<Vec<Mute>> {
+    let mut conn = state.store.pool().acquire().await?;
+    Ok(moderation::mutes(&mut conn, id).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_reasons_are_bounded() {
+        assert_eq!(parse_duration(1).unwrap(), 1);
+        assert_eq!(parse_duration(MAX_DURATION_SECS).unwrap(), MAX_DURATION_SECS);
+        for bad in [0, -5, MAX_DURATION_SECS + 1] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_reason(Some("  spam ".into())).unwrap().as_deref(), Some("spam"));
+        assert_eq!(parse_reason(Some("   ".into())).unwrap(), None);
+        assert!(parse_reason(Some("x".repeat(501))).is_err());
+    }
+}

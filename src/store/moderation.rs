@@ -1,0 +1,175 @@
+//! Bans and mutes of a room's users, and their expiries.
+
+use sqlx::{AnyConnection, Row};
+
+use super::Tx;
+use crate::domain::{AppUserId, ChatroomId};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ban {
+    pub user: AppUserId,
+    pub reason: Option<String>,
+    pub actor: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mute {
+    pub user: AppUserId,
+    pub actor: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+/// What the reconciler needs of a room's moderation.
+#[derive(Clone, Debug, Default)]
+pub struct RoomModeration {
+    /// Bans in force.
+    pub bans: Vec<Ban>,
+    /// Users whose ban ended and who may still be banned on the homeserver.
+    pub lifted: Vec<AppUserId>,
+    pub mutes: Vec<Mute>,
+}
+
+/// Bans the user (again: a new ban replaces an earlier one).
+pub async fn put_ban(tx: &mut Tx, room: ChatroomId, ban: &Ban) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO room_bans (chatroom_id, app_user_id, reason, actor, created_at, expires_at, lifted_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, NULL) \
+         ON CONFLICT (chatroom_id, app_user_id) DO UPDATE SET reason = $3, actor = $4, created_at = $5, \
+           expires_at = $6, lifted_at = NULL",
+    )
+    .bind(room)
+    .bind(ban.user)
+    .bind(ban.reason.as_deref())
+    .bind(&ban.actor)
+    .bind(ban.created_at)
+    .bind(ban.expires_at)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+}
+
+/// Ends a ban in force; false when there was none.
+pub async fn lift_ban(tx: &mut Tx, room: ChatroomId, user: AppUserId, now: i64) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE room_bans SET lifted_at = $3 WHERE chatroom_id = $1 AND app_user_id = $2 AND lifted_at IS NULL",
+    )
+    .bind(room)
+    .bind(user)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub async fn put_mute(tx: &mut Tx, room: ChatroomId, mute: &Mute) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO room_mutes (chatroom_id, app_user_id, actor, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (chatroom_id, app_user_id) DO UPDATE SET actor = $3, created_at = $4, expires_at = $5",
+    )
+    .bind(room)
+    .bind(mute.user)
+    .bind(&mute.actor)
+    .bind(mute.created_at)
+    .bind(mute.expires_at)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+}
+
+/// Ends a mute; false when there was none.
+pub async fn remove_mute(tx: &mut Tx, room: ChatroomId, user: AppUserId) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM room_mutes WHERE chatroom_id = $1 AND app_user_id = $2")
+        .bind(room)
+        .bind(user)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub async fn bans(conn: &mut AnyConnection, room: ChatroomId) -> sqlx::Result<Vec<Ban>> {
+    let rows = sqlx::query(
+        "SELECT app_user_id, reason, actor, created_at, expires_at FROM room_bans \
+         WHERE chatroom_id = $1 AND lifted_at IS NULL ORDER BY app_user_id",
+    )
+    .bind(room)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Ban {
+                user: row.try_get("app_user_id")?,
+                reason: row.try_get("reason")?,
+                actor: row.try_get("actor")?,
+                created_at: row.try_get("created_at")?,
+                expires_at: row.try_get("expires_at")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn mutes(conn: &mut AnyConnection, room: ChatroomId) -> sqlx::Result<Vec<Mute>> {
+    let rows = sqlx::query(
+        "SELECT app_user_id, actor, created_at, expires_at FROM room_mutes WHERE chatroom_id = $1 \
+         ORDER BY app_user_id",
+    )
+    .bind(room)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Mute {
+                user: row.try_get("app_user_id")?,
+                actor: row.try_get("actor")?,
+                created_at: row.try_get("created_at")?,
+                expires_at: row.try_get("expires_at")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn for_room(conn: &mut AnyConnection, room: ChatroomId) -> sqlx::Result<RoomModeration> {
+    let lifted = sqlx::query_scalar(
+        "SELECT app_user_id FROM room_bans WHERE chatroom_id = $1 AND lifted_at IS NOT NULL",
+    )
+    .bind(room)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(RoomModeration { bans: bans(conn, room).await?, lifted, mutes: mutes(conn, room).await? })
+}
+
+/// Forgets bans lifted at or before `until` once a sync has unbanned their users.
+pub async fn forget_lifted(conn: &mut AnyConnection, room: ChatroomId, until: i64) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM room_bans WHERE chatroom_id = $1 AND lifted_at IS NOT NULL AND lifted_at <= $2")
+        .bind(room)
+        .bind(until)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+}
+
+/// Ends the bans and mutes whose time has come, and queues their rooms, in the transaction:
+/// an expiry happens once, whichever instance gets there first. The rooms, one per room.
+pub async fn expire(tx: &mut Tx, now: i64) -> sqlx::Result<Vec<ChatroomId>> {
+    let mut rooms: Vec<ChatroomId> = sqlx::query_scalar(
+        "UPDATE room_bans SET lifted_at = $1 WHERE lifted_at IS NULL AND expires_at IS NOT NULL \
+         AND expires_at <= $1 RETURNING chatroom_id",
+    )
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?;
+    rooms.extend(
+        sqlx::query_scalar::<_, ChatroomId>(
+            "DELETE FROM room_mutes WHERE expires_at IS NOT NULL AND expires_at <= $1 RETURNING chatroom_id",
+        )
+        .bind(now)
+        .fetch_all(&mut **tx)
+        .await?,
+    );
+    rooms.sort_unstable();
+    rooms.dedup();
+    Ok(rooms)
+}
