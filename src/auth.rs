@@ -76,58 +76,32 @@ impl Caller {
         }
     }
 
-    /// Whether the caller may ban or mute `target` in the room: the backend and organization
-    /// admins anyone; a room's admin anyone but another admin; a room's moderator only assigned
-    /// users and users without a role.
-    pub fn require_moderate(
+    /// The caller's rank in moderating the room ([`Role::rank`]): the backend and organization
+    /// admins above everyone, then the room's admins and moderators; a banned user has none.
+    /// `None` (a `403`) for everyone else.
+    pub fn moderation_rank(
         &self,
         room: ChatroomId,
         organization: OrganizationId,
         roles: &RoleLists,
-        target: AppUserId,
-    ) -> Result<(), ApiError> {
-        let Caller::User(user) = self else { return Ok(()) };
-        if self.may_manage(organization) {
-            return Ok(());
-        }
-        let rank = |role: Option<Role>| match role {
-            Some(Role::Admin) => 2,
-            Some(Role::Moderator) => 1,
-            _ => 0,
-        };
-        let mine = roles.role_of(user.id);
-        if rank(mine) == 0 {
-            return Err(ApiError::forbidden(format!(
-                "you are neither an admin nor a moderator of chatroom {room}"
-            )));
-        }
-        let theirs = roles.role_of(target);
-        if rank(theirs) >= rank(mine) {
-            let name = |role: Option<Role>| role.map_or("user", Role::as_str);
-            return Err(ApiError::forbidden(format!(
-                "a room {} cannot act on a room {} (user {target})",
-                name(mine),
-                name(theirs)
-            )));
-        }
-        Ok(())
-    }
-
-    /// Managers of the room's organization, and the room's admins and moderators.
-    pub fn require_staff(
-        &self,
-        room: ChatroomId,
-        organization: OrganizationId,
-        roles: &RoleLists,
-    ) -> Result<(), ApiError> {
+        banned: bool,
+    ) -> Result<i64, ApiError> {
         match self {
-            _ if self.may_manage(organization) => Ok(()),
-            Caller::User(user) if matches!(roles.role_of(user.id), Some(Role::Admin | Role::Moderator)) => {
-                Ok(())
+            _ if self.may_manage(organization) => Ok(Role::MANAGER_RANK),
+            Caller::User(user) if !banned && Role::rank(roles.role_of(user.id)) > 0 => {
+                Ok(Role::rank(roles.role_of(user.id)))
             }
             _ => Err(ApiError::forbidden(format!(
                 "you are neither an admin nor a moderator of chatroom {room}"
             ))),
+        }
+    }
+
+    /// The app user the caller is, if an app user.
+    pub fn app_user(&self) -> Option<AppUserId> {
+        match self {
+            Caller::Backend => None,
+            Caller::User(user) => Some(user.id),
         }
     }
 

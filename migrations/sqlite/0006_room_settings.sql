@@ -3,3 +3,5 @@
 ALTER TABLE chatrooms ADD COLUMN topic TEXT;
 ALTER TABLE chatrooms ADD COLUMN read_only BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE chatrooms ADD COLUMN max_users BIGINT;
+-- Rooms made with copyFrom share their template's avatar: a purge keeps media still shown.
+CREATE INDEX chatrooms_by_avatar ON chatrooms (avatar_url) WHERE avatar_url IS NOT NULL;

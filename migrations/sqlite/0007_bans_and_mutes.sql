@@ -5,8 +5,10 @@ CREATE TABLE room_bans (
     chatroom_id BIGINT NOT NULL REFERENCES chatrooms (id) ON DELETE CASCADE,
     app_user_id BIGINT NOT NULL,
     reason TEXT,
-    -- Who banned: 'backend' or 'user:<app user id>'.
+    -- Who banned: 'backend' or 'user:<app user id>', and their rank then (3 the backend or an
+    -- organization admin, 2 a room admin, 1 a room moderator): only as high a rank lifts it.
     actor TEXT NOT NULL,
+    actor_rank BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
     -- Unix milliseconds; null: until lifted.
     expires_at BIGINT,
@@ -20,6 +22,7 @@ CREATE TABLE room_mutes (
     chatroom_id BIGINT NOT NULL REFERENCES chatrooms (id) ON DELETE CASCADE,
     app_user_id BIGINT NOT NULL,
     actor TEXT NOT NULL,
+    actor_rank BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
     expires_at BIGINT,
     PRIMARY KEY (chatroom_id, app_user_id)

@@ -113,10 +113,16 @@ fn status(synced: bool, done: StatusCode) -> StatusCode {
     }
 }
 
-/// The target of a request, checked against the caller's standing in the room.
-async fn authorize(state: &AppState, caller: &Caller, room: i64, target: i64) -> ApiResult<()> {
+/// The caller as a moderator of the room: their rank there (a banned admin or moderator has
+/// none). Whether they outrank the target is checked by the use case, under the room's lock.
+async fn actor(state: &AppState, caller: &Caller, room: i64) -> ApiResult<Actor> {
     let room = rooms::load(state, room).await?;
-    caller.require_moderate(room.id, room.organization_id, &room.roles, target)
+    let banned = match caller.app_user() {
+        Some(user) => moderation::is_banned(state, room.id, user).await?,
+        None => false,
+    };
+    let rank = caller.moderation_rank(room.id, room.organization_id, &room.roles, banned)?;
+    Ok(Actor { key: caller.key(), rank })
 }
 
 /// Bans a user from a chatroom.
@@ -153,8 +159,8 @@ pub async fn ban_user(
     let user = check_id("userID", body.user_id).map_err(ApiError::unprocessable)?;
     let reason = parse_reason(body.reason)?;
     let duration = body.duration_seconds.map(parse_duration).transpose()?;
-    authorize(&state, &caller, id, user).await?;
-    let (ban, synced) = moderation::ban(&state, id, Actor(caller.key()), user, reason, duration).await?;
+    let actor = actor(&state, &caller, id).await?;
+    let (ban, synced) = moderation::ban(&state, id, actor, user, reason, duration).await?;
     Ok((status(synced, StatusCode::CREATED), Json(ban.into())))
 }
 
@@ -177,8 +183,7 @@ pub async fn list_bans(
     caller: Caller,
     ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<Json<BanList>> {
-    let room = rooms::load(&state, id).await?;
-    caller.require_staff(room.id, room.organization_id, &room.roles)?;
+    actor(&state, &caller, id).await?;
     let entries = moderation::bans(&state, id).await?.into_iter().map(BanResponse::from).collect();
     Ok(Json(BanList { entries }))
 }
@@ -207,8 +212,8 @@ pub async fn lift_ban(
     ApiPath((id, user)): ApiPath<(Id, Id)>,
 ) -> ApiResult<StatusCode> {
     let (Id(id), Id(user)) = (id, user);
-    authorize(&state, &caller, id, user).await?;
-    Ok(status(moderation::lift_ban(&state, id, user).await?, StatusCode::NO_CONTENT))
+    let actor = actor(&state, &caller, id).await?;
+    Ok(status(moderation::lift_ban(&state, id, actor, user).await?, StatusCode::NO_CONTENT))
 }
 
 /// Mutes one of the room's assigned users: they keep reading but cannot post (power level
@@ -241,8 +246,8 @@ pub async fn mute_user(
 ) -> ApiResult<(StatusCode, Json<MuteResponse>)> {
     let user = check_id("userID", body.user_id).map_err(ApiError::unprocessable)?;
     let duration = body.duration_seconds.map(parse_duration).transpose()?;
-    authorize(&state, &caller, id, user).await?;
-    let (mute, synced) = moderation::mute(&state, id, Actor(caller.key()), user, duration).await?;
+    let actor = actor(&state, &caller, id).await?;
+    let (mute, synced) = moderation::mute(&state, id, actor, user, duration).await?;
     Ok((status(synced, StatusCode::CREATED), Json(mute.into())))
 }
 
@@ -265,8 +270,7 @@ pub async fn list_mutes(
     caller: Caller,
     ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<Json<MuteList>> {
-    let room = rooms::load(&state, id).await?;
-    caller.require_staff(room.id, room.organization_id, &room.roles)?;
+    actor(&state, &caller, id).await?;
     let entries = moderation::mutes(&state, id).await?.into_iter().map(MuteResponse::from).collect();
     Ok(Json(MuteList { entries }))
 }
@@ -295,6 +299,6 @@ pub async fn unmute_user(
     ApiPath((id, user)): ApiPath<(Id, Id)>,
 ) -> ApiResult<StatusCode> {
     let (Id(id), Id(user)) = (id, user);
-    authorize(&state, &caller, id, user).await?;
-    Ok(status(moderation::unmute(&state, id, user).await?, StatusCode::NO_CONTENT))
+    let actor = actor(&state, &caller, id).await?;
+    Ok(status(moderation::unmute(&state, id, actor, user).await?, StatusCode::NO_CONTENT))
 }

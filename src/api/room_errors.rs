@@ -10,7 +10,7 @@ impl From<RoomError> for ApiError {
             | RoomError::NotBanned { .. }
             | RoomError::NotMuted { .. } => ApiError::not_found(err.to_string()),
             RoomError::NotMutable { .. } => ApiError::conflict("not_mutable", err.to_string()),
-            RoomError::HoldsNoRole { .. } => ApiError::forbidden(err.to_string()),
+            RoomError::HoldsNoRole { .. } | RoomError::Outranked(_) => ApiError::forbidden(err.to_string()),
             RoomError::UserDeactivated(_) => {
                 ApiError::forbidden(err.to_string()).with_code("user_deactivated")
             }

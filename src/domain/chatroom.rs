@@ -59,6 +59,17 @@ impl Role {
             _ => None,
         }
     }
+    /// Rank in moderation: who may ban or mute whom. A room admin 2, a moderator 1, an
+    /// assigned user or a user without a role 0; the backend and organization admins have
+    /// [`Role::MANAGER_RANK`]. An actor acts only on lower ranks.
+    pub fn rank(role: Option<Role>) -> i64 {
+        match role {
+            Some(Self::Admin) => 2,
+            Some(Self::Moderator) => 1,
+            Some(Self::Assigned) | None => 0,
+        }
+    }
+    pub const MANAGER_RANK: i64 = 3;
     /// Power level in `m.room.power_levels`; assigned users get no entry (0).
     pub fn power_level(self) -> Option<i64> {
         match self {

@@ -3,7 +3,7 @@
 use super::{RoomError, RoomResult};
 use crate::{
     clock::to_datetime,
-    domain::{require_future, RoleLists},
+    domain::{require_future, AppUserId, Role, RoleLists},
     matrix::power_levels,
     state::AppState,
     store::accounts,
@@ -21,7 +21,7 @@ pub fn require_future_deletion(state: &AppState, at: Option<i64>) -> RoomResult<
 /// Refuses a room's role lists (as they would be after the change) beyond the room's limits:
 /// more users than [`RoleLists::MAX_PER_ROOM`], or admins and moderators whose power levels
 /// would not fit in one Matrix state event.
-pub fn check_room_limits(state: &AppState, roles: &RoleLists) -> RoomResult<()> {
+pub fn check_room_limits(state: &AppState, roles: &RoleLists, muted: &[AppUserId]) -> RoomResult<()> {
     if roles.len() > RoleLists::MAX_PER_ROOM {
         return Err(RoomError::TooManyUsers(format!(
             "the room would hold {} users in its role lists; at most {} are allowed",
@@ -36,12 +36,18 @@ pub fn check_room_limits(state: &AppState, roles: &RoleLists) -> RoomResult<()> 
             users.insert(ids.user_id(user).map_err(RoomError::Invalid)?, level);
         }
     }
+    // Muted assigned users take an entry each too (power level -1).
+    for &user in muted {
+        if roles.role_of(user) == Some(Role::Assigned) {
+            users.insert(ids.user_id(user).map_err(RoomError::Invalid)?, -1);
+        }
+    }
     users.insert(ids.bot().to_owned(), 100);
     let size = power_levels::content_size(&users);
     if size > power_levels::MAX_CONTENT_BYTES {
         return Err(RoomError::TooManyPowerUsers(format!(
-            "too many admins and moderators ({}): their power levels take {size} bytes, more than the {} \
-             one Matrix state event can hold",
+            "too many admins, moderators and muted users ({}): their power levels take {size} bytes, more \
+             than the {} one Matrix state event can hold",
             users.len() - 1,
             power_levels::MAX_CONTENT_BYTES
         )));

@@ -51,22 +51,26 @@ struct Template {
 impl RoomDraft {
     /// What the request asked for, so a key reused for another request is told apart.
     fn fingerprint(&self) -> String {
-        let avatar = self.avatar.as_ref().map(|a| a.as_ref().map(|a| hex::encode(Sha256::digest(a.bytes()))));
+        let avatar =
+            self.avatar.as_ref().and_then(Option::as_ref).map(|a| hex::encode(Sha256::digest(a.bytes())));
         let roles: Vec<_> =
             self.roles.iter().map(|(user, role)| format!("{user}:{}", role.as_str())).collect();
-        let described = format!(
-            "{}|{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        // The fields rooms had before settings and copyFrom, as keys recorded then describe them.
+        let mut described = format!(
+            "{}|{}|{:?}|{}|{}|{:?}|{:?}|{:?}",
             self.kind.as_str(),
             self.organization_id,
             self.event_id,
             self.name.as_str(),
-            self.automation_enabled,
+            self.automation_enabled.unwrap_or(false),
             self.scheduled_deletion,
             roles,
-            avatar,
-            self.settings,
-            self.copy_from,
+            avatar
         );
+        if self.settings != SettingsChange::default() || self.copy_from.is_some() {
+            let given = (self.avatar.is_some(), self.automation_enabled.is_some());
+            described.push_str(&format!("|{:?}|{:?}|{given:?}", self.settings, self.copy_from));
+        }
         hex::encode(Sha256::digest(described.as_bytes()))
     }
 }
@@ -113,7 +117,7 @@ async fn insert(
         automation_enabled: draft.automation_enabled.unwrap_or(template.automation_enabled),
         avatar_url: template.avatar_url,
     };
-    check_room_limits(state, &draft.roles)?;
+    check_room_limits(state, &draft.roles, &[])?;
     check_capacity(start.settings.max_users, 0, draft.roles.len())?;
     check_users_active(state, &draft.roles).await?;
     let (avatar_url, uploaded) = match &draft.avatar {

@@ -7,7 +7,7 @@ use super::{
 use crate::{
     domain::{AppUserId, ChatroomId, RoleLists},
     state::AppState,
-    store::{chatrooms, jobs},
+    store::{chatrooms, jobs, moderation},
 };
 
 /// Gives the users their roles (moving those who held another one).
@@ -22,9 +22,11 @@ pub async fn add_members(state: &AppState, id: ChatroomId, added: RoleLists) -> 
     // room's limits.
     let current = chatrooms::find(&mut tx, id).await?.ok_or(RoomError::NotFound(id))?;
     let after = current.roles.merged_with(&added);
-    check_room_limits(state, &after)?;
+    let muted: Vec<AppUserId> = moderation::mutes(&mut tx, id).await?.iter().map(|m| m.user).collect();
+    check_room_limits(state, &after, &muted)?;
     check_capacity(current.settings.max_users, current.roles.len(), after.len())?;
     chatrooms::put_roles(&mut tx, id, &added).await?;
+    moderation::drop_mutes_of_unassigned(&mut tx, id).await?;
     commit_with_job(state, tx, id).await?;
     converge(state, id).await
 }
@@ -38,6 +40,7 @@ pub async fn remove_member(state: &AppState, id: ChatroomId, user: AppUserId) ->
     if !chatrooms::remove_member(&mut tx, id, user).await? {
         return Err(RoomError::NotAMember { room: id, user });
     }
+    moderation::drop_mutes_of_unassigned(&mut tx, id).await?;
     commit_with_job(state, tx, id).await?;
     converge(state, id).await
 }

@@ -50,6 +50,9 @@ pub enum RoomError {
     NotBanned { room: ChatroomId, user: AppUserId },
     #[error("user {user} is not muted in chatroom {room}")]
     NotMuted { room: ChatroomId, user: AppUserId },
+    /// The actor does not outrank the target, or whoever set the ban or mute in force.
+    #[error("{0}")]
+    Outranked(String),
     /// Only assigned users can be muted.
     #[error("user {user} is one of the room's {role}s: demote them to an assigned user before muting")]
     NotMutable { user: AppUserId, role: &'static str },

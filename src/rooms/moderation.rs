@@ -1,12 +1,12 @@
 //! Bans and mutes: stored with the room's sync job in one transaction, then converged like any
 //! other change. The reconciler keeps them in force (drift repair) and the scheduler ends them.
 
-use super::{commit_with_job, converge, RoomError, RoomResult};
+use super::{checks::check_room_limits, commit_with_job, converge, RoomError, RoomResult};
 use crate::{
     domain::{AppUserId, ChatroomId, Role},
     state::AppState,
     store::{
-        chatrooms,
+        chatrooms::{self, Chatroom},
         moderation::{self, Ban, Mute},
         Tx,
     },
@@ -39,16 +39,49 @@ pub fn parse_reason(reason: Option<String>) -> RoomResult<Option<String>> {
     Ok(Some(reason))
 }
 
-/// Who acts, as recorded with a ban or mute: `backend` or `user:<id>`.
-pub struct Actor(pub String);
+/// Who acts: `backend` or `user:<id>` as recorded, and their rank in the room: 3 the backend
+/// or an organization admin, 2 a room admin, 1 a room moderator.
+pub struct Actor {
+    pub key: String,
+    pub rank: i64,
+}
 
-/// Opens the change's transaction on a live room (taking its row lock).
-async fn begin_on_live_room(state: &AppState, id: ChatroomId) -> RoomResult<Tx> {
+/// Which record a change touches, for the rank of whoever set it.
+#[derive(Clone, Copy)]
+enum Record {
+    Ban,
+    Mute,
+}
+
+/// Opens the change's transaction on a live room (taking its row lock) and checks, under it,
+/// that the actor outranks the target and whoever set the ban or mute in force.
+async fn begin_as(
+    state: &AppState,
+    id: ChatroomId,
+    actor: &Actor,
+    target: AppUserId,
+    record: Record,
+) -> RoomResult<(Tx, Chatroom)> {
     let mut tx = state.store.begin().await?;
     if !chatrooms::touch_live(&mut tx, id, state.clock.now_ms()).await? {
         return Err(RoomError::NotFound(id));
     }
-    Ok(tx)
+    let room = chatrooms::find(&mut tx, id).await?.ok_or(RoomError::NotFound(id))?;
+    let theirs = room.roles.role_of(target);
+    if Role::rank(theirs) >= actor.rank {
+        let role = theirs.map_or("user", Role::as_str);
+        return Err(RoomError::Outranked(format!("you cannot act on user {target}, a room {role}")));
+    }
+    let set_by = match record {
+        Record::Ban => moderation::ban_rank(&mut tx, id, target).await?,
+        Record::Mute => moderation::mute_rank(&mut tx, id, target).await?,
+    };
+    if set_by.is_some_and(|rank| rank > actor.rank) {
+        return Err(RoomError::Outranked(format!(
+            "the ban or mute of user {target} was set by someone above you; only they may change it"
+        )));
+    }
+    Ok((tx, room))
 }
 
 fn expiry(state: &AppState, duration_secs: Option<i64>) -> Option<i64> {
@@ -65,14 +98,15 @@ pub async fn ban(
     reason: Option<String>,
     duration_secs: Option<i64>,
 ) -> RoomResult<(Ban, bool)> {
+    let (mut tx, _) = begin_as(state, id, &actor, user, Record::Ban).await?;
     let ban = Ban {
         user,
         reason,
-        actor: actor.0,
+        actor: actor.key,
+        actor_rank: actor.rank,
         created_at: state.clock.now_ms(),
         expires_at: expiry(state, duration_secs),
     };
-    let mut tx = begin_on_live_room(state, id).await?;
     moderation::put_ban(&mut tx, id, &ban).await?;
     commit_with_job(state, tx, id).await?;
     tracing::info!(chatroom = id, user, expires_at = ?ban.expires_at, "user banned");
@@ -81,8 +115,8 @@ pub async fn ban(
 }
 
 /// Lifts the ban: the user is unbanned, and joined again if they hold a role.
-pub async fn lift_ban(state: &AppState, id: ChatroomId, user: AppUserId) -> RoomResult<bool> {
-    let mut tx = begin_on_live_room(state, id).await?;
+pub async fn lift_ban(state: &AppState, id: ChatroomId, actor: Actor, user: AppUserId) -> RoomResult<bool> {
+    let (mut tx, _) = begin_as(state, id, &actor, user, Record::Ban).await?;
     if !moderation::lift_ban(&mut tx, id, user, state.clock.now_ms()).await? {
         return Err(RoomError::NotBanned { room: id, user });
     }
@@ -100,16 +134,20 @@ pub async fn mute(
     user: AppUserId,
     duration_secs: Option<i64>,
 ) -> RoomResult<(Mute, bool)> {
-    let mut tx = begin_on_live_room(state, id).await?;
-    let room = chatrooms::find(&mut tx, id).await?.ok_or(RoomError::NotFound(id))?;
+    let (mut tx, room) = begin_as(state, id, &actor, user, Record::Mute).await?;
     match room.roles.role_of(user) {
         Some(Role::Assigned) => {}
         Some(role) => return Err(RoomError::NotMutable { user, role: role.as_str() }),
         None => return Err(RoomError::NotAMember { room: id, user }),
     }
+    // Each muted user is one more entry in the power levels, which must stay one event.
+    let mut muted: Vec<AppUserId> = moderation::mutes(&mut tx, id).await?.iter().map(|m| m.user).collect();
+    muted.push(user);
+    check_room_limits(state, &room.roles, &muted)?;
     let mute = Mute {
         user,
-        actor: actor.0,
+        actor: actor.key,
+        actor_rank: actor.rank,
         created_at: state.clock.now_ms(),
         expires_at: expiry(state, duration_secs),
     };
@@ -120,14 +158,20 @@ pub async fn mute(
     Ok((mute, written.synced))
 }
 
-pub async fn unmute(state: &AppState, id: ChatroomId, user: AppUserId) -> RoomResult<bool> {
-    let mut tx = begin_on_live_room(state, id).await?;
+pub async fn unmute(state: &AppState, id: ChatroomId, actor: Actor, user: AppUserId) -> RoomResult<bool> {
+    let (mut tx, _) = begin_as(state, id, &actor, user, Record::Mute).await?;
     if !moderation::remove_mute(&mut tx, id, user).await? {
         return Err(RoomError::NotMuted { room: id, user });
     }
     commit_with_job(state, tx, id).await?;
     tracing::info!(chatroom = id, user, "mute lifted");
     Ok(converge(state, id).await?.synced)
+}
+
+/// Whether a ban of the user is in force in the room.
+pub async fn is_banned(state: &AppState, id: ChatroomId, user: AppUserId) -> RoomResult<bool> {
+    let mut conn = state.store.pool().acquire().await?;
+    Ok(moderation::ban_rank(&mut conn, id, user).await?.is_some())
 }
 
 pub async fn bans(state: &AppState, id: ChatroomId) -> RoomResult<Vec<Ban>> {

@@ -8,9 +8,12 @@ use super::{
     commit_with_job, converge, RoomError, RoomResult, Written,
 };
 use crate::{
-    domain::{Avatar, ChatroomId, RoleLists, RoomName, SettingsChange},
+    domain::{AppUserId, Avatar, ChatroomId, RoleLists, RoomName, SettingsChange},
     state::AppState,
-    store::chatrooms::{self, ChatroomChanges},
+    store::{
+        chatrooms::{self, ChatroomChanges},
+        moderation,
+    },
 };
 
 /// A validated change to an existing room; `None` leaves a field as it is.
@@ -32,7 +35,8 @@ pub struct RoomUpdate {
 pub async fn update(state: &AppState, id: ChatroomId, update: RoomUpdate) -> RoomResult<Written> {
     require_future_deletion(state, update.scheduled_deletion.flatten())?;
     if let Some(roles) = &update.roles {
-        check_room_limits(state, roles)?;
+        let muted = muted_users(state, id).await?;
+        check_room_limits(state, roles, &muted)?;
         check_users_active(state, roles).await?;
     }
     let avatar_url = match &update.avatar {
@@ -46,6 +50,11 @@ pub async fn update(state: &AppState, id: ChatroomId, update: RoomUpdate) -> Roo
     }
     stored?;
     converge(state, id).await
+}
+
+async fn muted_users(state: &AppState, id: ChatroomId) -> RoomResult<Vec<AppUserId>> {
+    let mut conn = state.store.pool().acquire().await?;
+    Ok(moderation::mutes(&mut conn, id).await?.iter().map(|m| m.user).collect())
 }
 
 async fn store(
@@ -73,6 +82,7 @@ async fn store(
     }
     if let Some(roles) = &update.roles {
         chatrooms::replace_roles(&mut tx, id, roles).await?;
+        moderation::drop_mutes_of_unassigned(&mut tx, id).await?;
     }
     commit_with_job(state, tx, id).await
 }

@@ -10,6 +10,8 @@ pub struct Ban {
     pub user: AppUserId,
     pub reason: Option<String>,
     pub actor: String,
+    /// The actor's rank when they banned: only as high a rank may lift or replace the ban.
+    pub actor_rank: i64,
     pub created_at: i64,
     pub expires_at: Option<i64>,
 }
@@ -18,6 +20,7 @@ pub struct Ban {
 pub struct Mute {
     pub user: AppUserId,
     pub actor: String,
+    pub actor_rank: i64,
     pub created_at: i64,
     pub expires_at: Option<i64>,
 }
@@ -27,18 +30,19 @@ pub struct Mute {
 pub struct RoomModeration {
     /// Bans in force.
     pub bans: Vec<Ban>,
-    /// Users whose ban ended and who may still be banned on the homeserver.
-    pub lifted: Vec<AppUserId>,
+    /// Users whose ban ended (and when) and who may still be banned on the homeserver.
+    pub lifted: Vec<(AppUserId, i64)>,
     pub mutes: Vec<Mute>,
 }
 
 /// Bans the user (again: a new ban replaces an earlier one).
 pub async fn put_ban(tx: &mut Tx, room: ChatroomId, ban: &Ban) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO room_bans (chatroom_id, app_user_id, reason, actor, created_at, expires_at, lifted_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, NULL) \
-         ON CONFLICT (chatroom_id, app_user_id) DO UPDATE SET reason = $3, actor = $4, created_at = $5, \
-           expires_at = $6, lifted_at = NULL",
+        "INSERT INTO room_bans (chatroom_id, app_user_id, reason, actor, actor_rank, created_at, expires_at, \
+           lifted_at) \
+         VALUES ($1, $2, $3, $4, $7, $5, $6, NULL) \
+         ON CONFLICT (chatroom_id, app_user_id) DO UPDATE SET reason = $3, actor = $4, actor_rank = $7, \
+           created_at = $5, expires_at = $6, lifted_at = NULL",
     )
     .bind(room)
     .bind(ban.user)
@@ -46,6 +50,7 @@ pub async fn put_ban(tx: &mut Tx, room: ChatroomId, ban: &Ban) -> sqlx::Result<(
     .bind(&ban.actor)
     .bind(ban.created_at)
     .bind(ban.expires_at)
+    .bind(ban.actor_rank)
     .execute(&mut **tx)
     .await
     .map(|_| ())
@@ -66,15 +71,17 @@ pub async fn lift_ban(tx: &mut Tx, room: ChatroomId, user: AppUserId, now: i64) 
 
 pub async fn put_mute(tx: &mut Tx, room: ChatroomId, mute: &Mute) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO room_mutes (chatroom_id, app_user_id, actor, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (chatroom_id, app_user_id) DO UPDATE SET actor = $3, created_at = $4, expires_at = $5",
+        "INSERT INTO room_mutes (chatroom_id, app_user_id, actor, actor_rank, created_at, expires_at) \
+         VALUES ($1, $2, $3, $6, $4, $5) \
+         ON CONFLICT (chatroom_id, app_user_id) DO UPDATE SET actor = $3, actor_rank = $6, created_at = $4, \
+           expires_at = $5",
     )
     .bind(room)
     .bind(mute.user)
     .bind(&mute.actor)
     .bind(mute.created_at)
     .bind(mute.expires_at)
+    .bind(mute.actor_rank)
     .execute(&mut **tx)
     .await
     .map(|_| ())
@@ -92,7 +99,7 @@ pub async fn remove_mute(tx: &mut Tx, room: ChatroomId, user: AppUserId) -> sqlx
 
 pub async fn bans(conn: &mut AnyConnection, room: ChatroomId) -> sqlx::Result<Vec<Ban>> {
     let rows = sqlx::query(
-        "SELECT app_user_id, reason, actor, created_at, expires_at FROM room_bans \
+        "SELECT app_user_id, reason, actor, actor_rank, created_at, expires_at FROM room_bans \
          WHERE chatroom_id = $1 AND lifted_at IS NULL ORDER BY app_user_id",
     )
     .bind(room)
@@ -104,6 +111,7 @@ pub async fn bans(conn: &mut AnyConnection, room: ChatroomId) -> sqlx::Result<Ve
                 user: row.try_get("app_user_id")?,
                 reason: row.try_get("reason")?,
                 actor: row.try_get("actor")?,
+                actor_rank: row.try_get("actor_rank")?,
                 created_at: row.try_get("created_at")?,
                 expires_at: row.try_get("expires_at")?,
             })
@@ -113,7 +121,7 @@ pub async fn bans(conn: &mut AnyConnection, room: ChatroomId) -> sqlx::Result<Ve
 
 pub async fn mutes(conn: &mut AnyConnection, room: ChatroomId) -> sqlx::Result<Vec<Mute>> {
     let rows = sqlx::query(
-        "SELECT app_user_id, actor, created_at, expires_at FROM room_mutes WHERE chatroom_id = $1 \
+        "SELECT app_user_id, actor, actor_rank, created_at, expires_at FROM room_mutes WHERE chatroom_id = $1 \
          ORDER BY app_user_id",
     )
     .bind(room)
@@ -124,6 +132,7 @@ pub async fn mutes(conn: &mut AnyConnection, room: ChatroomId) -> sqlx::Result<V
             Ok(Mute {
                 user: row.try_get("app_user_id")?,
                 actor: row.try_get("actor")?,
+                actor_rank: row.try_get("actor_rank")?,
                 created_at: row.try_get("created_at")?,
                 expires_at: row.try_get("expires_at")?,
             })
@@ -131,24 +140,72 @@ pub async fn mutes(conn: &mut AnyConnection, room: ChatroomId) -> sqlx::Result<V
         .collect()
 }
 
-pub async fn for_room(conn: &mut AnyConnection, room: ChatroomId) -> sqlx::Result<RoomModeration> {
-    let lifted = sqlx::query_scalar(
-        "SELECT app_user_id FROM room_bans WHERE chatroom_id = $1 AND lifted_at IS NOT NULL",
+/// The room's bans, lifted bans and mutes, read in one transaction (one snapshot).
+pub async fn for_room(tx: &mut Tx, room: ChatroomId) -> sqlx::Result<RoomModeration> {
+    let lifted = sqlx::query_as(
+        "SELECT app_user_id, lifted_at FROM room_bans WHERE chatroom_id = $1 AND lifted_at IS NOT NULL",
     )
     .bind(room)
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut **tx)
     .await?;
-    Ok(RoomModeration { bans: bans(conn, room).await?, lifted, mutes: mutes(conn, room).await? })
+    Ok(RoomModeration { bans: bans(tx, room).await?, lifted, mutes: mutes(tx, room).await? })
 }
 
-/// Forgets bans lifted at or before `until` once a sync has unbanned their users.
-pub async fn forget_lifted(conn: &mut AnyConnection, room: ChatroomId, until: i64) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM room_bans WHERE chatroom_id = $1 AND lifted_at IS NOT NULL AND lifted_at <= $2")
+/// The rank of whoever set the user's ban (or mute) in force, if any.
+pub async fn ban_rank(
+    conn: &mut AnyConnection,
+    room: ChatroomId,
+    user: AppUserId,
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "SELECT actor_rank FROM room_bans WHERE chatroom_id = $1 AND app_user_id = $2 AND lifted_at IS NULL",
+    )
+    .bind(room)
+    .bind(user)
+    .fetch_optional(&mut *conn)
+    .await
+}
+
+pub async fn mute_rank(
+    conn: &mut AnyConnection,
+    room: ChatroomId,
+    user: AppUserId,
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar("SELECT actor_rank FROM room_mutes WHERE chatroom_id = $1 AND app_user_id = $2")
         .bind(room)
-        .bind(until)
-        .execute(&mut *conn)
+        .bind(user)
+        .fetch_optional(&mut *conn)
         .await
-        .map(|_| ())
+}
+
+/// Forgets the lifted bans a sync read and has unbanned: exactly those, so a lift that came
+/// (or was banned again and lifted) meanwhile stays for the next sync.
+pub async fn forget_lifted(
+    conn: &mut AnyConnection,
+    room: ChatroomId,
+    lifted: &[(AppUserId, i64)],
+) -> sqlx::Result<()> {
+    for (user, lifted_at) in lifted {
+        sqlx::query("DELETE FROM room_bans WHERE chatroom_id = $1 AND app_user_id = $2 AND lifted_at = $3")
+            .bind(room)
+            .bind(user)
+            .bind(lifted_at)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Mutes apply to assigned users only: a user promoted or removed loses theirs.
+pub async fn drop_mutes_of_unassigned(tx: &mut Tx, room: ChatroomId) -> sqlx::Result<()> {
+    sqlx::query(
+        "DELETE FROM room_mutes WHERE chatroom_id = $1 AND app_user_id NOT IN \
+           (SELECT app_user_id FROM chatroom_members WHERE chatroom_id = $1 AND role = 'assigned')",
+    )
+    .bind(room)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
 }
 
 /// Ends the bans and mutes whose time has come, and queues their rooms, in the transaction:
@@ -156,14 +213,16 @@ pub async fn forget_lifted(conn: &mut AnyConnection, room: ChatroomId, until: i6
 pub async fn expire(tx: &mut Tx, now: i64) -> sqlx::Result<Vec<ChatroomId>> {
     let mut rooms: Vec<ChatroomId> = sqlx::query_scalar(
         "UPDATE room_bans SET lifted_at = $1 WHERE lifted_at IS NULL AND expires_at IS NOT NULL \
-         AND expires_at <= $1 RETURNING chatroom_id",
+         AND expires_at <= $1 AND chatroom_id IN (SELECT id FROM chatrooms WHERE deleted_at IS NULL) \
+         RETURNING chatroom_id",
     )
     .bind(now)
     .fetch_all(&mut **tx)
     .await?;
     rooms.extend(
         sqlx::query_scalar::<_, ChatroomId>(
-            "DELETE FROM room_mutes WHERE expires_at IS NOT NULL AND expires_at <= $1 RETURNING chatroom_id",
+            "DELETE FROM room_mutes WHERE expires_at IS NOT NULL AND expires_at <= $1 \
+             AND chatroom_id IN (SELECT id FROM chatrooms WHERE deleted_at IS NULL) RETURNING chatroom_id",
         )
         .bind(now)
         .fetch_all(&mut **tx)

@@ -7,4 +7,6 @@ mod reconciler;
 mod worker;
 
 pub use reconciler::{Reconciler, SyncError, SyncOutcome};
-pub use worker::{queue_drift_checks, spawn_background, start_due_deletions, BackgroundTasks};
+pub use worker::{
+    end_due_moderation, queue_drift_checks, spawn_background, start_due_deletions, BackgroundTasks,
+};

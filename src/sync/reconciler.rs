@@ -131,7 +131,7 @@ fn desired_room(
         .filter(|mute| room.roles.role_of(mute.user) == Some(Role::Assigned))
         .map(|mute| user_id(mute.user))
         .collect::<Result<_, _>>()?;
-    let unbanned = moderation.lifted.iter().map(|user| user_id(*user)).collect::<Result<_, _>>()?;
+    let unbanned = moderation.lifted.iter().map(|(user, _)| user_id(*user)).collect::<Result<_, _>>()?;
     Ok(DesiredRoom {
         name: room.name.clone(),
         avatar: room.avatar_url.as_ref().map(|u| u.to_string()),
@@ -396,14 +396,12 @@ impl Reconciler {
             return Ok(true);
         }
 
-        let started = self.clock.now_ms();
-        let moderation = {
-            let mut conn = self.store.pool().acquire().await?;
-            moderation::for_room(&mut conn, id).await?
-        };
+        let moderation = self.moderation_of(id).await?;
         let desired = desired_room(&room, &moderation, self.homeserver.ids())?;
         let mut users: Vec<AppUserId> = room.roles.iter().map(|(user, _)| user).collect();
         users.extend(moderation.bans.iter().map(|ban| ban.user));
+        users.sort_unstable();
+        users.dedup();
         self.ensure_accounts(&users).await?;
         let (mut room_id, mut created) = match &room.matrix_room_id {
             Some(room_id) => (room_id.clone(), false),
@@ -440,9 +438,9 @@ impl Reconciler {
             self.execute(&room_id, plan).await?;
         }
         if !moderation.lifted.is_empty() {
-            // Their unbans are done: bans lifted after this sync began stay for the next one.
+            // Their unbans are done; a lift made since this sync read them stays for the next.
             let mut conn = self.store.pool().acquire().await?;
-            moderation::forget_lifted(&mut conn, id, started).await?;
+            moderation::forget_lifted(&mut conn, id, &moderation.lifted).await?;
         }
         Ok(created || changed)
     }
@@ -455,11 +453,17 @@ impl Reconciler {
         drop(conn);
         let Some(room_id) = &room.matrix_room_id else { return Ok(None) };
         let actual = self.homeserver.room_state(room_id).await?;
-        let mut conn = self.store.pool().acquire().await?;
-        let moderation = moderation::for_room(&mut conn, id).await?;
-        drop(conn);
+        let moderation = self.moderation_of(id).await?;
         let desired = desired_room(&room, &moderation, self.homeserver.ids())?;
         Ok(Some(plan::plan(&desired, &actual, self.homeserver.ids())))
+    }
+
+    /// The room's bans, lifted bans and mutes, as of one moment.
+    async fn moderation_of(&self, id: ChatroomId) -> Result<RoomModeration, SyncError> {
+        let mut tx = self.store.begin().await?;
+        let moderation = moderation::for_room(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(moderation)
     }
 
     /// Runs the plan's actions in order; the membership actions (one user each) side by side,
