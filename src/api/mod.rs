@@ -7,6 +7,7 @@ pub mod event_rooms;
 mod extract;
 pub mod health;
 pub mod members;
+pub mod messages;
 pub mod moderation;
 mod room_errors;
 pub mod user_session;
@@ -49,6 +50,7 @@ use crate::{error::ApiError, metrics, rate_limit::Kind, state::AppState};
     tags(
         (name = "chatrooms", description = "Chatrooms and their role lists"),
         (name = "moderation", description = "Bans and mutes, timed or until lifted"),
+        (name = "messages", description = "Sending, reading and redacting a room's messages"),
         (name = "user", description = "The caller's Matrix account: credentials, login, devices"),
         (name = "users", description = "App users as the backend manages them"),
         (name = "health", description = "Probes"),
@@ -105,6 +107,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(moderation::lift_ban))
         .routes(routes!(moderation::mute_user, moderation::list_mutes))
         .routes(routes!(moderation::unmute_user))
+        .routes(routes!(messages::send_message, messages::list_messages))
+        .routes(routes!(messages::redact_message))
         .routes(routes!(default_rooms::create_default_chatroom))
         .routes(routes!(default_rooms::remove_default_chatroom))
         .routes(routes!(event_rooms::put_event_chatroom, event_rooms::delete_event_chatroom))

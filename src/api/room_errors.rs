@@ -10,6 +10,11 @@ impl From<RoomError> for ApiError {
             | RoomError::NotBanned { .. }
             | RoomError::NotMuted { .. } => ApiError::not_found(err.to_string()),
             RoomError::NotMutable { .. } => ApiError::conflict("not_mutable", err.to_string()),
+            RoomError::NoSuchMessage(_) => ApiError::not_found(err.to_string()),
+            RoomError::BadPageToken(_) => ApiError::bad_request(err.to_string()),
+            RoomError::NotOnHomeserver(_) => ApiError::conflict("room_pending", err.to_string()),
+            RoomError::SenderHoldsNoRole { .. } => ApiError::unprocessable(err.to_string()),
+            RoomError::CannotPost(_) => ApiError::forbidden(err.to_string()).with_code("cannot_post"),
             RoomError::HoldsNoRole { .. } | RoomError::Outranked(_) => ApiError::forbidden(err.to_string()),
             RoomError::UserDeactivated(_) => {
                 ApiError::forbidden(err.to_string()).with_code("user_deactivated")

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use ruma::{
-    OwnedDeviceId, OwnedMxcUri, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId,
+    EventId, OwnedDeviceId, OwnedEventId, OwnedMxcUri, OwnedRoomAliasId, OwnedRoomId, OwnedUserId,
+    RoomAliasId, RoomId, UserId,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -104,6 +105,14 @@ impl RoomState {
     }
 }
 
+/// A page of a room's messages (`m.room.message` events, raw), newest first.
+#[derive(Clone, Debug, Default)]
+pub struct MessagePage {
+    pub events: Vec<serde_json::Value>,
+    /// The token of the next (older) page; `None` at the room's beginning.
+    pub next: Option<String>,
+}
+
 /// A session the homeserver issued for one of our users.
 #[derive(Clone, Debug)]
 pub struct Session {
@@ -159,6 +168,27 @@ pub trait Homeserver: Send + Sync + 'static {
     async fn join_as(&self, room: &RoomId, user: &UserId) -> HsResult<()>;
     async fn kick(&self, room: &RoomId, user: &UserId, reason: &str) -> HsResult<()>;
     async fn unban(&self, room: &RoomId, user: &UserId) -> HsResult<()>;
+    /// Sends an `m.room.message` as `sender` (appservice masquerading) or the bot; the same
+    /// `txn_id` twice sends one message.
+    async fn send_message(
+        &self,
+        room: &RoomId,
+        sender: Option<&UserId>,
+        txn_id: &str,
+        content: serde_json::Value,
+    ) -> HsResult<OwnedEventId>;
+    /// The room's messages as the bot sees them, newest first, from `from` (a page token).
+    async fn messages(&self, room: &RoomId, from: Option<&str>, limit: u32) -> HsResult<MessagePage>;
+    /// One event of the room, or `None` when the room has no such event.
+    async fn event(&self, room: &RoomId, event: &EventId) -> HsResult<Option<serde_json::Value>>;
+    /// Redacts the event as the bot; the same `txn_id` twice is one redaction.
+    async fn redact(
+        &self,
+        room: &RoomId,
+        event: &EventId,
+        txn_id: &str,
+        reason: Option<&str>,
+    ) -> HsResult<()>;
     /// Bans the user as the bot (they leave and cannot rejoin); banning a banned user is fine.
     async fn ban(&self, room: &RoomId, user: &UserId, reason: &str) -> HsResult<()>;
     /// The bot leaves the room.

@@ -10,11 +10,13 @@ use std::{
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
 use reqwest::{Method, RequestBuilder, StatusCode};
-use ruma::{MxcUri, OwnedDeviceId, OwnedMxcUri, OwnedRoomId, RoomAliasId, RoomId, UserId};
+use ruma::{
+    EventId, MxcUri, OwnedDeviceId, OwnedEventId, OwnedMxcUri, OwnedRoomId, RoomAliasId, RoomId, UserId,
+};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use super::{Device, HomeserverError, HsResult, MatrixIds, NewRoom, RoomState, Session};
+use super::{Device, HomeserverError, HsResult, MatrixIds, MessagePage, NewRoom, RoomState, Session};
 use crate::{
     config::{MatrixConfig, Secret},
     credentials::hmac_sha256_hex,
@@ -430,6 +432,74 @@ impl super::Homeserver for Synapse {
         self.send("unban", self.as_request(Method::POST, &path).json(&json!({"user_id": user})))
             .await
             .map(|_| ())
+    }
+
+    #[tracing::instrument(name = "homeserver.send_message", skip(self, content), fields(room = %room))]
+    async fn send_message(
+        &self,
+        room: &RoomId,
+        sender: Option<&UserId>,
+        txn_id: &str,
+        content: Value,
+    ) -> HsResult<OwnedEventId> {
+        const OP: &str = "send message";
+        let mut path =
+            format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{}", enc(room.as_str()), enc(txn_id));
+        if let Some(sender) = sender {
+            path.push_str(&format!("?user_id={}", enc(sender.as_str())));
+        }
+        let answer = self.send(OP, self.as_request(Method::PUT, &path).json(&content)).await?;
+        answer["event_id"].as_str().and_then(|id| EventId::parse(id).ok()).ok_or_else(|| {
+            HomeserverError::Protocol { operation: OP, message: format!("no valid event_id in {answer}") }
+        })
+    }
+
+    #[tracing::instrument(name = "homeserver.messages", skip(self), fields(room = %room))]
+    async fn messages(&self, room: &RoomId, from: Option<&str>, limit: u32) -> HsResult<MessagePage> {
+        let filter = enc(r#"{"types":["m.room.message"]}"#);
+        let mut path = format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit={limit}&filter={filter}",
+            enc(room.as_str())
+        );
+        if let Some(from) = from {
+            path.push_str(&format!("&from={}", enc(from)));
+        }
+        let answer = self.send("read messages", self.as_request(Method::GET, &path)).await?;
+        let events = answer["chunk"].as_array().cloned().unwrap_or_default();
+        // Synapse gives an `end` token with the last page too; an empty page ends the history.
+        let next = answer["end"].as_str().filter(|_| !events.is_empty()).map(str::to_owned);
+        Ok(MessagePage { events, next })
+    }
+
+    #[tracing::instrument(name = "homeserver.event", skip(self), fields(room = %room, event = %event))]
+    async fn event(&self, room: &RoomId, event: &EventId) -> HsResult<Option<Value>> {
+        let path = format!("/_matrix/client/v3/rooms/{}/event/{}", enc(room.as_str()), enc(event.as_str()));
+        match self.send("read event", self.as_request(Method::GET, &path)).await {
+            Ok(answer) => Ok(Some(answer)),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    #[tracing::instrument(name = "homeserver.redact", skip(self), fields(room = %room, event = %event))]
+    async fn redact(
+        &self,
+        room: &RoomId,
+        event: &EventId,
+        txn_id: &str,
+        reason: Option<&str>,
+    ) -> HsResult<()> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/redact/{}/{}",
+            enc(room.as_str()),
+            enc(event.as_str()),
+            enc(txn_id)
+        );
+        let body = match reason {
+            Some(reason) => json!({"reason": reason}),
+            None => json!({}),
+        };
+        self.send("redact", self.as_request(Method::PUT, &path).json(&body)).await.map(|_| ())
     }
 
     #[tracing::instrument(name = "homeserver.ban", skip(self), fields(room = %room, user = %user))]

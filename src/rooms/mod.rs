@@ -11,6 +11,7 @@ mod delete;
 mod event_room;
 pub mod input;
 mod members;
+pub mod messages;
 pub mod moderation;
 mod update;
 mod view;
@@ -53,6 +54,19 @@ pub enum RoomError {
     /// The actor does not outrank the target, or whoever set the ban or mute in force.
     #[error("{0}")]
     Outranked(String),
+    /// The room has no Matrix room yet (its creation is being retried).
+    #[error("chatroom {0} is not on the homeserver yet; try again shortly")]
+    NotOnHomeserver(ChatroomId),
+    #[error("senderID {user} holds no role in chatroom {room}")]
+    SenderHoldsNoRole { room: ChatroomId, user: AppUserId },
+    /// The sender may not post: banned, muted, or an assigned user in a read-only room.
+    #[error("{0}")]
+    CannotPost(String),
+    /// A history page token the homeserver does not know.
+    #[error("{0}")]
+    BadPageToken(String),
+    #[error("chatroom has no message {0}")]
+    NoSuchMessage(String),
     /// Only assigned users can be muted.
     #[error("user {user} is one of the room's {role}s: demote them to an assigned user before muting")]
     NotMutable { user: AppUserId, role: &'static str },

@@ -11,7 +11,9 @@ use std::{
 use async_trait::async_trait;
 use chatrooms::{
     config::Secret,
-    matrix::{Device, Homeserver, HomeserverError, HsResult, MatrixIds, NewRoom, RoomState, Session},
+    matrix::{
+        Device, Homeserver, HomeserverError, HsResult, MatrixIds, MessagePage, NewRoom, RoomState, Session,
+    },
 };
 use ruma::{OwnedMxcUri, OwnedRoomId, RoomAliasId, RoomId, UserId};
 
@@ -159,6 +161,31 @@ impl Homeserver for FaultyHomeserver {
     }
     async fn ban(&self, room: &RoomId, user: &UserId, reason: &str) -> HsResult<()> {
         self.inner.ban(room, user, reason).await
+    }
+    async fn send_message(
+        &self,
+        room: &RoomId,
+        sender: Option<&UserId>,
+        txn_id: &str,
+        content: serde_json::Value,
+    ) -> HsResult<ruma::OwnedEventId> {
+        self.faults.before("send_message", Some(room)).await?;
+        self.inner.send_message(room, sender, txn_id, content).await
+    }
+    async fn messages(&self, room: &RoomId, from: Option<&str>, limit: u32) -> HsResult<MessagePage> {
+        self.inner.messages(room, from, limit).await
+    }
+    async fn event(&self, room: &RoomId, event: &ruma::EventId) -> HsResult<Option<serde_json::Value>> {
+        self.inner.event(room, event).await
+    }
+    async fn redact(
+        &self,
+        room: &RoomId,
+        event: &ruma::EventId,
+        txn_id: &str,
+        reason: Option<&str>,
+    ) -> HsResult<()> {
+        self.inner.redact(room, event, txn_id, reason).await
     }
     async fn leave(&self, room: &RoomId) -> HsResult<()> {
         self.inner.leave(room).await

@@ -12,6 +12,7 @@ mod homeserver_crash;
 mod idempotency;
 mod jwt;
 mod listing;
+mod messages;
 mod mobile_client;
 mod moderation;
 mod observability;

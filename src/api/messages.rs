@@ -1,0 +1,245 @@
+//! A room's messages: send (as the bot or as one of its users), read back, redact.
+
+use axum::{extract::State, http::StatusCode, Json};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::{ApiJson, ApiPath, ApiQuery, IdempotencyKey};
+use crate::{
+    auth::Caller,
+    clock::to_datetime,
+    domain::{check_id, Id},
+    error::{ApiError, ApiResult, ErrorBody},
+    rooms::{
+        self,
+        messages::{self, transaction_id, Message, NewMessage, MAX_PAGE},
+        moderation as room_moderation,
+    },
+    state::AppState,
+};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SendMessageRequest {
+    /// Plain text, 1 to 16,000 characters.
+    #[schema(min_length = 1, max_length = 16000)]
+    pub body: String,
+    /// The same message as HTML (`org.matrix.custom.html`), at most 32 KiB.
+    pub formatted_body: Option<String>,
+    /// Send as `m.notice` (announcements, bots), not `m.text`.
+    #[serde(default)]
+    pub notice: bool,
+    /// Send as this app user, who must hold a role in the room; left out, the service's bot
+    /// sends it. An app user's own token may only send as themselves.
+    #[serde(rename = "senderID")]
+    #[schema(minimum = 1)]
+    pub sender_id: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SentMessage {
+    /// The Matrix event id of the message.
+    #[serde(rename = "eventID")]
+    pub event_id: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Messages per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// The `next` token of the previous page.
+    #[param(max_length = 512)]
+    pub from: Option<String>,
+}
+
+/// One message of a room's history.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageEntry {
+    #[serde(rename = "eventID")]
+    pub event_id: String,
+    /// The app user who sent it; null for the service's bot and senders outside the app.
+    #[serde(rename = "senderID")]
+    pub sender_id: Option<i64>,
+    /// The sender's Matrix id.
+    pub sender: String,
+    /// Null once redacted.
+    pub body: Option<String>,
+    pub formatted_body: Option<String>,
+    pub notice: bool,
+    pub timestamp: Option<DateTime<Utc>>,
+    pub redacted: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MessagePage {
+    /// Newest first.
+    pub entries: Vec<MessageEntry>,
+    /// Pass as `from` for the next (older) page; null on the last page.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RedactQuery {
+    /// Shown to Matrix clients with the redaction; at most 500 characters.
+    #[param(max_length = 500)]
+    pub reason: Option<String>,
+}
+
+impl From<Message> for MessageEntry {
+    fn from(message: Message) -> Self {
+        Self {
+            event_id: message.event_id,
+            sender_id: message.sender_id,
+            sender: message.sender,
+            body: message.body,
+            formatted_body: message.formatted_body,
+            notice: message.notice,
+            timestamp: to_datetime(message.timestamp),
+            redacted: message.redacted,
+        }
+    }
+}
+
+/// Sends a message to a chatroom.
+///
+/// As the bot (no `senderID`: the backend, organization admins, the room's admins and
+/// moderators) or as one of the room's users (the backend and organization admins for anyone
+/// holding a role; an app user only as themselves). A banned or muted sender, or an assigned
+/// user in a read-only room, is refused (`403`, `cannot_post`). With an `Idempotency-Key` the
+/// send is exactly-once: the key becomes the Matrix transaction id.
+#[utoipa::path(
+    post, path = "/chatrooms/{roomID}/messages", tag = "messages",
+    params(
+        ("roomID" = i64, Path, description = "Id of the chatroom", minimum = 1),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this request safe: 1 to 255 visible ASCII characters", min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$"),
+    ),
+    request_body = SendMessageRequest,
+    responses(
+        (status = 201, description = "Sent", body = SentMessage),
+        (status = 400, description = "Malformed JSON or Idempotency-Key, or roomID is not a positive integer", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "The caller may not send as this sender here, or the sender may not post (`cannot_post`: banned, muted, read-only room)", body = ErrorBody),
+        (status = 404, description = "No such chatroom", body = ErrorBody),
+        (status = 409, description = "The room is not on the homeserver yet (`room_pending`)", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "An empty or too long body, formattedBody over 32 KiB, a senderID below 1 or holding no role in the room, or the body is not a JSON object", body = ErrorBody),
+        (status = 502, description = "The homeserver refused (code `homeserver_refused`); nothing was sent", body = ErrorBody),
+        (status = 503, description = "Homeserver unavailable (with `Retry-After`); nothing was sent", body = ErrorBody),
+        (status = 500, description = "A fault of ours", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn send_message(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(Id(id)): ApiPath<Id>,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(body): ApiJson<SendMessageRequest>,
+) -> ApiResult<(StatusCode, Json<SentMessage>)> {
+    let sender =
+        body.sender_id.map(|id| check_id("senderID", id).map_err(ApiError::unprocessable)).transpose()?;
+    let message = NewMessage::parse(body.body, body.formatted_body, body.notice)?;
+    let room = rooms::load(&state, id).await?;
+    match (caller.app_user(), sender) {
+        // The backend and organization admins send as the bot or as anyone in the room.
+        _ if caller.may_manage(room.organization_id) => {}
+        (Some(me), Some(sender)) if me == sender => {}
+        (Some(me), None) => {
+            let banned = room_moderation::is_banned(&state, id, me).await?;
+            caller.moderation_rank(id, room.organization_id, &room.roles, banned)?;
+        }
+        _ => return Err(ApiError::forbidden("an app user sends only as themselves")),
+    }
+    let txn_id = transaction_id(&caller.key(), key.as_deref());
+    let event = messages::send(&state, id, sender, message, &txn_id).await?;
+    Ok((StatusCode::CREATED, Json(SentMessage { event_id: event.to_string() })))
+}
+
+/// Reads a chatroom's messages, newest first, a page at a time (the backend, organization
+/// admins, and users holding a role in the room who are not banned from it).
+#[utoipa::path(
+    get, path = "/chatrooms/{roomID}/messages", tag = "messages",
+    params(("roomID" = i64, Path, description = "Id of the chatroom", minimum = 1), HistoryQuery),
+    responses(
+        (status = 200, description = "A page of messages", body = MessagePage),
+        (status = 400, description = "Bad roomID or limit, or a from that is not a page token `next` gave", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "The caller may not read this room", body = ErrorBody),
+        (status = 404, description = "No such chatroom", body = ErrorBody),
+        (status = 502, description = "The homeserver refused (code `homeserver_refused`)", body = ErrorBody),
+        (status = 503, description = "Homeserver unavailable (with `Retry-After`)", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn list_messages(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(Id(id)): ApiPath<Id>,
+    ApiQuery(query): ApiQuery<HistoryQuery>,
+) -> ApiResult<Json<MessagePage>> {
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_PAGE}")));
+    }
+    if let Some(from) = &query.from {
+        if from.is_empty() || from.len() > 512 || !from.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ApiError::bad_request("from must be a page token as `next` gave it"));
+        }
+    }
+    let room = rooms::load(&state, id).await?;
+    caller.require_read(room.id, room.organization_id, &room.roles)?;
+    if let Some(me) = caller.app_user().filter(|_| !caller.may_manage(room.organization_id)) {
+        if room_moderation::is_banned(&state, id, me).await? {
+            return Err(ApiError::forbidden(format!("you are banned from chatroom {id}")));
+        }
+    }
+    let (entries, next) = messages::history(&state, id, query.from.as_deref(), limit).await?;
+    Ok(Json(MessagePage { entries: entries.into_iter().map(MessageEntry::from).collect(), next }))
+}
+
+/// Redacts a message of the chatroom on the homeserver (the backend, organization admins, the
+/// room's admins and moderators). Redacting it again changes nothing.
+#[utoipa::path(
+    delete, path = "/chatrooms/{roomID}/messages/{eventID}", tag = "messages",
+    params(
+        ("roomID" = i64, Path, description = "Id of the chatroom", minimum = 1),
+        ("eventID" = String, Path, description = "The message's Matrix event id"),
+        RedactQuery,
+    ),
+    responses(
+        (status = 204, description = "Redacted"),
+        (status = 400, description = "Bad roomID or eventID", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "The caller neither manages the organization nor moderates the room", body = ErrorBody),
+        (status = 404, description = "No such chatroom, or no such message in it", body = ErrorBody),
+        (status = 422, description = "A reason over 500 characters", body = ErrorBody),
+        (status = 502, description = "The homeserver refused (code `homeserver_refused`)", body = ErrorBody),
+        (status = 503, description = "Homeserver unavailable (with `Retry-After`)", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn redact_message(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((id, event)): ApiPath<(Id, String)>,
+    ApiQuery(query): ApiQuery<RedactQuery>,
+) -> ApiResult<StatusCode> {
+    let Id(id) = id;
+    let event = ruma::EventId::parse(&event)
+        .map_err(|e| ApiError::bad_request(format!("eventID {event:?} is not a Matrix event id: {e}")))?;
+    let reason = room_moderation::parse_reason(query.reason)?;
+    let room = rooms::load(&state, id).await?;
+    let banned = match caller.app_user() {
+        Some(me) => room_moderation::is_banned(&state, id, me).await?,
+        None => false,
+    };
+    caller.moderation_rank(id, room.organization_id, &room.roles, banned)?;
+    messages::redact(&state, id, &event, reason.as_deref()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

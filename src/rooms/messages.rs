@@ -1,0 +1,205 @@
+//! Messages: sent as the bot or as one of the room's users (appservice masquerading), read back
+//! newest first, redacted. Nothing is stored here: the homeserver holds the history.
+
+use ruma::{OwnedEventId, OwnedUserId};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::{load, RoomError, RoomResult};
+use crate::{
+    domain::{AppUserId, ChatroomId, Role},
+    matrix::MessagePage,
+    state::AppState,
+    store::moderation,
+};
+
+/// Characters of a message's plain body; with the HTML body the event stays well under
+/// Matrix's 64 KiB.
+pub const MAX_BODY_CHARS: usize = 16_000;
+/// Bytes of a message's HTML body.
+pub const MAX_FORMATTED_BYTES: usize = 32 * 1024;
+/// Messages per history page.
+pub const MAX_PAGE: u32 = 100;
+
+/// A message to send, checked.
+pub struct NewMessage {
+    pub body: String,
+    pub formatted_body: Option<String>,
+    pub notice: bool,
+}
+
+impl NewMessage {
+    pub fn parse(body: String, formatted_body: Option<String>, notice: bool) -> RoomResult<Self> {
+        let chars = body.chars().count();
+        if body.trim().is_empty() {
+            return Err(RoomError::Invalid("body must not be empty".into()));
+        }
+        if chars > MAX_BODY_CHARS {
+            return Err(RoomError::Invalid(format!(
+                "body is {chars} characters long; at most {MAX_BODY_CHARS} are allowed"
+            )));
+        }
+        if let Some(html) = &formatted_body {
+            if html.len() > MAX_FORMATTED_BYTES {
+                return Err(RoomError::Invalid(format!(
+                    "formattedBody is {} bytes; at most {MAX_FORMATTED_BYTES} are allowed",
+                    html.len()
+                )));
+            }
+        }
+        Ok(Self { body, formatted_body, notice })
+    }
+
+    fn content(&self) -> Value {
+        let mut content = json!({
+            "msgtype": if self.notice { "m.notice" } else { "m.text" },
+            "body": self.body,
+        });
+        if let Some(html) = &self.formatted_body {
+            content["format"] = json!("org.matrix.custom.html");
+            content["formatted_body"] = json!(html);
+        }
+        content
+    }
+}
+
+/// A message as history shows it.
+pub struct Message {
+    pub event_id: String,
+    /// The app user who sent it; `None` for the bot and for senders outside the namespace.
+    pub sender_id: Option<AppUserId>,
+    pub sender: String,
+    pub body: Option<String>,
+    pub formatted_body: Option<String>,
+    pub notice: bool,
+    /// Unix milliseconds, as the homeserver stamped it.
+    pub timestamp: i64,
+    pub redacted: bool,
+}
+
+/// The Matrix transaction id of a send: from the caller's Idempotency-Key, so a retried send
+/// is one message; random without one.
+pub fn transaction_id(caller: &str, idempotency_key: Option<&str>) -> String {
+    match idempotency_key {
+        Some(key) => hex::encode(&Sha256::digest(format!("{caller}\0{key}").as_bytes())[..16]),
+        None => hex::encode(rand::random::<[u8; 16]>()),
+    }
+}
+
+/// Sends the message as `sender` (one of the room's users, not banned, not muted, allowed to
+/// post in a read-only room) or, with `None`, as the bot.
+pub async fn send(
+    state: &AppState,
+    id: ChatroomId,
+    sender: Option<AppUserId>,
+    message: NewMessage,
+    txn_id: &str,
+) -> RoomResult<OwnedEventId> {
+    let room = load(state, id).await?;
+    let matrix_room = room.matrix_room_id.clone().ok_or(RoomError::NotOnHomeserver(id))?;
+    let as_user: Option<OwnedUserId> = match sender {
+        None => None,
+        Some(user) => {
+            let role = room.roles.role_of(user).ok_or(RoomError::SenderHoldsNoRole { room: id, user })?;
+            let mut conn = state.store.pool().acquire().await?;
+            if moderation::ban_rank(&mut conn, id, user).await?.is_some() {
+                return Err(RoomError::CannotPost(format!("user {user} is banned from chatroom {id}")));
+            }
+            if moderation::mute_rank(&mut conn, id, user).await?.is_some() {
+                return Err(RoomError::CannotPost(format!("user {user} is muted in chatroom {id}")));
+            }
+            if room.settings.read_only && role == Role::Assigned {
+                return Err(RoomError::CannotPost(format!(
+                    "chatroom {id} is read-only: only its admins and moderators post"
+                )));
+            }
+            Some(state.homeserver.ids().user_id(user).map_err(RoomError::Invalid)?)
+        }
+    };
+    let event =
+        state.homeserver.send_message(&matrix_room, as_user.as_deref(), txn_id, message.content()).await?;
+    tracing::info!(chatroom = id, event = %event, sender = ?sender, "message sent");
+    Ok(event)
+}
+
+/// A page of the room's messages, newest first, and the token of the next (older) page.
+pub async fn history(
+    state: &AppState,
+    id: ChatroomId,
+    from: Option<&str>,
+    limit: u32,
+) -> RoomResult<(Vec<Message>, Option<String>)> {
+    let room = load(state, id).await?;
+    let Some(matrix_room) = &room.matrix_room_id else { return Ok((Vec::new(), None)) };
+    let MessagePage { events, next } = match state.homeserver.messages(matrix_room, from, limit).await {
+        // Only a token can be wrong in what we ask: not one `next` gave.
+        Err(e) if e.status() == Some(400) && from.is_some() => {
+            return Err(RoomError::BadPageToken("from is not a page token `next` gave".into()))
+        }
+        other => other?,
+    };
+    let ids = state.homeserver.ids();
+    let messages = events
+        .iter()
+        .filter_map(|event| {
+            let sender = event["sender"].as_str()?.to_owned();
+            let content = &event["content"];
+            let redacted = !event["unsigned"]["redacted_because"].is_null();
+            Some(Message {
+                event_id: event["event_id"].as_str()?.to_owned(),
+                sender_id: ruma::UserId::parse(&sender).ok().and_then(|user| ids.app_user(&user)),
+                sender,
+                body: content["body"].as_str().map(str::to_owned),
+                formatted_body: content["formatted_body"].as_str().map(str::to_owned),
+                notice: content["msgtype"] == "m.notice",
+                timestamp: event["origin_server_ts"].as_i64().unwrap_or_default(),
+                redacted,
+            })
+        })
+        .collect();
+    Ok((messages, next))
+}
+
+/// Redacts one of the room's messages as the bot; an event of another room is `NoSuchMessage`.
+pub async fn redact(
+    state: &AppState,
+    id: ChatroomId,
+    event: &ruma::EventId,
+    reason: Option<&str>,
+) -> RoomResult<()> {
+    let room = load(state, id).await?;
+    let matrix_room = room.matrix_room_id.clone().ok_or(RoomError::NoSuchMessage(event.to_string()))?;
+    if state.homeserver.event(&matrix_room, event).await?.is_none() {
+        return Err(RoomError::NoSuchMessage(event.to_string()));
+    }
+    // One transaction id per event: redacting twice is one redaction.
+    let txn_id = format!("redact-{}", hex::encode(&Sha256::digest(event.as_str().as_bytes())[..16]));
+    state.homeserver.redact(&matrix_room, event, &txn_id, reason).await?;
+    tracing::info!(chatroom = id, event = %event, "message redacted");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_bounded_and_map_to_matrix_content() {
+        assert!(NewMessage::parse("  ".into(), None, false).is_err());
+        assert!(NewMessage::parse("x".repeat(MAX_BODY_CHARS + 1), None, false).is_err());
+        assert!(NewMessage::parse("hi".into(), Some("x".repeat(MAX_FORMATTED_BYTES + 1)), false).is_err());
+        let notice = NewMessage::parse("Doors open".into(), Some("<b>Doors</b> open".into()), true).unwrap();
+        let content = notice.content();
+        assert_eq!(content["msgtype"], "m.notice");
+        assert_eq!(content["format"], "org.matrix.custom.html");
+        assert_eq!(content["formatted_body"], "<b>Doors</b> open");
+        assert_eq!(NewMessage::parse("hi".into(), None, false).unwrap().content()["msgtype"], "m.text");
+    }
+
+    #[test]
+    fn a_retried_send_keeps_its_transaction_id() {
+        assert_eq!(transaction_id("backend", Some("k1")), transaction_id("backend", Some("k1")));
+        assert_ne!(transaction_id("backend", Some("k1")), transaction_id("user:7", Some("k1")));
+        assert_ne!(transaction_id("backend", None), transaction_id("backend", None));
+    }
+}

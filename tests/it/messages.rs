@@ -1,0 +1,238 @@
+//! Messages through the API: sent as the bot or as a room's user, read back newest first page
+//! by page, redacted; checked on the homeserver as the room's users see them.
+
+use std::time::Instant;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::{
+    fault_injection::refusal,
+    harness::{fresh_org, fresh_users, jwt, TestApp},
+    sync_faults::spawn_faulty,
+};
+
+fn path(room: &Value, rest: &str) -> String {
+    format!("/chatrooms/{}/{rest}", room["id"])
+}
+
+async fn send(app: &TestApp, room: &Value, body: Value) -> (StatusCode, Value) {
+    app.send(app.request(Method::POST, &path(room, "messages")).json(&body)).await
+}
+
+fn token(user: i64) -> String {
+    jwt(json!(user.to_string()), json!([]), 600)
+}
+
+/// The event as one of the room's users reads it on the homeserver.
+async fn event_as(app: &TestApp, user: i64, room: &Value, event: &str) -> Value {
+    let matrix = app.matrix();
+    let access = matrix.login_as(&format!("app_{user}")).await;
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/event/{}",
+        urlencoding::encode(room["matrixRoomID"].as_str().unwrap()),
+        urlencoding::encode(event)
+    );
+    let (status, event) = matrix.call(Method::GET, &path, &access, None).await;
+    assert_eq!(status, StatusCode::OK, "{event}");
+    event
+}
+
+#[tokio::test]
+async fn messages_go_out_as_the_bot_or_as_the_rooms_users_and_read_back_newest_first() {
+    let app = TestApp::spawn().await;
+    let [admin, moderator, member] = fresh_users(3)[..] else { unreachable!() };
+    let room = app
+        .create_room(json!({"organizationID": fresh_org(), "name": "Talk", "admins": [admin],
+            "moderators": [moderator], "assignedUsers": [member]}))
+        .await;
+
+    let (status, notice) =
+        send(&app, &room, json!({"body": "Welcome", "formattedBody": "<b>Welcome</b>", "notice": true}))
+            .await;
+    assert_eq!(status, StatusCode::CREATED, "{notice}");
+    let seen = event_as(&app, member, &room, notice["eventID"].as_str().unwrap()).await;
+    assert_eq!(seen["content"]["msgtype"], "m.notice");
+    assert_eq!(seen["content"]["formatted_body"], "<b>Welcome</b>");
+    assert!(seen["sender"].as_str().unwrap().starts_with("@chatrooms:"), "the bot sent it: {seen}");
+
+    let (status, theirs) = send(&app, &room, json!({"body": "on behalf", "senderID": member})).await;
+    assert_eq!(status, StatusCode::CREATED, "{theirs}");
+    let seen = event_as(&app, admin, &room, theirs["eventID"].as_str().unwrap()).await;
+    assert_eq!(seen["sender"], app.user_id(member));
+
+    let as_user = |user: i64, body: Value| {
+        app.as_user(Method::POST, &path(&room, "messages"), &token(user)).json(&body)
+    };
+    let (status, _) = app.send(as_user(member, json!({"body": "mine", "senderID": member}))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    for (user, body) in [
+        (member, json!({"body": "as the bot"})),
+        (member, json!({"body": "as the admin", "senderID": admin})),
+        (moderator, json!({"body": "as the member", "senderID": member})),
+    ] {
+        let (status, answer) = app.send(as_user(user, body.clone())).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{user} {body}: {answer}");
+    }
+    let (status, _) = app.send(as_user(moderator, json!({"body": "Doors at 9", "notice": true}))).await;
+    assert_eq!(status, StatusCode::CREATED, "a moderator sends notices as the bot");
+
+    // A retried send with the same key is one message.
+    let keyed = || {
+        app.request(Method::POST, &path(&room, "messages"))
+            .header("Idempotency-Key", "once-1")
+            .json(&json!({"body": "once"}))
+    };
+    let (_, first) = app.send(keyed()).await;
+    let (_, again) = app.send(keyed()).await;
+    assert_eq!(first["eventID"], again["eventID"]);
+
+    let (status, page) = app.send(app.request(Method::GET, &path(&room, "messages?limit=10"))).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let bodies: Vec<&str> =
+        page["entries"].as_array().unwrap().iter().map(|e| e["body"].as_str().unwrap()).collect();
+    assert_eq!(bodies, ["once", "Doors at 9", "mine", "on behalf", "Welcome"], "newest first, each once");
+    let entries = page["entries"].as_array().unwrap();
+    assert_eq!(entries[2]["senderID"], member);
+    assert_eq!(entries[4]["senderID"], Value::Null, "the bot");
+    assert_eq!((entries[4]["notice"].clone(), entries[4]["redacted"].clone()), (json!(true), json!(false)));
+    assert!(entries[0]["timestamp"].is_string());
+
+    let (status, _) = app.send(app.as_user(Method::GET, &path(&room, "messages"), &token(member))).await;
+    assert_eq!(status, StatusCode::OK, "the room's users read it");
+    let (status, _) =
+        app.send(app.as_user(Method::GET, &path(&room, "messages"), &token(fresh_users(1)[0]))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "others do not");
+}
+
+#[tokio::test]
+async fn history_pages_back_through_120_messages_without_gaps_or_repeats() {
+    let app = TestApp::spawn().await;
+    let room = app.create_room(json!({"organizationID": fresh_org(), "name": "Long"})).await;
+    for i in 0..120 {
+        let (status, _) = send(&app, &room, json!({"body": format!("message {i}")})).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let mut bodies = Vec::new();
+    let mut from: Option<String> = None;
+    let mut pages = Vec::new();
+    loop {
+        let query = match &from {
+            Some(token) => format!("messages?limit=50&from={}", urlencoding::encode(token)),
+            None => "messages?limit=50".to_owned(),
+        };
+        let started = Instant::now();
+        let (status, page) = app.send(app.request(Method::GET, &path(&room, &query))).await;
+        pages.push(started.elapsed().as_millis());
+        assert_eq!(status, StatusCode::OK, "{page}");
+        bodies.extend(
+            page["entries"].as_array().unwrap().iter().map(|e| e["body"].as_str().unwrap().to_owned()),
+        );
+        match page["next"].as_str() {
+            Some(next) => from = Some(next.to_owned()),
+            None => break,
+        }
+        assert!(pages.len() < 10, "the history ends");
+    }
+    println!("history pages of 50: {pages:?} ms");
+    let expected: Vec<String> = (0..120).rev().map(|i| format!("message {i}")).collect();
+    assert_eq!(bodies, expected);
+    let (status, _) = app.send(app.request(Method::GET, &path(&room, "messages?limit=101"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    for bad in ["%20", "000000000000000000000000"] {
+        let (status, body) =
+            app.send(app.request(Method::GET, &path(&room, &format!("messages?from={bad}")))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn redaction_and_who_may_post_are_enforced() {
+    let app = TestApp::spawn().await;
+    let org = fresh_org();
+    let [moderator, member, muted, banned, outsider] = fresh_users(5)[..] else { unreachable!() };
+    let room = app
+        .create_room(json!({"organizationID": org, "name": "Rules", "moderators": [moderator],
+            "assignedUsers": [member, muted, banned]}))
+        .await;
+    let other_room = app.create_room(json!({"organizationID": org, "name": "Elsewhere"})).await;
+    let (_, sent) = send(&app, &room, json!({"body": "regrettable", "senderID": member})).await;
+    let event = sent["eventID"].as_str().unwrap();
+    let redact = |user: Option<i64>, room: &Value, event: &str| {
+        let path = format!("{}?reason=spam", path(room, &format!("messages/{}", urlencoding::encode(event))));
+        match user {
+            Some(user) => app.as_user(Method::DELETE, &path, &token(user)),
+            None => app.request(Method::DELETE, &path),
+        }
+    };
+    let (status, _) = app.send(redact(Some(member), &room, event)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "an assigned user redacts nothing");
+    let (status, body) = app.send(redact(Some(moderator), &room, event)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, _) = app.send(redact(None, &room, event)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "again: nothing changes");
+    let (status, _) = app.send(redact(None, &other_room, event)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "an event of another room");
+    let (status, _) = app.send(redact(None, &room, "not-an-event-id")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, page) = app.send(app.request(Method::GET, &path(&room, "messages"))).await;
+    let entry = &page["entries"][0];
+    assert_eq!((entry["redacted"].clone(), entry["body"].clone()), (json!(true), Value::Null), "{page}");
+    let seen = event_as(&app, moderator, &room, event).await;
+    assert_eq!(seen["content"], json!({}), "redacted on the homeserver: {seen}");
+
+    let (status, _) =
+        app.send(app.request(Method::POST, &path(&room, "mutes")).json(&json!({"userID": muted}))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) =
+        app.send(app.request(Method::POST, &path(&room, "bans")).json(&json!({"userID": banned}))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    for (sender, expected) in [
+        (muted, StatusCode::FORBIDDEN),
+        (banned, StatusCode::FORBIDDEN),
+        (outsider, StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let (status, body) = send(&app, &room, json!({"body": "hi", "senderID": sender})).await;
+        assert_eq!(status, expected, "{sender}: {body}");
+    }
+    let (status, _) = app
+        .send(
+            app.request(Method::PATCH, &format!("/chatrooms/{}", room["id"]))
+                .json(&json!({"readOnly": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = send(&app, &room, json!({"body": "hi", "senderID": member})).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (StatusCode::FORBIDDEN, json!("cannot_post")),
+        "{body}"
+    );
+    let (status, _) = send(&app, &room, json!({"body": "hi", "senderID": moderator})).await;
+    assert_eq!(status, StatusCode::CREATED, "a moderator posts in a read-only room");
+    for bad in [json!({"body": ""}), json!({"body": "x".repeat(16_001)}), json!({"body": "x", "senderID": 0})]
+    {
+        let (status, answer) = send(&app, &room, bad).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    }
+    let html = json!({"body": "x", "formattedBody": "<p>".repeat(12_000)});
+    let (status, _) = send(&app, &room, html).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "HTML over 32 KiB");
+}
+
+#[tokio::test]
+async fn a_send_while_the_homeserver_is_unavailable_is_a_503_and_sends_nothing() {
+    let (app, faults) = spawn_faulty(&[]).await;
+    let room = app.create_room(json!({"organizationID": fresh_org(), "name": "Offline"})).await;
+    faults.script("send_message", [refusal("send message", 502, "M_UNKNOWN")]);
+    let response = app
+        .request(Method::POST, &path(&room, "messages"))
+        .json(&json!({"body": "lost?"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+    let (_, page) = app.send(app.request(Method::GET, &path(&room, "messages"))).await;
+    assert_eq!(page["entries"], json!([]), "nothing was sent");
+}
