@@ -13,8 +13,8 @@ use crate::{
     error::{ApiError, ApiResult, ErrorBody},
     rooms::{
         self,
-        messages::{self, transaction_id, Message, NewMessage, MAX_PAGE},
-        moderation as room_moderation,
+        messages::{self, Message, NewMessage, MAX_PAGE},
+        moderation as room_moderation, Idempotency,
     },
     state::AppState,
 };
@@ -99,7 +99,7 @@ impl From<Message> for MessageEntry {
             body: message.body,
             formatted_body: message.formatted_body,
             notice: message.notice,
-            timestamp: to_datetime(message.timestamp),
+            timestamp: message.timestamp.and_then(to_datetime),
             redacted: message.redacted,
         }
     }
@@ -110,8 +110,10 @@ impl From<Message> for MessageEntry {
 /// As the bot (no `senderID`: the backend, organization admins, the room's admins and
 /// moderators) or as one of the room's users (the backend and organization admins for anyone
 /// holding a role; an app user only as themselves). A banned or muted sender, or an assigned
-/// user in a read-only room, is refused (`403`, `cannot_post`). With an `Idempotency-Key` the
-/// send is exactly-once: the key becomes the Matrix transaction id.
+/// user in a read-only room, is refused (`403`, `cannot_post`). With an `Idempotency-Key` a
+/// retry within a day answers with the first send's event instead of sending again (the same
+/// key for another message is a `422`, `idempotency_key_reused`); a `503` may follow a send
+/// that reached the homeserver, so retry with the same key.
 #[utoipa::path(
     post, path = "/chatrooms/{roomID}/messages", tag = "messages",
     params(
@@ -128,9 +130,9 @@ impl From<Message> for MessageEntry {
         (status = 409, description = "The room is not on the homeserver yet (`room_pending`)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 422, description = "An empty or too long body, formattedBody over 32 KiB, a senderID below 1 or holding no role in the room, or the body is not a JSON object", body = ErrorBody),
+        (status = 422, description = "An empty or too long body, formattedBody over 32 KiB, a message too big for one Matrix event, a senderID below 1 or holding no role in the room, the body is not a JSON object, or an Idempotency-Key used for another message (`idempotency_key_reused`)", body = ErrorBody),
         (status = 502, description = "The homeserver refused (code `homeserver_refused`); nothing was sent", body = ErrorBody),
-        (status = 503, description = "Homeserver unavailable (with `Retry-After`); nothing was sent", body = ErrorBody),
+        (status = 503, description = "Homeserver unavailable (with `Retry-After`); retry with the same Idempotency-Key, as the message may have reached it", body = ErrorBody),
         (status = 500, description = "A fault of ours", body = ErrorBody),
     ),
     security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
@@ -156,8 +158,8 @@ pub async fn send_message(
         }
         _ => return Err(ApiError::forbidden("an app user sends only as themselves")),
     }
-    let txn_id = transaction_id(&caller.key(), key.as_deref());
-    let event = messages::send(&state, id, sender, message, &txn_id).await?;
+    let idempotency = Idempotency::for_caller(caller.key(), key);
+    let event = messages::send(&state, id, sender, message, idempotency.as_ref()).await?;
     Ok((StatusCode::CREATED, Json(SentMessage { event_id: event.to_string() })))
 }
 
@@ -174,6 +176,7 @@ pub async fn send_message(
         (status = 404, description = "No such chatroom", body = ErrorBody),
         (status = 502, description = "The homeserver refused (code `homeserver_refused`)", body = ErrorBody),
         (status = 503, description = "Homeserver unavailable (with `Retry-After`)", body = ErrorBody),
+        (status = 500, description = "A fault of ours, or the homeserver refuses this service's own credentials (code `homeserver_credentials_refused`)", body = ErrorBody),
     ),
     security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
 )]
@@ -221,6 +224,7 @@ pub async fn list_messages(
         (status = 422, description = "A reason over 500 characters", body = ErrorBody),
         (status = 502, description = "The homeserver refused (code `homeserver_refused`)", body = ErrorBody),
         (status = 503, description = "Homeserver unavailable (with `Retry-After`)", body = ErrorBody),
+        (status = 500, description = "A fault of ours, or the homeserver refuses this service's own credentials (code `homeserver_credentials_refused`)", body = ErrorBody),
     ),
     security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
 )]

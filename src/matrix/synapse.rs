@@ -466,8 +466,8 @@ impl super::Homeserver for Synapse {
         }
         let answer = self.send("read messages", self.as_request(Method::GET, &path)).await?;
         let events = answer["chunk"].as_array().cloned().unwrap_or_default();
-        // Synapse gives an `end` token with the last page too; an empty page ends the history.
-        let next = answer["end"].as_str().filter(|_| !events.is_empty()).map(str::to_owned);
+        // No `end`: the room's beginning. A page may come back empty before that.
+        let next = answer["end"].as_str().map(str::to_owned);
         Ok(MessagePage { events, next })
     }
 

@@ -241,6 +241,7 @@ async fn store_new_room(
             operation: draft.kind.as_str().to_owned(),
             fingerprint: draft.fingerprint(),
             chatroom_id: id,
+            event_id: None,
         };
         idempotency::insert(tx, &idempotency.caller, &idempotency.key, &recorded, now).await?;
     }

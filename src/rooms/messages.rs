@@ -5,12 +5,12 @@ use ruma::{OwnedEventId, OwnedUserId};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::{load, RoomError, RoomResult};
+use super::{load, Idempotency, RoomError, RoomResult};
 use crate::{
     domain::{AppUserId, ChatroomId, Role},
     matrix::MessagePage,
     state::AppState,
-    store::moderation,
+    store::{self, idempotency, moderation},
 };
 
 /// Characters of a message's plain body; with the HTML body the event stays well under
@@ -20,6 +20,8 @@ pub const MAX_BODY_CHARS: usize = 16_000;
 pub const MAX_FORMATTED_BYTES: usize = 32 * 1024;
 /// Messages per history page.
 pub const MAX_PAGE: u32 = 100;
+/// Bytes of a message's JSON content: a Matrix event is at most 64 KiB with its envelope.
+pub const MAX_CONTENT_BYTES: usize = 60_000;
 
 /// A message to send, checked.
 pub struct NewMessage {
@@ -47,7 +49,15 @@ impl NewMessage {
                 )));
             }
         }
-        Ok(Self { body, formatted_body, notice })
+        let message = Self { body, formatted_body, notice };
+        // UTF-8 and JSON escaping can make a message within the caps too big for one event.
+        let size = serde_json::to_vec(&message.content()).map_or(usize::MAX, |json| json.len());
+        if size > MAX_CONTENT_BYTES {
+            return Err(RoomError::Invalid(format!(
+                "the message takes {size} bytes as Matrix JSON; at most {MAX_CONTENT_BYTES} fit in one event"
+            )));
+        }
+        Ok(message)
     }
 
     fn content(&self) -> Value {
@@ -73,18 +83,23 @@ pub struct Message {
     pub formatted_body: Option<String>,
     pub notice: bool,
     /// Unix milliseconds, as the homeserver stamped it.
-    pub timestamp: i64,
+    pub timestamp: Option<i64>,
     pub redacted: bool,
 }
 
-/// The Matrix transaction id of a send: from the caller's Idempotency-Key, so a retried send
-/// is one message; random without one.
-pub fn transaction_id(caller: &str, idempotency_key: Option<&str>) -> String {
-    match idempotency_key {
-        Some(key) => hex::encode(&Sha256::digest(format!("{caller}\0{key}").as_bytes())[..16]),
+/// The Matrix transaction id of a send: from the caller's Idempotency-Key, so a retry that
+/// reaches the homeserver before our record of the key is one message there too; random
+/// without a key.
+pub fn transaction_id(idempotency: Option<&Idempotency>) -> String {
+    match idempotency {
+        Some(Idempotency { caller, key }) => {
+            hex::encode(&Sha256::digest(format!("{caller}\0{key}").as_bytes())[..16])
+        }
         None => hex::encode(rand::random::<[u8; 16]>()),
     }
 }
+
+const OPERATION: &str = "message";
 
 /// Sends the message as `sender` (one of the room's users, not banned, not muted, allowed to
 /// post in a read-only room) or, with `None`, as the bot.
@@ -93,7 +108,7 @@ pub async fn send(
     id: ChatroomId,
     sender: Option<AppUserId>,
     message: NewMessage,
-    txn_id: &str,
+    idempotency: Option<&Idempotency>,
 ) -> RoomResult<OwnedEventId> {
     let room = load(state, id).await?;
     let matrix_room = room.matrix_room_id.clone().ok_or(RoomError::NotOnHomeserver(id))?;
@@ -116,9 +131,38 @@ pub async fn send(
             Some(state.homeserver.ids().user_id(user).map_err(RoomError::Invalid)?)
         }
     };
-    let event =
-        state.homeserver.send_message(&matrix_room, as_user.as_deref(), txn_id, message.content()).await?;
+    let content = message.content();
+    let fingerprint = hex::encode(Sha256::digest(format!("{id}|{sender:?}|{content}").as_bytes()));
+    if let Some(Idempotency { caller, key }) = idempotency {
+        let mut conn = state.store.pool().acquire().await?;
+        if let Some(recorded) = idempotency::find(&mut conn, caller, key).await? {
+            if recorded.operation != OPERATION || recorded.fingerprint != fingerprint {
+                return Err(RoomError::IdempotencyKeyReused);
+            }
+            if let Some(event) = recorded.event_id.and_then(|event| ruma::EventId::parse(event).ok()) {
+                return Ok(event);
+            }
+        }
+    }
+    let txn_id = transaction_id(idempotency);
+    let event = state.homeserver.send_message(&matrix_room, as_user.as_deref(), &txn_id, content).await?;
     tracing::info!(chatroom = id, event = %event, sender = ?sender, "message sent");
+    if let Some(Idempotency { caller, key }) = idempotency {
+        let recorded = idempotency::Recorded {
+            operation: OPERATION.to_owned(),
+            fingerprint,
+            chatroom_id: id,
+            event_id: Some(event.to_string()),
+        };
+        let mut tx = state.store.begin().await?;
+        match idempotency::insert(&mut tx, caller, key, &recorded, state.clock.now_ms()).await {
+            Ok(()) => tx.commit().await?,
+            // A concurrent send with the same key recorded it first: the same transaction id,
+            // so the homeserver gave both the same event.
+            Err(e) if store::is_unique_violation(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     Ok(event)
 }
 
@@ -152,7 +196,7 @@ pub async fn history(
                 body: content["body"].as_str().map(str::to_owned),
                 formatted_body: content["formatted_body"].as_str().map(str::to_owned),
                 notice: content["msgtype"] == "m.notice",
-                timestamp: event["origin_server_ts"].as_i64().unwrap_or_default(),
+                timestamp: event["origin_server_ts"].as_i64(),
                 redacted,
             })
         })
@@ -169,7 +213,9 @@ pub async fn redact(
 ) -> RoomResult<()> {
     let room = load(state, id).await?;
     let matrix_room = room.matrix_room_id.clone().ok_or(RoomError::NoSuchMessage(event.to_string()))?;
-    if state.homeserver.event(&matrix_room, event).await?.is_none() {
+    // Messages only: not state (name, power levels...) nor other redactions.
+    let found = state.homeserver.event(&matrix_room, event).await?;
+    if !found.is_some_and(|found| found["type"] == "m.room.message" && found.get("state_key").is_none()) {
         return Err(RoomError::NoSuchMessage(event.to_string()));
     }
     // One transaction id per event: redacting twice is one redaction.
@@ -198,8 +244,18 @@ mod tests {
 
     #[test]
     fn a_retried_send_keeps_its_transaction_id() {
-        assert_eq!(transaction_id("backend", Some("k1")), transaction_id("backend", Some("k1")));
-        assert_ne!(transaction_id("backend", Some("k1")), transaction_id("user:7", Some("k1")));
-        assert_ne!(transaction_id("backend", None), transaction_id("backend", None));
+        let key = |caller: &str| Some(Idempotency { caller: caller.into(), key: "k1".into() });
+        assert_eq!(transaction_id(key("backend").as_ref()), transaction_id(key("backend").as_ref()));
+        assert_ne!(transaction_id(key("backend").as_ref()), transaction_id(key("user:7").as_ref()));
+        assert_ne!(transaction_id(None), transaction_id(None));
+    }
+
+    #[test]
+    fn a_message_too_big_for_one_event_is_refused() {
+        // 16,000 characters, but four bytes each.
+        assert!(NewMessage::parse("😀".repeat(16_000), None, false).is_err());
+        // Quotes double in JSON.
+        assert!(NewMessage::parse("x".into(), Some("\"".repeat(31_000)), false).is_err());
+        assert!(NewMessage::parse("😀".repeat(10_000), None, false).is_ok());
     }
 }

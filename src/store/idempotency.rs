@@ -10,25 +10,33 @@ pub struct Recorded {
     pub operation: String,
     pub fingerprint: String,
     pub chatroom_id: ChatroomId,
+    /// The message a `message` key sent.
+    pub event_id: Option<String>,
 }
 
 pub async fn find(conn: &mut AnyConnection, caller: &str, key: &str) -> sqlx::Result<Option<Recorded>> {
-    let row: Option<(String, String, i64)> = sqlx::query_as(
-        "SELECT operation, fingerprint, chatroom_id FROM idempotency_keys WHERE caller = $1 AND idem_key = $2",
+    let row: Option<(String, String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT operation, fingerprint, chatroom_id, event_id FROM idempotency_keys \
+         WHERE caller = $1 AND idem_key = $2",
     )
     .bind(caller)
     .bind(key)
     .fetch_optional(&mut *conn)
     .await?;
-    Ok(row.map(|(operation, fingerprint, chatroom_id)| Recorded { operation, fingerprint, chatroom_id }))
+    Ok(row.map(|(operation, fingerprint, chatroom_id, event_id)| Recorded {
+        operation,
+        fingerprint,
+        chatroom_id,
+        event_id,
+    }))
 }
 
 /// Records the key in the creating transaction; a unique violation means a concurrent request
 /// with the same key won.
 pub async fn insert(tx: &mut Tx, caller: &str, key: &str, recorded: &Recorded, now: i64) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO idempotency_keys (caller, idem_key, operation, fingerprint, chatroom_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO idempotency_keys (caller, idem_key, operation, fingerprint, chatroom_id, created_at, event_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(caller)
     .bind(key)
@@ -36,6 +44,7 @@ pub async fn insert(tx: &mut Tx, caller: &str, key: &str, recorded: &Recorded, n
     .bind(&recorded.fingerprint)
     .bind(recorded.chatroom_id)
     .bind(now)
+    .bind(recorded.event_id.as_deref())
     .execute(&mut **tx)
     .await
     .map(|_| ())

@@ -83,9 +83,20 @@ async fn messages_go_out_as_the_bot_or_as_the_rooms_users_and_read_back_newest_f
             .header("Idempotency-Key", "once-1")
             .json(&json!({"body": "once"}))
     };
-    let (_, first) = app.send(keyed()).await;
-    let (_, again) = app.send(keyed()).await;
+    let (status, first) = app.send(keyed()).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (status, again) = app.send(keyed()).await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
     assert_eq!(first["eventID"], again["eventID"]);
+    let reused = app
+        .request(Method::POST, &path(&room, "messages"))
+        .header("Idempotency-Key", "once-1")
+        .json(&json!({"body": "other"}));
+    let (status, body) = app.send(reused).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("idempotency_key_reused"))
+    );
 
     let (status, page) = app.send(app.request(Method::GET, &path(&room, "messages?limit=10"))).await;
     assert_eq!(status, StatusCode::OK, "{page}");
@@ -175,6 +186,18 @@ async fn redaction_and_who_may_post_are_enforced() {
     assert_eq!(status, StatusCode::NOT_FOUND, "an event of another room");
     let (status, _) = app.send(redact(None, &room, "not-an-event-id")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Only messages: a state event (the room's name) is not one.
+    let matrix = app.matrix();
+    let state_path = format!(
+        "/_matrix/client/v3/rooms/{}/state",
+        urlencoding::encode(room["matrixRoomID"].as_str().unwrap())
+    );
+    let (status, state) = matrix.call(Method::GET, &state_path, matrix.as_token(), None).await;
+    assert_eq!(status, StatusCode::OK, "{state}");
+    let name =
+        state.as_array().unwrap().iter().find(|e| e["type"] == "m.room.name").expect("a name event").clone();
+    let (status, _) = app.send(redact(None, &room, name["event_id"].as_str().unwrap())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a state event is not a message");
     let (_, page) = app.send(app.request(Method::GET, &path(&room, "messages"))).await;
     let entry = &page["entries"][0];
     assert_eq!((entry["redacted"].clone(), entry["body"].clone()), (json!(true), Value::Null), "{page}");
