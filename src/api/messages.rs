@@ -9,8 +9,9 @@ use super::extract::{ApiJson, ApiPath, ApiQuery, IdempotencyKey};
 use crate::{
     auth::Caller,
     clock::to_datetime,
-    domain::{check_id, Id},
+    domain::{check_id, Id, Role},
     error::{ApiError, ApiResult, ErrorBody},
+    matrix::PurgeStatus,
     rooms::{
         self,
         messages::{self, Message, NewMessage, MAX_PAGE},
@@ -204,6 +205,109 @@ pub async fn list_messages(
     }
     let (entries, next) = messages::history(&state, id, query.from.as_deref(), limit).await?;
     Ok(Json(MessagePage { entries: entries.into_iter().map(MessageEntry::from).collect(), next }))
+}
+
+/// A history truncation's progress.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TruncationStatus {
+    /// Synapse's purge id: poll `GET /chatrooms/{roomID}/truncate/{purgeID}` while `active`.
+    #[serde(rename = "purgeID")]
+    pub purge_id: String,
+    /// `active`, `complete` or `failed`.
+    pub status: String,
+}
+
+fn status_name(status: PurgeStatus) -> &'static str {
+    match status {
+        PurgeStatus::Active => "active",
+        PurgeStatus::Complete => "complete",
+        PurgeStatus::Failed => "failed",
+    }
+}
+
+/// Purges a chatroom's message history on the homeserver (the backend, organization admins
+/// and the room's admins). Members, settings and the rest of the room's state stay; messages
+/// sent afterwards are kept. `204` when the purge finished within the request's wait, `202`
+/// with a purge id to poll otherwise.
+#[utoipa::path(
+    post, path = "/chatrooms/{roomID}/truncate", tag = "messages",
+    params(("roomID" = i64, Path, description = "Id of the chatroom", minimum = 1)),
+    responses(
+        (status = 204, description = "The history is gone"),
+        (status = 202, description = "The purge is running (or failed: see `status`)", body = TruncationStatus),
+        (status = 400, description = "roomID is not a positive integer", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "The caller is neither the backend, an organization admin nor one of the room's admins", body = ErrorBody),
+        (status = 404, description = "No such chatroom", body = ErrorBody),
+        (status = 409, description = "The room is not on the homeserver yet (`room_pending`)", body = ErrorBody),
+        (status = 502, description = "The homeserver refused (code `homeserver_refused`)", body = ErrorBody),
+        (status = 503, description = "Homeserver unavailable (with `Retry-After`)", body = ErrorBody),
+        (status = 500, description = "A fault of ours, or the homeserver refuses this service's own credentials (code `homeserver_credentials_refused`)", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn truncate_history(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(Id(id)): ApiPath<Id>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    require_room_admin(&state, &caller, id).await?;
+    let truncation = messages::truncate(&state, id).await?;
+    if truncation.status == PurgeStatus::Complete {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let body =
+        TruncationStatus { purge_id: truncation.purge_id, status: status_name(truncation.status).to_owned() };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// How a history truncation is going.
+#[utoipa::path(
+    get, path = "/chatrooms/{roomID}/truncate/{purgeID}", tag = "messages",
+    params(
+        ("roomID" = i64, Path, description = "Id of the chatroom", minimum = 1),
+        ("purgeID" = String, Path, description = "The purge id a `202` gave"),
+    ),
+    responses(
+        (status = 200, description = "The purge's status", body = TruncationStatus),
+        (status = 400, description = "roomID is not a positive integer", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "The caller is neither the backend, an organization admin nor one of the room's admins", body = ErrorBody),
+        (status = 404, description = "No such chatroom, or no such purge", body = ErrorBody),
+        (status = 503, description = "Homeserver unavailable (with `Retry-After`)", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn truncation_status(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((id, purge_id)): ApiPath<(Id, String)>,
+) -> ApiResult<Json<TruncationStatus>> {
+    let Id(id) = id;
+    require_room_admin(&state, &caller, id).await?;
+    if purge_id.is_empty() || purge_id.len() > 255 || !purge_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(ApiError::not_found("no such purge"));
+    }
+    let status = messages::purge_status(&state, &purge_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such purge"))?;
+    Ok(Json(TruncationStatus { purge_id, status: status_name(status).to_owned() }))
+}
+
+/// The backend, organization admins and the room's own admins (not banned).
+async fn require_room_admin(state: &AppState, caller: &Caller, id: i64) -> ApiResult<()> {
+    let room = rooms::load(state, id).await?;
+    let banned = match caller.app_user() {
+        Some(me) => room_moderation::is_banned(state, id, me).await?,
+        None => false,
+    };
+    let rank = caller.moderation_rank(id, room.organization_id, &room.roles, banned)?;
+    if rank < Role::rank(Some(Role::Admin)) {
+        return Err(ApiError::forbidden(format!("only an admin of chatroom {id} may truncate its history")));
+    }
+    Ok(())
 }
 
 /// Redacts a message of the chatroom on the homeserver (the backend, organization admins, the

@@ -113,6 +113,14 @@ pub struct MessagePage {
     pub next: Option<String>,
 }
 
+/// How a history purge is going (Synapse's admin API).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PurgeStatus {
+    Active,
+    Complete,
+    Failed,
+}
+
 /// A session the homeserver issued for one of our users.
 #[derive(Clone, Debug)]
 pub struct Session {
@@ -189,6 +197,12 @@ pub trait Homeserver: Send + Sync + 'static {
         txn_id: &str,
         reason: Option<&str>,
     ) -> HsResult<()>;
+    /// Writes a state event marking where a history truncation cuts (as the bot); its id.
+    async fn mark_history(&self, room: &RoomId, at_ms: i64) -> HsResult<OwnedEventId>;
+    /// Starts purging the room's events before `up_to` (messages go, state stays); the purge id.
+    async fn purge_history(&self, room: &RoomId, up_to: &EventId) -> HsResult<String>;
+    /// How the purge is going; `None` for an id the homeserver does not know.
+    async fn purge_history_status(&self, purge_id: &str) -> HsResult<Option<PurgeStatus>>;
     /// Bans the user as the bot (they leave and cannot rejoin); banning a banned user is fine.
     async fn ban(&self, room: &RoomId, user: &UserId, reason: &str) -> HsResult<()>;
     /// The bot leaves the room.

@@ -16,7 +16,9 @@ use ruma::{
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use super::{Device, HomeserverError, HsResult, MatrixIds, MessagePage, NewRoom, RoomState, Session};
+use super::{
+    Device, HomeserverError, HsResult, MatrixIds, MessagePage, NewRoom, PurgeStatus, RoomState, Session,
+};
 use crate::{
     config::{MatrixConfig, Secret},
     credentials::hmac_sha256_hex,
@@ -500,6 +502,44 @@ impl super::Homeserver for Synapse {
             None => json!({}),
         };
         self.send("redact", self.as_request(Method::PUT, &path).json(&body)).await.map(|_| ())
+    }
+
+    #[tracing::instrument(name = "homeserver.mark_history", skip(self), fields(room = %room))]
+    async fn mark_history(&self, room: &RoomId, at_ms: i64) -> HsResult<OwnedEventId> {
+        const OP: &str = "mark history";
+        let path =
+            format!("/_matrix/client/v3/rooms/{}/state/org.chatrooms.history_truncated/", enc(room.as_str()));
+        let answer = self.send(OP, self.as_request(Method::PUT, &path).json(&json!({"at": at_ms}))).await?;
+        answer["event_id"].as_str().and_then(|id| EventId::parse(id).ok()).ok_or_else(|| {
+            HomeserverError::Protocol { operation: OP, message: format!("no valid event_id in {answer}") }
+        })
+    }
+
+    #[tracing::instrument(name = "homeserver.purge_history", skip(self), fields(room = %room))]
+    async fn purge_history(&self, room: &RoomId, up_to: &EventId) -> HsResult<String> {
+        const OP: &str = "purge history";
+        let path = format!("/_synapse/admin/v1/purge_history/{}/{}", enc(room.as_str()), enc(up_to.as_str()));
+        // Our own users' messages are local events: kept unless asked.
+        let body = json!({"delete_local_events": true});
+        let answer = self.admin_send(OP, Method::POST, &path, Some(body)).await?;
+        answer["purge_id"].as_str().map(str::to_owned).ok_or_else(|| HomeserverError::Protocol {
+            operation: OP,
+            message: format!("no purge_id in {answer}"),
+        })
+    }
+
+    async fn purge_history_status(&self, purge_id: &str) -> HsResult<Option<PurgeStatus>> {
+        let path = format!("/_synapse/admin/v1/purge_history_status/{}", enc(purge_id));
+        let answer = match self.admin_send("purge history status", Method::GET, &path, None).await {
+            Ok(answer) => answer,
+            Err(e) if e.status() == Some(404) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(match answer["status"].as_str() {
+            Some("complete") => PurgeStatus::Complete,
+            Some("failed") => PurgeStatus::Failed,
+            _ => PurgeStatus::Active,
+        }))
     }
 
     #[tracing::instrument(name = "homeserver.ban", skip(self), fields(room = %room, user = %user))]

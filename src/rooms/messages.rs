@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use super::{load, Idempotency, RoomError, RoomResult};
 use crate::{
     domain::{AppUserId, ChatroomId, Role},
-    matrix::MessagePage,
+    matrix::{MessagePage, PurgeStatus},
     state::AppState,
     store::{self, idempotency, moderation},
 };
@@ -202,6 +202,40 @@ pub async fn history(
         })
         .collect();
     Ok((messages, next))
+}
+
+/// A history truncation: Synapse's purge id, and whether it finished within the request.
+pub struct Truncation {
+    pub purge_id: String,
+    pub status: PurgeStatus,
+}
+
+/// Purges the room's message history on the homeserver; state (name, topic, members, power
+/// levels) stays. A state event marks the cut: Synapse keeps the event it purges up to, and
+/// never purges a room's last event, so no message is left behind it. Waits for the purge
+/// within the request's wait.
+pub async fn truncate(state: &AppState, id: ChatroomId) -> RoomResult<Truncation> {
+    let room = load(state, id).await?;
+    let matrix_room = room.matrix_room_id.clone().ok_or(RoomError::NotOnHomeserver(id))?;
+    let hs = &state.homeserver;
+    let marker = hs.mark_history(&matrix_room, state.clock.now_ms()).await?;
+    let purge_id = hs.purge_history(&matrix_room, &marker).await?;
+    tracing::info!(chatroom = id, purge = %purge_id, "history truncation started");
+    let deadline = tokio::time::Instant::now() + state.config.sync.request_wait;
+    let mut delay = std::time::Duration::from_millis(50);
+    loop {
+        let status = purge_status(state, &purge_id).await?.unwrap_or(PurgeStatus::Active);
+        if status != PurgeStatus::Active || tokio::time::Instant::now() + delay > deadline {
+            return Ok(Truncation { purge_id, status });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(1));
+    }
+}
+
+/// How a truncation is going; `None` for a purge id the homeserver does not know.
+pub async fn purge_status(state: &AppState, purge_id: &str) -> RoomResult<Option<PurgeStatus>> {
+    Ok(state.homeserver.purge_history_status(purge_id).await?)
 }
 
 /// Redacts one of the room's messages as the bot; an event of another room is `NoSuchMessage`.

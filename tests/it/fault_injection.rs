@@ -172,6 +172,15 @@ impl Homeserver for FaultyHomeserver {
         self.faults.before("send_message", Some(room)).await?;
         self.inner.send_message(room, sender, txn_id, content).await
     }
+    async fn mark_history(&self, room: &RoomId, at_ms: i64) -> HsResult<ruma::OwnedEventId> {
+        self.inner.mark_history(room, at_ms).await
+    }
+    async fn purge_history(&self, room: &RoomId, up_to: &ruma::EventId) -> HsResult<String> {
+        self.inner.purge_history(room, up_to).await
+    }
+    async fn purge_history_status(&self, purge_id: &str) -> HsResult<Option<chatrooms::matrix::PurgeStatus>> {
+        self.inner.purge_history_status(purge_id).await
+    }
     async fn messages(&self, room: &RoomId, from: Option<&str>, limit: u32) -> HsResult<MessagePage> {
         self.inner.messages(room, from, limit).await
     }

@@ -259,3 +259,61 @@ async fn a_send_while_the_homeserver_is_unavailable_is_a_503_and_sends_nothing()
     let (_, page) = app.send(app.request(Method::GET, &path(&room, "messages"))).await;
     assert_eq!(page["entries"], json!([]), "nothing was sent");
 }
+
+#[tokio::test]
+async fn truncate_purges_the_messages_and_keeps_members_and_settings() {
+    let app = TestApp::spawn().await;
+    let [admin, moderator, member] = fresh_users(3)[..] else { unreachable!() };
+    let room = app
+        .create_room(json!({"organizationID": fresh_org(), "name": "Purged", "topic": "Stays",
+            "admins": [admin], "moderators": [moderator], "assignedUsers": [member]}))
+        .await;
+    for i in 0..5 {
+        let (status, _) = send(&app, &room, json!({"body": format!("bot {i}")})).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, _) = send(&app, &room, json!({"body": format!("member {i}"), "senderID": member})).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let before = app.matrix().room(room["matrixRoomID"].as_str().unwrap()).await;
+    let truncate = |user: i64| app.as_user(Method::POST, &path(&room, "truncate"), &token(user));
+    let (status, _) = app.send(truncate(moderator)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a moderator may not");
+    let (status, answer) = app.send(truncate(admin)).await;
+    match status {
+        StatusCode::NO_CONTENT => {}
+        StatusCode::ACCEPTED => {
+            let status_path = path(&room, &format!("truncate/{}", answer["purgeID"].as_str().unwrap()));
+            crate::harness::eventually("the purge completes", std::time::Duration::from_secs(60), || async {
+                let (_, now) = app.send(app.request(Method::GET, &status_path)).await;
+                now["status"] == "complete"
+            })
+            .await;
+        }
+        other => panic!("truncate answered {other}: {answer}"),
+    }
+    let (_, page) = app.send(app.request(Method::GET, &path(&room, "messages"))).await;
+    assert_eq!(page["entries"], json!([]), "no messages left: {page}");
+    // As the member's client reads the room: no message either.
+    let matrix = app.matrix();
+    let access = matrix.login_as(&format!("app_{member}")).await;
+    let messages = format!(
+        "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50",
+        urlencoding::encode(room["matrixRoomID"].as_str().unwrap())
+    );
+    let (status, seen) = matrix.call(Method::GET, &messages, &access, None).await;
+    assert_eq!(status, StatusCode::OK, "{seen}");
+    let left: Vec<&Value> =
+        seen["chunk"].as_array().unwrap().iter().filter(|e| e["type"] == "m.room.message").collect();
+    assert!(left.is_empty(), "{left:?}");
+    let after = matrix.room(room["matrixRoomID"].as_str().unwrap()).await;
+    assert_eq!((after.name, after.topic), (before.name, before.topic), "settings stay");
+    assert_eq!(after.joined, before.joined, "members stay");
+    assert_eq!(after.power_users, before.power_users);
+
+    let (status, _) = send(&app, &room, json!({"body": "a fresh start"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, page) = app.send(app.request(Method::GET, &path(&room, "messages"))).await;
+    assert_eq!(page["entries"].as_array().unwrap().len(), 1);
+    let (status, _) = app.send(app.request(Method::GET, &path(&room, "truncate/nosuchpurge"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
