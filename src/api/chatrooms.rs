@@ -285,7 +285,9 @@ pub struct UpdateChatroomRequest {
 
 /// Updates a chatroom: `automationEnabled`, and (our extension) `name`, `avatar`,
 /// `scheduledDeletion`, `topic`, `readOnly` and `maxUsers`. Absent fields stay as they are; a
-/// `maxUsers` below the users the room holds is a `409` (`room_full`).
+/// `maxUsers` below the users the room holds is a `409` (`room_full`). The backend and
+/// organization admins change anything; the room's admins and moderators may send `readOnly`
+/// alone.
 #[utoipa::path(
     patch, path = "/chatrooms/{roomID}", tag = "chatrooms",
     params(("roomID" = i64, Path, description = "Id of the chatroom", minimum = 1)),
@@ -314,7 +316,21 @@ pub async fn update_chatroom(
     ApiJson(body): ApiJson<UpdateChatroomRequest>,
 ) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
     let room = rooms::load(&state, id).await?;
-    caller.require_manage(room.organization_id)?;
+    // The room's own admins and moderators may make it read-only or open it again.
+    let read_only_alone = body.read_only.is_some()
+        && body.automation_enabled.is_none()
+        && body.name.is_none()
+        && body.avatar.is_none()
+        && body.scheduled_deletion.is_none()
+        && body.topic.is_none()
+        && body.max_users.is_none();
+    match caller.app_user() {
+        Some(me) if read_only_alone && !caller.may_manage(room.organization_id) => {
+            let banned = rooms::moderation::is_banned(&state, id, me).await?;
+            caller.moderation_rank(id, room.organization_id, &room.roles, banned)?;
+        }
+        _ => caller.require_manage(room.organization_id)?,
+    }
     let update = RoomUpdate {
         name: body.name.as_deref().map(parse_name).transpose()?,
         scheduled_deletion: body

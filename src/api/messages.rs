@@ -36,6 +36,10 @@ pub struct SendMessageRequest {
     #[serde(rename = "senderID")]
     #[schema(minimum = 1)]
     pub sender_id: Option<i64>,
+    /// Pin the message once sent (callers who may pin: the backend, organization admins, the
+    /// room's admins and moderators).
+    #[serde(default)]
+    pub pin: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -159,8 +163,14 @@ pub async fn send_message(
         }
         _ => return Err(ApiError::forbidden("an app user sends only as themselves")),
     }
+    if body.pin {
+        require_staff(&state, &caller, id).await?;
+    }
     let idempotency = Idempotency::for_caller(caller.key(), key);
     let event = messages::send(&state, id, sender, message, idempotency.as_ref()).await?;
+    if body.pin {
+        messages::pin(&state, id, &event, true).await?;
+    }
     Ok((StatusCode::CREATED, Json(SentMessage { event_id: event.to_string() })))
 }
 
@@ -296,14 +306,103 @@ pub async fn truncation_status(
     Ok(Json(TruncationStatus { purge_id, status: status_name(status).to_owned() }))
 }
 
-/// The backend, organization admins and the room's own admins (not banned).
-async fn require_room_admin(state: &AppState, caller: &Caller, id: i64) -> ApiResult<()> {
+/// Pins a message of the chatroom (`m.room.pinned_events`; the backend, organization admins,
+/// the room's admins and moderators). Pinning twice changes nothing. Pins made in Matrix
+/// clients stay; room responses list them as of the room's last sync.
+#[utoipa::path(
+    put, path = "/chatrooms/{roomID}/pins/{eventID}", tag = "messages",
+    params(
+        ("roomID" = i64, Path, description = "Id of the chatroom", minimum = 1),
+        ("eventID" = String, Path, description = "The message's Matrix event id"),
+    ),
+    responses(
+        (status = 200, description = "Pinned: the room's pinned messages", body = PinnedEvents),
+        (status = 400, description = "Bad roomID or eventID", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "The caller neither manages the organization nor moderates the room", body = ErrorBody),
+        (status = 404, description = "No such chatroom, or no such message in it", body = ErrorBody),
+        (status = 409, description = "The room is not on the homeserver yet (`room_pending`)", body = ErrorBody),
+        (status = 502, description = "The homeserver refused (code `homeserver_refused`)", body = ErrorBody),
+        (status = 503, description = "Homeserver unavailable (with `Retry-After`)", body = ErrorBody),
+        (status = 500, description = "A fault of ours", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn pin_message(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((id, event)): ApiPath<(Id, String)>,
+) -> ApiResult<Json<PinnedEvents>> {
+    change_pin(state, caller, id, event, true).await
+}
+
+/// Unpins a message of the chatroom.
+#[utoipa::path(
+    delete, path = "/chatrooms/{roomID}/pins/{eventID}", tag = "messages",
+    params(
+        ("roomID" = i64, Path, description = "Id of the chatroom", minimum = 1),
+        ("eventID" = String, Path, description = "The message's Matrix event id"),
+    ),
+    responses(
+        (status = 200, description = "Unpinned: the room's pinned messages", body = PinnedEvents),
+        (status = 400, description = "Bad roomID or eventID", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "The caller neither manages the organization nor moderates the room", body = ErrorBody),
+        (status = 404, description = "No such chatroom, or the message is not pinned", body = ErrorBody),
+        (status = 409, description = "The room is not on the homeserver yet (`room_pending`)", body = ErrorBody),
+        (status = 502, description = "The homeserver refused (code `homeserver_refused`)", body = ErrorBody),
+        (status = 503, description = "Homeserver unavailable (with `Retry-After`)", body = ErrorBody),
+        (status = 500, description = "A fault of ours", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn unpin_message(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((id, event)): ApiPath<(Id, String)>,
+) -> ApiResult<Json<PinnedEvents>> {
+    change_pin(state, caller, id, event, false).await
+}
+
+/// The room's pinned messages after a change.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PinnedEvents {
+    #[serde(rename = "pinnedEventIDs")]
+    pub pinned_event_ids: Vec<String>,
+}
+
+async fn change_pin(
+    state: AppState,
+    caller: Caller,
+    id: Id,
+    event: String,
+    pinned: bool,
+) -> ApiResult<Json<PinnedEvents>> {
+    let Id(id) = id;
+    let event = parse_event_id(&event)?;
+    require_staff(&state, &caller, id).await?;
+    let pinned_event_ids = messages::pin(&state, id, &event, pinned).await?;
+    Ok(Json(PinnedEvents { pinned_event_ids }))
+}
+
+fn parse_event_id(event: &str) -> ApiResult<ruma::OwnedEventId> {
+    ruma::EventId::parse(event)
+        .map_err(|e| ApiError::bad_request(format!("eventID {event:?} is not a Matrix event id: {e}")))
+}
+
+/// The backend, organization admins, the room's admins and moderators (not banned); their rank.
+async fn require_staff(state: &AppState, caller: &Caller, id: i64) -> ApiResult<i64> {
     let room = rooms::load(state, id).await?;
     let banned = match caller.app_user() {
         Some(me) => room_moderation::is_banned(state, id, me).await?,
         None => false,
     };
-    let rank = caller.moderation_rank(id, room.organization_id, &room.roles, banned)?;
+    caller.moderation_rank(id, room.organization_id, &room.roles, banned)
+}
+
+/// The backend, organization admins and the room's own admins (not banned).
+async fn require_room_admin(state: &AppState, caller: &Caller, id: i64) -> ApiResult<()> {
+    let rank = require_staff(state, caller, id).await?;
     if rank < Role::rank(Some(Role::Admin)) {
         return Err(ApiError::forbidden(format!("only an admin of chatroom {id} may truncate its history")));
     }
@@ -339,15 +438,9 @@ pub async fn redact_message(
     ApiQuery(query): ApiQuery<RedactQuery>,
 ) -> ApiResult<StatusCode> {
     let Id(id) = id;
-    let event = ruma::EventId::parse(&event)
-        .map_err(|e| ApiError::bad_request(format!("eventID {event:?} is not a Matrix event id: {e}")))?;
+    let event = parse_event_id(&event)?;
     let reason = room_moderation::parse_reason(query.reason)?;
-    let room = rooms::load(&state, id).await?;
-    let banned = match caller.app_user() {
-        Some(me) => room_moderation::is_banned(&state, id, me).await?,
-        None => false,
-    };
-    caller.moderation_rank(id, room.organization_id, &room.roles, banned)?;
+    require_staff(&state, &caller, id).await?;
     messages::redact(&state, id, &event, reason.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

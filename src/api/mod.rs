@@ -109,6 +109,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(moderation::unmute_user))
         .routes(routes!(messages::send_message, messages::list_messages))
         .routes(routes!(messages::redact_message))
+        .routes(routes!(messages::pin_message, messages::unpin_message))
         .routes(routes!(messages::truncate_history))
         .routes(routes!(messages::truncation_status))
         .routes(routes!(default_rooms::create_default_chatroom))

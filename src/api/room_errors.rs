@@ -10,7 +10,7 @@ impl From<RoomError> for ApiError {
             | RoomError::NotBanned { .. }
             | RoomError::NotMuted { .. } => ApiError::not_found(err.to_string()),
             RoomError::NotMutable { .. } => ApiError::conflict("not_mutable", err.to_string()),
-            RoomError::NoSuchMessage(_) => ApiError::not_found(err.to_string()),
+            RoomError::NoSuchMessage(_) | RoomError::NotPinned(_) => ApiError::not_found(err.to_string()),
             RoomError::BadPageToken(_) => ApiError::bad_request(err.to_string()),
             RoomError::NotOnHomeserver(_) => ApiError::conflict("room_pending", err.to_string()),
             RoomError::SenderHoldsNoRole { .. } => ApiError::unprocessable(err.to_string()),

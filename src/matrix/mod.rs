@@ -67,6 +67,8 @@ pub struct RoomState {
     pub name: Option<String>,
     pub avatar: Option<String>,
     pub topic: Option<String>,
+    /// `m.room.pinned_events`: not the backend's to enforce, only to know.
+    pub pinned: Vec<String>,
     pub power_levels: serde_json::Value,
     pub members: BTreeMap<OwnedUserId, Membership>,
 }
@@ -89,6 +91,12 @@ impl RoomState {
                 }
                 Some("m.room.topic") => {
                     state.topic = content["topic"].as_str().filter(|t| !t.is_empty()).map(str::to_owned)
+                }
+                Some("m.room.pinned_events") => {
+                    state.pinned = content["pinned"]
+                        .as_array()
+                        .map(|ids| ids.iter().filter_map(|id| id.as_str().map(str::to_owned)).collect())
+                        .unwrap_or_default()
                 }
                 Some("m.room.power_levels") => state.power_levels = content.clone(),
                 Some("m.room.member") => {

@@ -10,7 +10,7 @@ use crate::{
     domain::{AppUserId, ChatroomId, Role},
     matrix::{MessagePage, PurgeStatus},
     state::AppState,
-    store::{self, idempotency, moderation},
+    store::{self, chatrooms, idempotency, moderation},
 };
 
 /// Characters of a message's plain body; with the HTML body the event stays well under
@@ -204,6 +204,48 @@ pub async fn history(
     Ok((messages, next))
 }
 
+/// Pins (or unpins) one of the room's messages: `m.room.pinned_events` on the homeserver,
+/// read and written as the bot, so pins made in clients stay. Pinning twice changes nothing.
+pub async fn pin(
+    state: &AppState,
+    id: ChatroomId,
+    event: &ruma::EventId,
+    pinned: bool,
+) -> RoomResult<Vec<String>> {
+    let room = load(state, id).await?;
+    let matrix_room = room.matrix_room_id.clone().ok_or(RoomError::NotOnHomeserver(id))?;
+    let hs = &state.homeserver;
+    if pinned {
+        require_message(state, &matrix_room, event).await?;
+    }
+    let mut pins = hs.room_state(&matrix_room).await?.pinned;
+    let was = pins.iter().any(|pin| pin == event.as_str());
+    if !pinned && !was {
+        return Err(RoomError::NotPinned(event.to_string()));
+    }
+    if pinned != was {
+        if pinned {
+            pins.push(event.to_string());
+        } else {
+            pins.retain(|pin| pin != event.as_str());
+        }
+        hs.set_state(&matrix_room, "m.room.pinned_events", json!({ "pinned": pins })).await?;
+        tracing::info!(chatroom = id, event = %event, pinned, "pins changed");
+    }
+    let mut conn = state.store.pool().acquire().await?;
+    chatrooms::set_pinned(&mut conn, id, &pins).await?;
+    Ok(pins)
+}
+
+/// The event is one of the room's messages (not state, not a redaction, not another room's).
+async fn require_message(state: &AppState, room: &ruma::RoomId, event: &ruma::EventId) -> RoomResult<()> {
+    let found = state.homeserver.event(room, event).await?;
+    if !found.is_some_and(|found| found["type"] == "m.room.message" && found.get("state_key").is_none()) {
+        return Err(RoomError::NoSuchMessage(event.to_string()));
+    }
+    Ok(())
+}
+
 /// A history truncation: Synapse's purge id, and whether it finished within the request.
 pub struct Truncation {
     pub purge_id: String,
@@ -247,11 +289,7 @@ pub async fn redact(
 ) -> RoomResult<()> {
     let room = load(state, id).await?;
     let matrix_room = room.matrix_room_id.clone().ok_or(RoomError::NoSuchMessage(event.to_string()))?;
-    // Messages only: not state (name, power levels...) nor other redactions.
-    let found = state.homeserver.event(&matrix_room, event).await?;
-    if !found.is_some_and(|found| found["type"] == "m.room.message" && found.get("state_key").is_none()) {
-        return Err(RoomError::NoSuchMessage(event.to_string()));
-    }
+    require_message(state, &matrix_room, event).await?;
     // One transaction id per event: redacting twice is one redaction.
     let txn_id = format!("redact-{}", hex::encode(&Sha256::digest(event.as_str().as_bytes())[..16]));
     state.homeserver.redact(&matrix_room, event, &txn_id, reason).await?;

@@ -65,6 +65,8 @@ pub enum RoomError {
     /// A history page token the homeserver does not know.
     #[error("{0}")]
     BadPageToken(String),
+    #[error("message {0} is not pinned")]
+    NotPinned(String),
     #[error("chatroom has no message {0}")]
     NoSuchMessage(String),
     /// Only assigned users can be muted.

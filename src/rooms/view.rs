@@ -37,6 +37,9 @@ pub struct ChatroomResponse {
     pub read_only: bool,
     /// How many users the three lists may hold together, or null for no limit.
     pub max_users: Option<i64>,
+    /// Pinned messages (Matrix event ids), as last seen on the homeserver.
+    #[serde(rename = "pinnedEventIDs")]
+    pub pinned_event_ids: Vec<String>,
     /// When the room will be deleted (RFC 3339), or null.
     pub scheduled_deletion: Option<DateTime<Utc>>,
     /// The Matrix room id; null until the homeserver has created the room.
@@ -78,6 +81,7 @@ impl From<Chatroom> for ChatroomResponse {
             topic: room.settings.topic.map(|topic| topic.as_str().to_owned()),
             read_only: room.settings.read_only,
             max_users: room.settings.max_users,
+            pinned_event_ids: room.pinned,
             scheduled_deletion: room.scheduled_deletion.and_then(to_datetime),
             matrix_room_id: room.matrix_room_id.map(|id| id.to_string()),
             admins: room.roles.users_with(Role::Admin),

@@ -27,6 +27,8 @@ pub struct Chatroom {
     pub matrix_alias: String,
     pub deleted: bool,
     pub settings: RoomSettings,
+    /// Pinned messages (event ids) as last seen on the homeserver.
+    pub pinned: Vec<String>,
     pub roles: RoleLists,
     pub sync: SyncState,
 }
@@ -62,7 +64,7 @@ pub struct ChatroomChanges<'a> {
 
 const COLUMNS: &str =
     "c.id, c.kind, c.organization_id, c.event_id, c.name, c.avatar_url, c.automation_enabled, \
-     c.scheduled_deletion, c.matrix_room_id, c.matrix_alias, c.deleted_at, c.topic, c.read_only, c.max_users, \
+     c.scheduled_deletion, c.matrix_room_id, c.matrix_alias, c.deleted_at, c.topic, c.read_only, c.max_users, c.pinned_events, \
      j.chatroom_id AS job_room, j.failed AS job_failed, j.last_error AS job_error, j.reason AS job_reason, \
      j.attempts AS job_attempts";
 const FROM: &str = "chatrooms c LEFT JOIN sync_jobs j ON j.chatroom_id = c.id";
@@ -97,6 +99,10 @@ fn from_row(row: &AnyRow) -> sqlx::Result<Chatroom> {
             read_only: row.try_get::<i64, _>("read_only")? != 0,
             max_users: row.try_get("max_users")?,
         },
+        pinned: row
+            .try_get::<Option<String>, _>("pinned_events")?
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default(),
         roles: RoleLists::default(),
         sync: SyncState {
             pending,
@@ -326,6 +332,17 @@ pub async fn remove_member(tx: &mut Tx, id: ChatroomId, user: AppUserId) -> sqlx
         .execute(&mut **tx)
         .await?;
     Ok(result.rows_affected() > 0)
+}
+
+/// Records the room's pinned messages as the homeserver has them.
+pub async fn set_pinned(conn: &mut AnyConnection, id: ChatroomId, pinned: &[String]) -> sqlx::Result<()> {
+    let json = serde_json::to_string(pinned).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    sqlx::query("UPDATE chatrooms SET pinned_events = $2 WHERE id = $1")
+        .bind(id)
+        .bind(json)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
 }
 
 pub async fn set_matrix_room_id(conn: &mut AnyConnection, id: ChatroomId, room: &RoomId) -> sqlx::Result<()> {

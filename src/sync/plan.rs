@@ -166,6 +166,7 @@ mod tests {
             name: Some("Team".into()),
             avatar: None,
             topic: None,
+            pinned: Vec::new(),
             power_levels: json!({"ban": 50, "users": {"@app_1:hs": 100, "@app_2:hs": 50}}),
             members: BTreeMap::from([
                 (uid("@bot:hs"), Membership::Join),

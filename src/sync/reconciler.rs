@@ -431,6 +431,11 @@ impl Reconciler {
                 self.homeserver.room_state(&room_id).await?
             }
         };
+        if actual.pinned != room.pinned {
+            // Pins are written on the homeserver (by the API or in a client); keep our copy.
+            let mut conn = self.store.pool().acquire().await?;
+            chatrooms::set_pinned(&mut conn, id, &actual.pinned).await?;
+        }
         let plan = plan::plan(&desired, &actual, self.homeserver.ids());
         let changed = !plan.is_empty();
         if changed {

@@ -317,3 +317,78 @@ async fn truncate_purges_the_messages_and_keeps_members_and_settings() {
     let (status, _) = app.send(app.request(Method::GET, &path(&room, "truncate/nosuchpurge"))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn pins_reach_the_homeserver_and_pins_made_in_clients_stay() {
+    let app = TestApp::spawn().await;
+    let org = fresh_org();
+    let [moderator, member] = fresh_users(2)[..] else { unreachable!() };
+    let room = app
+        .create_room(json!({"organizationID": org, "name": "Pinned", "moderators": [moderator], "assignedUsers": [member]}))
+        .await;
+    let other_room = app.create_room(json!({"organizationID": org, "name": "Other"})).await;
+    let matrix = app.matrix();
+    let pinned_on_homeserver = || async {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.pinned_events/",
+            urlencoding::encode(room["matrixRoomID"].as_str().unwrap())
+        );
+        let (status, content) = matrix.call(Method::GET, &path, matrix.as_token(), None).await;
+        assert_eq!(status, StatusCode::OK, "{content}");
+        content["pinned"].clone()
+    };
+    let (status, notice) = send(&app, &room, json!({"body": "Read me", "notice": true, "pin": true})).await;
+    assert_eq!(status, StatusCode::CREATED, "{notice}");
+    let notice = notice["eventID"].as_str().unwrap().to_owned();
+    assert_eq!(pinned_on_homeserver().await, json!([notice]));
+    let (_, now) = app.send(app.request(Method::GET, &format!("/chatrooms/{}", room["id"]))).await;
+    assert_eq!(now["pinnedEventIDs"], json!([notice]));
+
+    let (_, later) = send(&app, &room, json!({"body": "later"})).await;
+    let later = later["eventID"].as_str().unwrap().to_owned();
+    let pins = |user: Option<i64>, method: Method, room: &Value, event: &str| {
+        let path = path(room, &format!("pins/{}", urlencoding::encode(event)));
+        match user {
+            Some(user) => app.as_user(method, &path, &token(user)),
+            None => app.request(method, &path),
+        }
+    };
+    let (status, body) = app.send(pins(Some(member), Method::PUT, &room, &later)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    for _ in 0..2 {
+        let (status, body) = app.send(pins(Some(moderator), Method::PUT, &room, &later)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["pinnedEventIDs"], json!([notice, later]), "pinned once");
+    }
+    let (status, _) = app.send(pins(None, Method::PUT, &other_room, &later)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "an event of another room");
+    let (status, body) = app.send(pins(None, Method::DELETE, &room, &notice)).await;
+    assert_eq!((status, body["pinnedEventIDs"].clone()), (StatusCode::OK, json!([later])));
+    let (status, _) = app.send(pins(None, Method::DELETE, &room, &notice)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "not pinned any more");
+    assert_eq!(pinned_on_homeserver().await, json!([later]));
+
+    // A pin made in a Matrix client stays, and room responses learn of it at the next sync.
+    let (_, third) = send(&app, &room, json!({"body": "pinned in a client"})).await;
+    let third = third["eventID"].as_str().unwrap().to_owned();
+    let state_path = format!(
+        "/_matrix/client/v3/rooms/{}/state/m.room.pinned_events/",
+        urlencoding::encode(room["matrixRoomID"].as_str().unwrap())
+    );
+    let (status, _) = matrix
+        .call(Method::PUT, &state_path, matrix.as_token(), Some(json!({"pinned": [later, third]})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, synced) = app.send(app.request(Method::POST, &path(&room, "sync"))).await;
+    assert_eq!(status, StatusCode::OK, "{synced}");
+    assert_eq!(synced["pinnedEventIDs"], json!([later, third]));
+    assert_eq!(pinned_on_homeserver().await, json!([later, third]), "not reverted");
+
+    let (status, _) = app
+        .send(
+            app.as_user(Method::POST, &path(&room, "messages"), &token(member))
+                .json(&json!({"body": "mine", "senderID": member, "pin": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "an assigned user pins nothing");
+}

@@ -61,6 +61,24 @@ async fn a_read_only_room_lets_moderators_post_and_members_read_and_its_topic_is
     assert_eq!((seen.topic, seen.events_default), (None, 0));
     assert!(posts(&member, &room).await, "the member posts once the room is open again");
 
+    // The room's moderator may close it again through their own token, but nothing else.
+    let [moderator_id] = [room["moderators"][0].as_i64().unwrap()];
+    let token = crate::harness::jwt(json!(moderator_id.to_string()), json!([]), 600);
+    let own =
+        |body: Value| app.as_user(Method::PATCH, &format!("/chatrooms/{}", room["id"]), &token).json(&body);
+    let (status, body) = app.send(own(json!({"readOnly": true}))).await;
+    assert_eq!((status, body["readOnly"].clone()), (StatusCode::OK, json!(true)), "{body}");
+    assert_eq!(app.matrix().room(matrix_id(&room)).await.events_default, 50);
+    let (status, _) = app.send(own(json!({"readOnly": false, "topic": "mine now"}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "readOnly alone");
+    let (status, _) = app.send(own(json!({"readOnly": false}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let member_token =
+        crate::harness::jwt(json!(room["assignedUsers"][0].as_i64().unwrap().to_string()), json!([]), 600);
+    let as_member = app.as_user(Method::PATCH, &format!("/chatrooms/{}", room["id"]), &member_token);
+    let (status, _) = app.send(as_member.json(&json!({"readOnly": true}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "an assigned user may not");
+
     // Bad input changes nothing.
     for bad in
         [json!({"topic": "x".repeat(1_001)}), json!({"topic": "ring\u{7}"}), json!({"readOnly": "yes"})]
