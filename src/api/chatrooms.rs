@@ -297,7 +297,7 @@ pub struct UpdateChatroomRequest {
         (status = 202, description = "Stored; the homeserver has not caught up yet", body = ChatroomResponse),
         (status = 400, description = "Malformed JSON, or roomID is not a positive integer", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
-        (status = 403, description = "Caller does not administer the organization", body = ErrorBody),
+        (status = 403, description = "Caller does not administer the organization (the room's admins and moderators may send `readOnly` alone)", body = ErrorBody),
         (status = 404, description = "No such chatroom", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),

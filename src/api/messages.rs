@@ -47,6 +47,9 @@ pub struct SentMessage {
     /// The Matrix event id of the message.
     #[serde(rename = "eventID")]
     pub event_id: String,
+    /// Whether it was pinned (`pin: true`); false when the pin failed after the send, which a
+    /// `PUT .../pins/{eventID}` can retry.
+    pub pinned: bool,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -168,10 +171,16 @@ pub async fn send_message(
     }
     let idempotency = Idempotency::for_caller(caller.key(), key);
     let event = messages::send(&state, id, sender, message, idempotency.as_ref()).await?;
-    if body.pin {
-        messages::pin(&state, id, &event, true).await?;
-    }
-    Ok((StatusCode::CREATED, Json(SentMessage { event_id: event.to_string() })))
+    // The message is out: a pin that fails now must not make the send look failed.
+    let pinned = body.pin
+        && match messages::pin(&state, id, &event, true).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(chatroom = id, event = %event, error = %e, "pinning the sent message failed");
+                false
+            }
+        };
+    Ok((StatusCode::CREATED, Json(SentMessage { event_id: event.to_string(), pinned })))
 }
 
 /// Reads a chatroom's messages, newest first, a page at a time (the backend, organization
@@ -245,13 +254,13 @@ fn status_name(status: PurgeStatus) -> &'static str {
     params(("roomID" = i64, Path, description = "Id of the chatroom", minimum = 1)),
     responses(
         (status = 204, description = "The history is gone"),
-        (status = 202, description = "The purge is running (or failed: see `status`)", body = TruncationStatus),
+        (status = 202, description = "The purge is running: poll its status", body = TruncationStatus),
         (status = 400, description = "roomID is not a positive integer", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "The caller is neither the backend, an organization admin nor one of the room's admins", body = ErrorBody),
         (status = 404, description = "No such chatroom", body = ErrorBody),
-        (status = 409, description = "The room is not on the homeserver yet (`room_pending`)", body = ErrorBody),
-        (status = 502, description = "The homeserver refused (code `homeserver_refused`)", body = ErrorBody),
+        (status = 409, description = "The room is not on the homeserver yet (`room_pending`), or a truncation of it is running (`truncation_running`)", body = ErrorBody),
+        (status = 502, description = "The homeserver refused (`homeserver_refused`), or its purge failed (`truncation_failed`)", body = ErrorBody),
         (status = 503, description = "Homeserver unavailable (with `Retry-After`)", body = ErrorBody),
         (status = 500, description = "A fault of ours, or the homeserver refuses this service's own credentials (code `homeserver_credentials_refused`)", body = ErrorBody),
     ),
@@ -285,8 +294,10 @@ pub async fn truncate_history(
         (status = 400, description = "roomID is not a positive integer", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "The caller is neither the backend, an organization admin nor one of the room's admins", body = ErrorBody),
-        (status = 404, description = "No such chatroom, or no such purge", body = ErrorBody),
+        (status = 404, description = "No such chatroom, or no purge of this room with that id", body = ErrorBody),
+        (status = 502, description = "The homeserver refused (code `homeserver_refused`)", body = ErrorBody),
         (status = 503, description = "Homeserver unavailable (with `Retry-After`)", body = ErrorBody),
+        (status = 500, description = "A fault of ours", body = ErrorBody),
     ),
     security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
 )]
@@ -300,7 +311,7 @@ pub async fn truncation_status(
     if purge_id.is_empty() || purge_id.len() > 255 || !purge_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(ApiError::not_found("no such purge"));
     }
-    let status = messages::purge_status(&state, &purge_id)
+    let status = messages::purge_status(&state, id, &purge_id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such purge"))?;
     Ok(Json(TruncationStatus { purge_id, status: status_name(status).to_owned() }))

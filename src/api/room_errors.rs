@@ -11,6 +11,10 @@ impl From<RoomError> for ApiError {
             | RoomError::NotMuted { .. } => ApiError::not_found(err.to_string()),
             RoomError::NotMutable { .. } => ApiError::conflict("not_mutable", err.to_string()),
             RoomError::NoSuchMessage(_) | RoomError::NotPinned(_) => ApiError::not_found(err.to_string()),
+            RoomError::TruncationRunning(_) => ApiError::conflict("truncation_running", err.to_string()),
+            RoomError::TruncationFailed(_) => {
+                ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "truncation_failed", err.to_string())
+            }
             RoomError::BadPageToken(_) => ApiError::bad_request(err.to_string()),
             RoomError::NotOnHomeserver(_) => ApiError::conflict("room_pending", err.to_string()),
             RoomError::SenderHoldsNoRole { .. } => ApiError::unprocessable(err.to_string()),

@@ -212,6 +212,10 @@ pub async fn pin(
     event: &ruma::EventId,
     pinned: bool,
 ) -> RoomResult<Vec<String>> {
+    // Pins are read, changed and written back: one writer at a time here (a sync reading the
+    // room included, so it cannot store pins older than ours). A client pinning at the same
+    // moment can still lose to us: Matrix has no compare-and-set.
+    let _room = state.reconciler.lock_room(id).await;
     let room = load(state, id).await?;
     let matrix_room = room.matrix_room_id.clone().ok_or(RoomError::NotOnHomeserver(id))?;
     let hs = &state.homeserver;
@@ -261,22 +265,55 @@ pub async fn truncate(state: &AppState, id: ChatroomId) -> RoomResult<Truncation
     let matrix_room = room.matrix_room_id.clone().ok_or(RoomError::NotOnHomeserver(id))?;
     let hs = &state.homeserver;
     let marker = hs.mark_history(&matrix_room, state.clock.now_ms()).await?;
-    let purge_id = hs.purge_history(&matrix_room, &marker).await?;
+    let purge_id = match hs.purge_history(&matrix_room, &marker).await {
+        Ok(purge_id) => purge_id,
+        // Synapse runs one purge per room at a time.
+        Err(e) if e.status() == Some(400) => return Err(RoomError::TruncationRunning(id)),
+        Err(e) => return Err(e.into()),
+    };
+    let mut conn = state.store.pool().acquire().await?;
+    chatrooms::record_truncation(&mut conn, id, &purge_id, state.clock.now_ms()).await?;
+    drop(conn);
     tracing::info!(chatroom = id, purge = %purge_id, "history truncation started");
     let deadline = tokio::time::Instant::now() + state.config.sync.request_wait;
     let mut delay = std::time::Duration::from_millis(50);
     loop {
-        let status = purge_status(state, &purge_id).await?.unwrap_or(PurgeStatus::Active);
-        if status != PurgeStatus::Active || tokio::time::Instant::now() + delay > deadline {
-            return Ok(Truncation { purge_id, status });
+        // Once started, a failure to ask is "still running": the caller polls with the id.
+        let status = hs.purge_history_status(&purge_id).await.ok().flatten().unwrap_or(PurgeStatus::Active);
+        match status {
+            PurgeStatus::Failed => return Err(RoomError::TruncationFailed(purge_id)),
+            PurgeStatus::Complete => {
+                // Every pinned message was before the cut: its pins would point at nothing.
+                if !room.pinned.is_empty() {
+                    let _room = state.reconciler.lock_room(id).await;
+                    hs.set_state(&matrix_room, "m.room.pinned_events", json!({ "pinned": [] })).await?;
+                    let mut conn = state.store.pool().acquire().await?;
+                    chatrooms::set_pinned(&mut conn, id, &[]).await?;
+                }
+                return Ok(Truncation { purge_id, status });
+            }
+            PurgeStatus::Active if tokio::time::Instant::now() + delay > deadline => {
+                return Ok(Truncation { purge_id, status })
+            }
+            PurgeStatus::Active => {}
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(std::time::Duration::from_secs(1));
     }
 }
 
-/// How a truncation is going; `None` for a purge id the homeserver does not know.
-pub async fn purge_status(state: &AppState, purge_id: &str) -> RoomResult<Option<PurgeStatus>> {
+/// How one of the room's truncations is going; `None` for a purge of another room, or one
+/// the homeserver does not know.
+pub async fn purge_status(
+    state: &AppState,
+    id: ChatroomId,
+    purge_id: &str,
+) -> RoomResult<Option<PurgeStatus>> {
+    let mut conn = state.store.pool().acquire().await?;
+    if !chatrooms::truncation_of(&mut conn, id, purge_id).await? {
+        return Ok(None);
+    }
+    drop(conn);
     Ok(state.homeserver.purge_history_status(purge_id).await?)
 }
 

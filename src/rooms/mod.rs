@@ -65,6 +65,10 @@ pub enum RoomError {
     /// A history page token the homeserver does not know.
     #[error("{0}")]
     BadPageToken(String),
+    #[error("a truncation of chatroom {0} is running already")]
+    TruncationRunning(ChatroomId),
+    #[error("the homeserver could not purge the history (purge {0})")]
+    TruncationFailed(String),
     #[error("message {0} is not pinned")]
     NotPinned(String),
     #[error("chatroom has no message {0}")]

@@ -334,6 +334,34 @@ pub async fn remove_member(tx: &mut Tx, id: ChatroomId, user: AppUserId) -> sqlx
     Ok(result.rows_affected() > 0)
 }
 
+/// Remembers which room a history purge belongs to.
+pub async fn record_truncation(
+    conn: &mut AnyConnection,
+    id: ChatroomId,
+    purge_id: &str,
+    now: i64,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO room_truncations (purge_id, chatroom_id, started_at) VALUES ($1, $2, $3)")
+        .bind(purge_id)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+}
+
+/// Whether the purge was started for this room.
+pub async fn truncation_of(conn: &mut AnyConnection, id: ChatroomId, purge_id: &str) -> sqlx::Result<bool> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT chatroom_id FROM room_truncations WHERE purge_id = $1 AND chatroom_id = $2",
+    )
+    .bind(purge_id)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(found.is_some())
+}
+
 /// Records the room's pinned messages as the homeserver has them.
 pub async fn set_pinned(conn: &mut AnyConnection, id: ChatroomId, pinned: &[String]) -> sqlx::Result<()> {
     let json = serde_json::to_string(pinned).map_err(|e| sqlx::Error::Encode(e.into()))?;

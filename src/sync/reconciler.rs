@@ -206,6 +206,12 @@ impl Reconciler {
         &self.metrics
     }
 
+    /// Holds the room against every other writer in this process (syncs included) while a
+    /// read-modify-write of its homeserver state runs (pins).
+    pub async fn lock_room(&self, id: ChatroomId) -> tokio::sync::OwnedMutexGuard<()> {
+        self.locks.lock(id).await
+    }
+
     /// Converges the rooms (at most `concurrency` at once) and waits at most `request_wait` for
     /// them, retrying transient failures within that wait. Past it the work goes on in the
     /// background and the caller reports the change as pending. `None` for a room still going.

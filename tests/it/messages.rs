@@ -275,7 +275,7 @@ async fn truncate_purges_the_messages_and_keeps_members_and_settings() {
         assert_eq!(status, StatusCode::CREATED);
     }
     let before = app.matrix().room(room["matrixRoomID"].as_str().unwrap()).await;
-    let truncate = |user: i64| app.as_user(Method::POST, &path(&room, "truncate"), &token(user));
+    let truncate = |user: i64| truncate_room(&app, user, &room);
     let (status, _) = app.send(truncate(moderator)).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "a moderator may not");
     let (status, answer) = app.send(truncate(admin)).await;
@@ -316,6 +316,26 @@ async fn truncate_purges_the_messages_and_keeps_members_and_settings() {
     assert_eq!(page["entries"].as_array().unwrap().len(), 1);
     let (status, _) = app.send(app.request(Method::GET, &path(&room, "truncate/nosuchpurge"))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // A truncation's status is its room's: another room's admin cannot poll it.
+    let other =
+        app.create_room(json!({"organizationID": fresh_org(), "name": "Other", "admins": [admin]})).await;
+    let (status, started) = app.send(truncate_room(&app, admin, &other)).await;
+    assert!(status == StatusCode::NO_CONTENT || status == StatusCode::ACCEPTED, "{started}");
+    let purges: Vec<String> = sqlx::query_scalar("SELECT purge_id FROM room_truncations")
+        .fetch_all(app.state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(purges.len(), 2, "both truncations recorded");
+    for purge in &purges {
+        let (status, _) =
+            app.send(app.request(Method::GET, &path(&room, &format!("truncate/{purge}")))).await;
+        let (other_status, _) =
+            app.send(app.request(Method::GET, &path(&other, &format!("truncate/{purge}")))).await;
+        assert!(
+            (status == StatusCode::OK) != (other_status == StatusCode::OK),
+            "each purge answers for its own room only: {status} {other_status}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -391,4 +411,8 @@ async fn pins_reach_the_homeserver_and_pins_made_in_clients_stay() {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "an assigned user pins nothing");
+}
+
+fn truncate_room(app: &TestApp, user: i64, room: &Value) -> reqwest::RequestBuilder {
+    app.as_user(Method::POST, &path(room, "truncate"), &token(user))
 }

@@ -336,3 +336,24 @@ async fn two_replicas_racing_for_an_expiry_end_it_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_ban_that_ran_out_while_the_service_was_down_ends_after_the_restart() {
+    let app = TestApp::spawn().await;
+    let [member] = fresh_users(1)[..] else { unreachable!() };
+    let room = app
+        .create_room(json!({"organizationID": fresh_org(), "name": "Restart", "assignedUsers": [member]}))
+        .await;
+    let (status, _) = ban(&app, &room, json!({"userID": member, "durationSeconds": 5})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let database = app.database();
+    app.stop().await;
+    let restarted = TestApp::spawn_on(database, |_| {}).await;
+    restarted.clock.advance(chrono::Duration::seconds(6));
+    eventually("the member is back after the restart", Duration::from_secs(20), || async {
+        membership(&seen(&restarted, &room).await, &restarted, member) == Some("join")
+    })
+    .await;
+    let (_, list) = restarted.send(restarted.request(Method::GET, &path(&room, "bans"))).await;
+    assert_eq!(list["entries"], json!([]));
+}
