@@ -7,6 +7,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 SYNAPSE_PORT="${SYNAPSE_PORT:-8008}"
 SYNAPSE_DIR="data/synapse"
+# Synapse pushes the rooms' events to the service (written into a new registration only).
+export SYNAPSE_APPSERVICE_URL="${SYNAPSE_APPSERVICE_URL:-http://${CHATROOMS_BIND_ADDR:-127.0.0.1:8080}}"
 scripts/synapse.sh config "$SYNAPSE_DIR" "$SYNAPSE_PORT"
 
 synapse_pid=""

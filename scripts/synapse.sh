@@ -35,6 +35,9 @@ config() {
   local bind="${SYNAPSE_BIND_ADDRESS:-127.0.0.1}"
   local public_baseurl="${SYNAPSE_PUBLIC_BASEURL:-http://127.0.0.1:$port/}"
   local service_url="${SYNAPSE_SERVICE_URL:-http://127.0.0.1:$port}"
+  # Where Synapse pushes the rooms' events (the service's appservice endpoint); none by default.
+  local appservice_url="null"
+  if [ -n "${SYNAPSE_APPSERVICE_URL:-}" ]; then appservice_url="\"$SYNAPSE_APPSERVICE_URL\""; fi
   mkdir -p "$dir/media"
   dir="$(cd "$dir" && pwd)"
   if [ -f "$dir/homeserver.yaml" ]; then return 0; fi
@@ -49,7 +52,7 @@ with open(sys.argv[1], "w") as f:
 PYEOF
   cat > "$dir/appservice.yaml" <<YAML
 id: chatrooms
-url: null
+url: $appservice_url
 as_token: "$as_token"
 hs_token: "$hs_token"
 sender_localpart: "$bot"
@@ -147,6 +150,7 @@ YAML
 CHATROOMS_HOMESERVER_URL=$service_url
 CHATROOMS_MATRIX_SERVER_NAME=$server_name
 CHATROOMS_MATRIX_AS_TOKEN=$as_token
+CHATROOMS_MATRIX_HS_TOKEN=$hs_token
 CHATROOMS_MATRIX_BOT_LOCALPART=$bot
 CHATROOMS_MATRIX_USER_PREFIX=$prefix
 CHATROOMS_MATRIX_REGISTRATION_SHARED_SECRET=$shared_secret

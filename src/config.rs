@@ -29,6 +29,8 @@ pub struct MatrixConfig {
     pub homeserver_url: String,
     pub server_name: String,
     pub as_token: Secret,
+    /// The token Synapse sends with the transactions it pushes; without it intake is refused.
+    pub hs_token: Option<Secret>,
     pub bot_localpart: String,
     pub user_prefix: String,
     /// An admin user's access token; if absent it is bootstrapped from the shared secret.
@@ -213,6 +215,7 @@ impl Config {
                     .to_owned(),
                 server_name: or("CHATROOMS_MATRIX_SERVER_NAME", "localhost"),
                 as_token: Secret::from(as_token),
+                hs_token: get("CHATROOMS_MATRIX_HS_TOKEN").map(Secret::from),
                 bot_localpart: or("CHATROOMS_MATRIX_BOT_LOCALPART", "chatrooms"),
                 user_prefix: or("CHATROOMS_MATRIX_USER_PREFIX", "app_"),
                 admin_token: get("CHATROOMS_MATRIX_ADMIN_TOKEN").map(Secret::from),

@@ -1,6 +1,7 @@
 //! chatrooms: keeps chat rooms on a Matrix homeserver in step with a messenger's backend.
 
 pub mod api;
+pub mod appservice;
 pub mod auth;
 pub mod clock;
 pub mod config;

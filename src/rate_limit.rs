@@ -30,6 +30,8 @@ impl Kind {
             // axum answers HEAD with the GET handler, which provisions the account all the same.
             (&Method::GET | &Method::HEAD, "/user/credentials") => Some(Self::Credentials),
             (&Method::GET | &Method::HEAD | &Method::OPTIONS, _) => None,
+            // The homeserver's own pushes: not a caller's writes.
+            (_, route) if route.starts_with("/_matrix/") || route.starts_with("/transactions/") => None,
             _ => Some(Self::Write),
         }
     }

@@ -1,6 +1,7 @@
 //! HTTP API: one module per resource. Routes are registered through utoipa's `routes!`, so a
 //! handler cannot be served without being in the OpenAPI document.
 
+pub mod appservice;
 pub mod chatrooms;
 pub mod default_rooms;
 pub mod event_rooms;
@@ -54,6 +55,7 @@ use crate::{error::ApiError, metrics, rate_limit::Kind, state::AppState};
         (name = "user", description = "The caller's Matrix account: credentials, login, devices"),
         (name = "users", description = "App users as the backend manages them"),
         (name = "health", description = "Probes"),
+        (name = "appservice", description = "What the homeserver pushes to the service (application-service API)"),
     )
 )]
 struct ApiDoc;
@@ -79,6 +81,15 @@ impl Modify for SecuritySchemes {
             ))),
         );
         components.add_security_scheme(
+            "hs_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The homeserver's `hs_token` from the appservice registration."))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(
                 HttpBuilder::new()
@@ -96,6 +107,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
+        .routes(routes!(appservice::put_transaction))
+        .routes(routes!(appservice::put_legacy_transaction))
         .routes(routes!(chatrooms::sync_chatroom))
         .routes(routes!(chatrooms::list_chatrooms, chatrooms::create_chatroom))
         .routes(routes!(chatrooms::chatroom_by_event))

@@ -2,6 +2,7 @@
 //! Placeholders are `$N` (SQLite accepts them too); times are Unix milliseconds in BIGINT.
 
 pub mod accounts;
+pub mod appservice;
 pub mod chatrooms;
 pub mod idempotency;
 pub mod jobs;

@@ -1,6 +1,7 @@
 //! One integration binary: every test runs the real service against a real Synapse and a real
 //! database (SQLite, or Postgres with CHATROOMS_TEST_DATABASE=postgres).
 
+mod appservice;
 mod auth;
 mod chatrooms;
 mod concurrency;

@@ -1,0 +1,25 @@
+//! The homeserver's pushed transactions: stored before they are answered.
+
+use sqlx::AnyConnection;
+
+/// Keeps the transaction; false when this txn id was taken already (a retry, or another
+/// replica got it first).
+pub async fn record(
+    conn: &mut AnyConnection,
+    txn_id: &str,
+    body: &str,
+    events: i64,
+    now: i64,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO appservice_transactions (txn_id, body, events, received_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (txn_id) DO NOTHING",
+    )
+    .bind(txn_id)
+    .bind(body)
+    .bind(events)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
