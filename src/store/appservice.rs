@@ -2,6 +2,16 @@
 
 use sqlx::AnyConnection;
 
+/// The transaction has been acted on.
+pub async fn mark_processed(conn: &mut AnyConnection, txn_id: &str, now: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE appservice_transactions SET processed_at = $2 WHERE txn_id = $1")
+        .bind(txn_id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+}
+
 /// Keeps the transaction; false when this txn id was taken already (a retry, or another
 /// replica got it first).
 pub async fn record(

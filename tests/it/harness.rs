@@ -57,9 +57,56 @@ fn start_homeserver() -> Homeserver {
 }
 
 /// Writes a Synapse config for `dir` and `port` with the project's script; returns its env file.
+/// The services of this process that hear the homeserver: one registration has one `url`, so
+/// the tests' Synapse pushes to this fan-out, which forwards every transaction to each running
+/// service (each ignores the rooms it does not manage).
+static LISTENERS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The fan-out's address, started once per process on a thread of its own (test runtimes
+/// come and go).
+fn fan_out_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a port for the fan-out");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        listener.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let http = reqwest::Client::new();
+                let forward = move |uri: axum::http::Uri,
+                                    headers: axum::http::HeaderMap,
+                                    body: axum::body::Bytes| {
+                    let http = http.clone();
+                    async move {
+                        let targets = LISTENERS.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                        for base in targets {
+                            let mut request = http.put(format!("{base}{uri}")).body(body.clone());
+                            for name in [axum::http::header::AUTHORIZATION, axum::http::header::CONTENT_TYPE]
+                            {
+                                if let Some(value) = headers.get(&name) {
+                                    request = request.header(name, value);
+                                }
+                            }
+                            // A service that stopped meanwhile is simply not told.
+                            let _ = request.timeout(Duration::from_secs(10)).send().await;
+                        }
+                        axum::Json(json!({}))
+                    }
+                };
+                let router = axum::Router::new().fallback(axum::routing::put(forward));
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, router).await.unwrap();
+            });
+        });
+        url
+    })
+}
+
 fn configure_synapse(dir: &std::path::Path, port: u16) -> HashMap<String, String> {
     let status = Command::new(repo_root().join("scripts/synapse.sh"))
         .args(["config", dir.to_str().unwrap(), &port.to_string()])
+        .env("SYNAPSE_APPSERVICE_URL", fan_out_url())
         // Cheap password hashing keeps the tests fast; the benchmark asks for Synapse's default.
         .env("SYNAPSE_BCRYPT_ROUNDS", std::env::var("SYNAPSE_BCRYPT_ROUNDS").unwrap_or_else(|_| "4".into()))
         .status()
@@ -221,6 +268,7 @@ impl TestApp {
         let app =
             Application::build_with(config, Arc::new(clock.clone()), wrap).await.expect("building the app");
         let base = format!("http://{}", app.local_addr());
+        LISTENERS.lock().unwrap_or_else(|p| p.into_inner()).push(base.clone());
         let state = app.state().clone();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async {
@@ -294,6 +342,7 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        LISTENERS.lock().unwrap_or_else(|p| p.into_inner()).retain(|base| base != &self.base);
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
