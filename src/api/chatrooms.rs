@@ -4,7 +4,10 @@ use axum::{extract::State, http::StatusCode, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, IdempotencyKey};
+use super::{
+    extract::{ApiJson, ApiPath, ApiQuery, IdempotencyKey},
+    standing,
+};
 use crate::{
     auth::Caller,
     domain::{check_id, AvatarInput, Id, RoomKind},
@@ -324,12 +327,10 @@ pub async fn update_chatroom(
         && body.scheduled_deletion.is_none()
         && body.topic.is_none()
         && body.max_users.is_none();
-    match caller.app_user() {
-        Some(me) if read_only_alone && !caller.may_manage(room.organization_id) => {
-            let banned = rooms::moderation::is_banned(&state, id, me).await?;
-            caller.moderation_rank(id, room.organization_id, &room.roles, banned)?;
-        }
-        _ => caller.require_manage(room.organization_id)?,
+    if read_only_alone && !caller.may_manage(room.organization_id) {
+        standing::moderation_rank(&state, &caller, &room).await?;
+    } else {
+        caller.require_manage(room.organization_id)?;
     }
     let update = RoomUpdate {
         name: body.name.as_deref().map(parse_name).transpose()?,

@@ -5,7 +5,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, IdempotencyKey};
+use super::{
+    extract::{ApiJson, ApiPath, ApiQuery, IdempotencyKey},
+    standing,
+};
 use crate::{
     auth::Caller,
     clock::to_datetime,
@@ -156,18 +159,15 @@ pub async fn send_message(
         body.sender_id.map(|id| check_id("senderID", id).map_err(ApiError::unprocessable)).transpose()?;
     let message = NewMessage::parse(body.body, body.formatted_body, body.notice)?;
     let room = rooms::load(&state, id).await?;
-    match (caller.app_user(), sender) {
-        // The backend and organization admins send as the bot or as anyone in the room.
-        _ if caller.may_manage(room.organization_id) => {}
-        (Some(me), Some(sender)) if me == sender => {}
-        (Some(me), None) => {
-            let banned = room_moderation::is_banned(&state, id, me).await?;
-            caller.moderation_rank(id, room.organization_id, &room.roles, banned)?;
+    // The backend and organization admins send as the bot or as anyone in the room; an app
+    // user as themselves, or as the bot (and pins) when they moderate the room.
+    if !caller.may_manage(room.organization_id) {
+        if sender.is_some_and(|sender| Some(sender) != caller.app_user()) {
+            return Err(ApiError::forbidden("an app user sends only as themselves"));
         }
-        _ => return Err(ApiError::forbidden("an app user sends only as themselves")),
-    }
-    if body.pin {
-        require_staff(&state, &caller, id).await?;
+        if sender.is_none() || body.pin {
+            standing::moderation_rank(&state, &caller, &room).await?;
+        }
     }
     let idempotency = Idempotency::for_caller(caller.key(), key);
     let event = messages::send(&state, id, sender, message, idempotency.as_ref()).await?;
@@ -403,12 +403,7 @@ fn parse_event_id(event: &str) -> ApiResult<ruma::OwnedEventId> {
 
 /// The backend, organization admins, the room's admins and moderators (not banned); their rank.
 async fn require_staff(state: &AppState, caller: &Caller, id: i64) -> ApiResult<i64> {
-    let room = rooms::load(state, id).await?;
-    let banned = match caller.app_user() {
-        Some(me) => room_moderation::is_banned(state, id, me).await?,
-        None => false,
-    };
-    caller.moderation_rank(id, room.organization_id, &room.roles, banned)
+    standing::moderation_rank(state, caller, &rooms::load(state, id).await?).await
 }
 
 /// The backend, organization admins and the room's own admins (not banned).

@@ -11,6 +11,7 @@ pub mod members;
 pub mod messages;
 pub mod moderation;
 mod room_errors;
+mod standing;
 pub mod user_session;
 pub mod users;
 

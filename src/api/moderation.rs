@@ -5,7 +5,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{ApiJson, ApiPath};
+use super::{
+    extract::{ApiJson, ApiPath},
+    standing,
+};
 use crate::{
     auth::Caller,
     clock::to_datetime,
@@ -117,11 +120,7 @@ fn status(synced: bool, done: StatusCode) -> StatusCode {
 /// none). Whether they outrank the target is checked by the use case, under the room's lock.
 async fn actor(state: &AppState, caller: &Caller, room: i64) -> ApiResult<Actor> {
     let room = rooms::load(state, room).await?;
-    let banned = match caller.app_user() {
-        Some(user) => moderation::is_banned(state, room.id, user).await?,
-        None => false,
-    };
-    let rank = caller.moderation_rank(room.id, room.organization_id, &room.roles, banned)?;
+    let rank = standing::moderation_rank(state, caller, &room).await?;
     Ok(Actor { key: caller.key(), rank })
 }
 

@@ -686,13 +686,17 @@ impl Reconciler {
         media.extend(room.avatar_url.clone());
         media.sort();
         media.dedup();
-        for mxc in &media {
-            // Rooms made with `copyFrom` share their template's avatar: keep one still shown.
-            let mut conn = self.store.pool().acquire().await?;
-            if !chatrooms::avatar_used_elsewhere(&mut conn, room.id, mxc).await? {
-                drop(conn);
-                hs.delete_media(mxc).await?;
+        // Rooms made with `copyFrom` share their template's avatar: keep one still shown.
+        let mut conn = self.store.pool().acquire().await?;
+        let mut unshared = Vec::with_capacity(media.len());
+        for mxc in media {
+            if !chatrooms::avatar_used_elsewhere(&mut conn, room.id, &mxc).await? {
+                unshared.push(mxc);
             }
+        }
+        drop(conn);
+        for mxc in &unshared {
+            hs.delete_media(mxc).await?;
         }
         if let Some(room_id) = &room_id {
             hs.purge_room(room_id).await?;

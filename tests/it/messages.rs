@@ -244,20 +244,28 @@ async fn redaction_and_who_may_post_are_enforced() {
 }
 
 #[tokio::test]
-async fn a_send_while_the_homeserver_is_unavailable_is_a_503_and_sends_nothing() {
+async fn a_send_refused_as_unavailable_is_a_503_and_its_retry_with_the_key_sends_it_once() {
     let (app, faults) = spawn_faulty(&[]).await;
     let room = app.create_room(json!({"organizationID": fresh_org(), "name": "Offline"})).await;
     faults.script("send_message", [refusal("send message", 502, "M_UNKNOWN")]);
-    let response = app
-        .request(Method::POST, &path(&room, "messages"))
-        .json(&json!({"body": "lost?"}))
-        .send()
-        .await
-        .unwrap();
+    let attempt = || {
+        app.request(Method::POST, &path(&room, "messages"))
+            .header("Idempotency-Key", "retry-me")
+            .json(&json!({"body": "eventually"}))
+    };
+    let response = attempt().send().await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key("retry-after"));
+    // The refused attempt recorded no key: the retry really sends, and a second retry replays.
+    let (status, first) = app.send(attempt()).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (status, again) = app.send(attempt()).await;
+    assert_eq!((status, again["eventID"].clone()), (StatusCode::CREATED, first["eventID"].clone()));
+    assert_eq!(faults.calls("send_message"), 2, "the replay did not reach the homeserver");
     let (_, page) = app.send(app.request(Method::GET, &path(&room, "messages"))).await;
-    assert_eq!(page["entries"], json!([]), "nothing was sent");
+    let bodies: Vec<&str> =
+        page["entries"].as_array().unwrap().iter().map(|e| e["body"].as_str().unwrap()).collect();
+    assert_eq!(bodies, ["eventually"], "one message on the homeserver");
 }
 
 #[tokio::test]
