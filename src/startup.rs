@@ -103,9 +103,17 @@ impl Application {
             state.clock.clone(),
             state.config.sync.clone(),
         );
+        let (stop_sweeper, sweeper_stopped) = tokio::sync::watch::channel(false);
+        let sweeper = tokio::spawn(crate::appservice::inbox::run_sweeper(
+            state.clone(),
+            state.config.sync.scheduler_interval,
+            sweeper_stopped,
+        ));
         tracing::info!(addr = %self.listener.local_addr()?, "serving");
         let router = api::router(state.clone());
         let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await;
+        let _ = stop_sweeper.send(true);
+        let _ = sweeper.await;
         background.stop().await;
         state.store.close().await;
         served.context("serving HTTP")

@@ -39,7 +39,7 @@ fn matrix_error(status: StatusCode, errcode: &str, error: &str) -> MatrixAnswer 
         (status = 200, description = "Stored (or stored before)", body = Value),
         (status = 400, description = "Not a transaction (`M_BAD_JSON`), a bad txnId, or more than 1,000 events", body = Value),
         (status = 403, description = "Not the homeserver's token (`M_FORBIDDEN`)", body = Value),
-        (status = 500, description = "The transaction could not be stored; the homeserver retries it", body = Value),
+        (status = 500, description = "The transaction could not be stored or processed; the homeserver retries it", body = Value),
     ),
     security(("hs_token" = []))
 )]
@@ -59,16 +59,13 @@ pub async fn put_transaction(
     }
     match inbox::receive(&state, &txn_id, &body).await {
         Ok(_) => (StatusCode::OK, Json(json!({}))),
-        Err(InboxError::Forbidden) => {
-            matrix_error(StatusCode::FORBIDDEN, "M_FORBIDDEN", "not the homeserver's token")
-        }
         Err(InboxError::Invalid(message)) => matrix_error(StatusCode::BAD_REQUEST, "M_BAD_JSON", &message),
-        Err(InboxError::Database(e)) => {
-            tracing::error!(error = %e, txn_id, "storing a homeserver transaction failed");
+        Err(e) => {
+            tracing::error!(error = %e, txn_id, "a homeserver transaction could not be stored or processed");
             matrix_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "M_UNKNOWN",
-                "the transaction could not be stored",
+                "the transaction could not be stored or processed; retry it",
             )
         }
     }
@@ -83,7 +80,7 @@ pub async fn put_transaction(
         (status = 200, description = "Stored (or stored before)", body = Value),
         (status = 400, description = "Not a transaction, a bad txnId, or more than 1,000 events", body = Value),
         (status = 403, description = "Not the homeserver's token", body = Value),
-        (status = 500, description = "The transaction could not be stored; the homeserver retries it", body = Value),
+        (status = 500, description = "The transaction could not be stored or processed; the homeserver retries it", body = Value),
     ),
     security(("hs_token" = []))
 )]

@@ -1,27 +1,29 @@
-//! The transaction inbox: the homeserver's token checked, each transaction stored once.
+//! The transaction inbox: the homeserver's token checked, each transaction stored before it is
+//! answered and processed once; one left half-processed (a crash, a failed step) is taken again
+//! by the homeserver's retry or by the sweep.
 
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use crate::{
-    domain::ChatroomId,
-    state::AppState,
-    store::{appservice, chatrooms, jobs},
-};
+use super::routing;
+use crate::{rooms::RoomError, state::AppState, store::appservice};
 
 /// Events one transaction may carry; Synapse sends at most 100 (and 50 ephemeral), so a
 /// bigger batch is not from it.
 pub const MAX_EVENTS: usize = 1_000;
 
+/// How long a replica holds a transaction it is processing before another may take it over.
+const CLAIM_MS: i64 = 60_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum InboxError {
-    /// No token, or not the homeserver's: nothing is read.
-    #[error("the homeserver's token is required")]
-    Forbidden,
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// Stored, but acting on it failed; it is taken again later.
+    #[error("processing the transaction failed: {0}")]
+    Processing(RoomError),
 }
 
 #[derive(Deserialize)]
@@ -41,12 +43,7 @@ pub fn is_homeserver(state: &AppState, presented: Option<&str>) -> bool {
     }
 }
 
-/// Stores the transaction before the homeserver hears back; true when it was new (a retried
-/// txn id, or one another replica took, is answered alike and not taken again).
-pub async fn receive(state: &AppState, txn_id: &str, body: &[u8]) -> Result<bool, InboxError> {
-    if txn_id.is_empty() || txn_id.len() > 255 || !txn_id.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(InboxError::Invalid("txnId must be 1 to 255 visible ASCII characters".into()));
-    }
+fn parse(body: &[u8]) -> Result<Transaction, InboxError> {
     let transaction: Transaction =
         serde_json::from_slice(body).map_err(|e| InboxError::Invalid(format!("not a transaction: {e}")))?;
     if transaction.events.len() > MAX_EVENTS {
@@ -55,70 +52,84 @@ pub async fn receive(state: &AppState, txn_id: &str, body: &[u8]) -> Result<bool
             transaction.events.len()
         )));
     }
-    let text = std::str::from_utf8(body).map_err(|e| InboxError::Invalid(e.to_string()))?;
-    let mut conn = state.store.pool().acquire().await?;
-    let new =
-        appservice::record(&mut conn, txn_id, text, transaction.events.len() as i64, state.clock.now_ms())
-            .await?;
-    tracing::debug!(txn_id, events = transaction.events.len(), new, "homeserver transaction received");
-    if new {
-        let rooms = drifted_rooms(state, &mut conn, &transaction.events).await?;
-        for room in &rooms {
-            // A drift check: a change of the backend's own waits as it was; the worker runs it.
-            jobs::enqueue_check(&mut conn, *room, state.clock.now_ms()).await?;
-            tracing::info!(
-                chatroom = room,
-                "homeserver event touched what the backend owns; checking the room"
-            );
-        }
-        appservice::mark_processed(&mut conn, txn_id, state.clock.now_ms()).await?;
-    }
-    Ok(new)
+    Ok(transaction)
 }
 
-/// State the backend owns in its rooms: a change to it by anyone but the bot is drift.
-const OWNED_STATE: [&str; 6] = [
-    "m.room.name",
-    "m.room.avatar",
-    "m.room.topic",
-    "m.room.power_levels",
-    "m.room.join_rules",
-    "m.room.history_visibility",
-];
+/// Stores the transaction before the homeserver hears back, then processes it unless it was
+/// processed already or another replica is at it. True when this call processed it.
+pub async fn receive(state: &AppState, txn_id: &str, body: &[u8]) -> Result<bool, InboxError> {
+    if txn_id.is_empty() || txn_id.len() > 255 || !txn_id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(InboxError::Invalid("txnId must be 1 to 255 visible ASCII characters".into()));
+    }
+    let transaction = parse(body)?;
+    let text = std::str::from_utf8(body).map_err(|e| InboxError::Invalid(e.to_string()))?;
+    let now = state.clock.now_ms();
+    let taken = {
+        let mut conn = state.store.pool().acquire().await?;
+        appservice::take(&mut conn, txn_id, text, transaction.events.len() as i64, now, now + CLAIM_MS)
+            .await?
+    };
+    tracing::debug!(txn_id, events = transaction.events.len(), taken, "homeserver transaction received");
+    if taken {
+        process(state, txn_id, &transaction).await?;
+    }
+    Ok(taken)
+}
 
-/// The managed rooms whose owned state (or one of our users' membership) someone other than
-/// the bot changed in these events. Events of rooms we do not manage are ignored.
-async fn drifted_rooms(
-    state: &AppState,
-    conn: &mut sqlx::AnyConnection,
-    events: &[serde_json::Value],
-) -> Result<Vec<ChatroomId>, InboxError> {
-    let ids = state.homeserver.ids();
-    let mut rooms = Vec::new();
-    for event in events {
-        let (Some(kind), Some(room), Some(sender)) =
-            (event["type"].as_str(), event["room_id"].as_str(), event["sender"].as_str())
-        else {
-            continue;
-        };
-        if sender == ids.bot().as_str() || event.get("state_key").is_none() {
-            continue;
+/// Acts on a taken transaction and marks it done; on a failure lets it go for a retry.
+async fn process(state: &AppState, txn_id: &str, transaction: &Transaction) -> Result<(), InboxError> {
+    let routed = routing::route(state, &transaction.events).await;
+    let mut conn = state.store.pool().acquire().await?;
+    match routed {
+        Ok(()) => {
+            appservice::mark_processed(&mut conn, txn_id, state.clock.now_ms()).await?;
+            Ok(())
         }
-        // Our users' own joins are the syncs' doing; a leave, a ban, or anyone acting on one of
-        // our users is not.
-        let target = event["state_key"].as_str().unwrap_or_default();
-        let membership = event["content"]["membership"].as_str().unwrap_or_default();
-        let ours_member = kind == "m.room.member"
-            && ruma::UserId::parse(target).is_ok_and(|user| ids.app_user(&user).is_some())
-            && (matches!(membership, "leave" | "ban") || sender != target);
-        if !OWNED_STATE.contains(&kind) && !ours_member {
-            continue;
-        }
-        if let Some(id) = chatrooms::id_of_matrix_room(conn, room).await? {
-            if !rooms.contains(&id) {
-                rooms.push(id);
-            }
+        Err(e) => {
+            appservice::release(&mut conn, txn_id).await?;
+            Err(InboxError::Processing(e))
         }
     }
-    Ok(rooms)
+}
+
+/// Processes the transactions stored but left unprocessed (a replica stopped midway, or a
+/// step failed and the homeserver did not retry), oldest first. How many it processed.
+pub async fn sweep(state: &AppState) -> Result<usize, InboxError> {
+    let mut done = 0;
+    loop {
+        let now = state.clock.now_ms();
+        let next = {
+            let mut conn = state.store.pool().acquire().await?;
+            appservice::take_stale(&mut conn, now, now + CLAIM_MS).await?
+        };
+        let Some((txn_id, body)) = next else { return Ok(done) };
+        match parse(body.as_bytes()) {
+            Ok(transaction) => process(state, &txn_id, &transaction).await?,
+            // Stored bodies were parsed once; one that no longer parses is set aside.
+            Err(e) => {
+                tracing::error!(txn_id, error = %e, "a stored transaction no longer parses; skipped");
+                let mut conn = state.store.pool().acquire().await?;
+                appservice::mark_processed(&mut conn, &txn_id, now).await?;
+            }
+        }
+        tracing::info!(txn_id, "left-over homeserver transaction processed");
+        done += 1;
+    }
+}
+
+/// Sweeps left-over transactions every `interval` until `stopped` turns true.
+pub async fn run_sweeper(
+    state: AppState,
+    interval: std::time::Duration,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(e) = sweep(&state).await {
+            tracing::warn!(error = %e, "processing left-over homeserver transactions failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stopped.changed() => return,
+        }
+    }
 }

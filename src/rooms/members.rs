@@ -62,3 +62,11 @@ pub async fn resync(state: &AppState, id: ChatroomId) -> RoomResult<Written> {
     drop(conn);
     converge(state, id).await
 }
+
+/// Queues a check of the room against the homeserver, without waiting for it: what someone
+/// changed there that the backend owns is put back by the worker.
+pub async fn recheck(state: &AppState, id: ChatroomId) -> RoomResult<()> {
+    let mut conn = state.store.pool().acquire().await?;
+    jobs::enqueue_check(&mut conn, id, state.clock.now_ms()).await?;
+    Ok(())
+}

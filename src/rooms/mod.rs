@@ -33,7 +33,7 @@ pub use create::{create, Idempotency, RoomDraft};
 pub use deactivate::deactivate_user;
 pub use delete::delete;
 pub use event_room::put_event_room;
-pub use members::{add_members, claim, remove_member, resync};
+pub use members::{add_members, claim, recheck, remove_member, resync};
 pub use update::{update, RoomUpdate};
 pub use view::{deleted, written, ChatroomResponse, SyncStatus};
 

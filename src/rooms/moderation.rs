@@ -168,6 +168,110 @@ pub async fn unmute(state: &AppState, id: ChatroomId, actor: Actor, user: AppUse
     Ok(converge(state, id).await?.synced)
 }
 
+/// Moderation done in a Matrix client, as the homeserver reports it.
+#[derive(Debug)]
+pub enum ClientModeration {
+    Ban {
+        reason: Option<String>,
+    },
+    /// The user was made to leave: a kick, or an unban when they were banned.
+    Leave,
+}
+
+/// Whether the service took a client's moderation as its own or will put things back.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Adoption {
+    Adopted,
+    Reverted,
+}
+
+/// Adopts what one of the room's admins or moderators (judged by their role, which is their
+/// power level there) did to a user in a Matrix client: a ban becomes a ban record, an unban
+/// lifts it, a kick removes the user from the lists. Done by anyone else, or on someone they
+/// do not outrank, it is reverted by a drift check. Nothing waits for the homeserver.
+pub async fn adopt(
+    state: &AppState,
+    id: ChatroomId,
+    actor: AppUserId,
+    target: AppUserId,
+    action: ClientModeration,
+) -> RoomResult<Adoption> {
+    let room = super::load(state, id).await?;
+    let actor = Actor { key: format!("user:{actor}"), rank: Role::rank(room.roles.role_of(actor)) };
+    let adopted = if actor.rank == 0 {
+        None
+    } else {
+        match begin_as(state, id, &actor, target, Record::Ban).await {
+            Ok((tx, _)) => Some(adopt_in(state, tx, id, actor, target, action).await?),
+            Err(RoomError::Outranked(why)) => {
+                tracing::info!(chatroom = id, target, why, "client moderation by someone outranked");
+                None
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    match adopted {
+        Some(tx) => {
+            commit_with_job(state, tx, id).await?;
+            Ok(Adoption::Adopted)
+        }
+        None => {
+            super::recheck(state, id).await?;
+            Ok(Adoption::Reverted)
+        }
+    }
+}
+
+async fn adopt_in(
+    state: &AppState,
+    mut tx: Tx,
+    id: ChatroomId,
+    actor: Actor,
+    target: AppUserId,
+    action: ClientModeration,
+) -> RoomResult<Tx> {
+    let now = state.clock.now_ms();
+    match action {
+        ClientModeration::Ban { reason } => {
+            let reason = parse_reason(reason.map(|r| r.chars().take(MAX_REASON_CHARS).collect()))?;
+            let ban = Ban {
+                user: target,
+                reason,
+                actor: actor.key,
+                actor_rank: actor.rank,
+                created_at: now,
+                expires_at: None,
+            };
+            moderation::put_ban(&mut tx, id, &ban).await?;
+            tracing::info!(
+                chatroom = id,
+                user = target,
+                actor = ban.actor,
+                "ban from a Matrix client adopted"
+            );
+        }
+        ClientModeration::Leave => {
+            if moderation::lift_ban(&mut tx, id, target, now).await? {
+                tracing::info!(
+                    chatroom = id,
+                    user = target,
+                    actor = actor.key,
+                    "unban from a Matrix client adopted"
+                );
+            } else if chatrooms::remove_member(&mut tx, id, target).await? {
+                moderation::drop_mutes_of_unassigned(&mut tx, id).await?;
+                tracing::info!(
+                    chatroom = id,
+                    user = target,
+                    actor = actor.key,
+                    "kick from a Matrix client adopted"
+                );
+            }
+        }
+    }
+    Ok(tx)
+}
+
 /// Whether a ban of the user is in force in the room.
 pub async fn is_banned(state: &AppState, id: ChatroomId, user: AppUserId) -> RoomResult<bool> {
     let mut conn = state.store.pool().acquire().await?;

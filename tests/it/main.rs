@@ -4,6 +4,7 @@
 mod appservice;
 mod auth;
 mod chatrooms;
+mod client_moderation;
 mod concurrency;
 mod crash;
 mod fault_injection;

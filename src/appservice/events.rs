@@ -1,0 +1,138 @@
+//! What a pushed event means to the service, read from the appservice API's JSON (pure, so the
+//! routing decisions are unit-tested). Events that mean nothing to us are `None`.
+
+use ruma::{OwnedUserId, UserId};
+use serde_json::Value;
+
+/// State the backend owns in its rooms: a change to it by anyone but the bot is drift.
+const OWNED_STATE: [&str; 6] = [
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.topic",
+    "m.room.power_levels",
+    "m.room.join_rules",
+    "m.room.history_visibility",
+];
+
+#[derive(Debug, PartialEq)]
+pub enum Pushed<'a> {
+    /// Owned state (name, avatar, topic, power levels, join rules, history visibility) changed.
+    OwnedState { kind: &'a str },
+    Membership {
+        target: OwnedUserId,
+        membership: &'a str,
+        /// The membership before this event, when the homeserver says (`unsigned.prev_content`).
+        previous: Option<&'a str>,
+        reason: Option<&'a str>,
+    },
+    /// A redaction; `redacts` is the event it removed.
+    Redaction { redacts: &'a str, reason: Option<&'a str> },
+    /// A room message (`m.room.message`), its text and any edit's new text.
+    Message { text: Vec<&'a str> },
+}
+
+/// One pushed event, with what every kind has.
+#[derive(Debug, PartialEq)]
+pub struct Event<'a> {
+    pub room: &'a str,
+    pub sender: OwnedUserId,
+    pub event_id: &'a str,
+    pub what: Pushed<'a>,
+}
+
+pub fn parse(event: &Value) -> Option<Event<'_>> {
+    let kind = event["type"].as_str()?;
+    let room = event["room_id"].as_str()?;
+    let sender = UserId::parse(event["sender"].as_str()?).ok()?;
+    let event_id = event["event_id"].as_str()?;
+    let content = &event["content"];
+    let is_state = event.get("state_key").is_some_and(Value::is_string);
+    let what = match kind {
+        "m.room.member" if is_state => Pushed::Membership {
+            target: UserId::parse(event["state_key"].as_str()?).ok()?,
+            membership: content["membership"].as_str()?,
+            previous: event["unsigned"]["prev_content"]["membership"].as_str(),
+            reason: content["reason"].as_str(),
+        },
+        kind if is_state && OWNED_STATE.contains(&kind) => Pushed::OwnedState { kind },
+        // Room version 11 moved `redacts` into the content; older versions have it on top.
+        "m.room.redaction" => Pushed::Redaction {
+            redacts: content["redacts"].as_str().or(event["redacts"].as_str())?,
+            reason: content["reason"].as_str(),
+        },
+        "m.room.message" if !is_state => {
+            let text = [&content["body"], &content["formatted_body"], &content["m.new_content"]["body"]]
+                .into_iter()
+                .filter_map(Value::as_str)
+                .collect();
+            Pushed::Message { text }
+        }
+        _ => return None,
+    };
+    Some(Event { room, sender, event_id, what })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(kind: &str, extra: Value) -> Value {
+        let mut event = json!({"type": kind, "room_id": "!r:hs", "sender": "@app_1:hs", "event_id": "$e",
+            "content": {}});
+        for (key, value) in extra.as_object().unwrap() {
+            event[key] = value.clone();
+        }
+        event
+    }
+
+    #[test]
+    fn owned_state_memberships_redactions_and_messages_are_read() {
+        let name = event("m.room.name", json!({"state_key": "", "content": {"name": "x"}}));
+        assert_eq!(parse(&name).unwrap().what, Pushed::OwnedState { kind: "m.room.name" });
+        let ban = event(
+            "m.room.member",
+            json!({"state_key": "@app_2:hs", "content": {"membership": "ban", "reason": "spam"},
+                "unsigned": {"prev_content": {"membership": "join"}}}),
+        );
+        let parsed = parse(&ban).unwrap();
+        assert_eq!(parsed.sender.as_str(), "@app_1:hs");
+        assert_eq!(
+            parsed.what,
+            Pushed::Membership {
+                target: UserId::parse("@app_2:hs").unwrap(),
+                membership: "ban",
+                previous: Some("join"),
+                reason: Some("spam"),
+            }
+        );
+        for redaction in [
+            event("m.room.redaction", json!({"content": {"redacts": "$m"}})),
+            event("m.room.redaction", json!({"redacts": "$m"})),
+        ] {
+            assert_eq!(parse(&redaction).unwrap().what, Pushed::Redaction { redacts: "$m", reason: None });
+        }
+        let edit = event(
+            "m.room.message",
+            json!({"content": {"body": "* hi", "m.new_content": {"body": "hi"}, "msgtype": "m.text"}}),
+        );
+        assert_eq!(parse(&edit).unwrap().what, Pushed::Message { text: vec!["* hi", "hi"] });
+    }
+
+    #[test]
+    fn what_means_nothing_to_the_service_is_skipped() {
+        for ignored in [
+            event("m.room.message", json!({"state_key": ""})),
+            event("m.room.create", json!({"state_key": ""})),
+            event("m.reaction", json!({})),
+            event("m.room.name", json!({})),
+            event("m.room.member", json!({"state_key": "not a user", "content": {"membership": "join"}})),
+            json!({"type": "m.room.message", "room_id": "!r:hs", "sender": "nobody", "event_id": "$e"}),
+            json!({"type": "m.room.message"}),
+            json!("not an object"),
+        ] {
+            assert_eq!(parse(&ignored), None, "{ignored}");
+        }
+    }
+}
