@@ -34,4 +34,6 @@ done < <(cat "$SYNAPSE_DIR/env" data/local.env)
 
 echo "API token: $CHATROOMS_API_TOKENS   (header API-TOKEN; see data/local.env)"
 echo "API docs:  http://${CHATROOMS_BIND_ADDR:-127.0.0.1:8080}/docs"
+# Webhook receivers on this machine are fine locally (refused by default elsewhere).
+export CHATROOMS_WEBHOOKS_ALLOW_PRIVATE="${CHATROOMS_WEBHOOKS_ALLOW_PRIVATE:-true}"
 cargo run --quiet -- serve

@@ -20,6 +20,7 @@ pub struct Config {
     pub limits: Limits,
     pub rate_limits: RateLimitConfig,
     pub sync: SyncConfig,
+    pub webhooks: WebhookConfig,
     pub default_room_name: String,
     pub log_format: LogFormat,
 }
@@ -90,6 +91,18 @@ pub struct SyncConfig {
     pub concurrency: usize,
     /// How often every room is checked for drift; `None` turns the check off.
     pub reconcile_interval: Option<Duration>,
+}
+
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    /// Receivers on loopback and private networks are allowed (local runs, tests).
+    pub allow_private: bool,
+    /// The delays before each retry; after the last one a delivery is given up.
+    pub retry_schedule: Vec<Duration>,
+    pub timeout: Duration,
+    pub poll: Duration,
+    /// Deliveries posted at once.
+    pub concurrency: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,7 +216,35 @@ impl Config {
         if lease < Duration::from_millis(300) {
             bail!("CHATROOMS_ROOM_LEASE_MS is {} ms; at least 300 is needed", lease.as_millis());
         }
+        let retry_schedule = match get("CHATROOMS_WEBHOOK_RETRY_SCHEDULE_MS") {
+            None => crate::webhooks::delivery::default_schedule(),
+            Some(list) => list
+                .split(',')
+                .map(|ms| ms.trim().parse::<u64>().map(Duration::from_millis))
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| {
+                    format!("CHATROOMS_WEBHOOK_RETRY_SCHEDULE_MS must be milliseconds separated by commas, not {list:?}")
+                })?,
+        };
+        if retry_schedule.len() > 50 {
+            bail!(
+                "CHATROOMS_WEBHOOK_RETRY_SCHEDULE_MS has {} retries; at most 50 are allowed",
+                retry_schedule.len()
+            );
+        }
+        let webhooks = WebhookConfig {
+            allow_private: match or("CHATROOMS_WEBHOOKS_ALLOW_PRIVATE", "false").as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                other => bail!("CHATROOMS_WEBHOOKS_ALLOW_PRIVATE {other:?} is not true or false"),
+            },
+            retry_schedule,
+            timeout: at_least("CHATROOMS_WEBHOOK_TIMEOUT_MS", 10_000, 100)?,
+            poll: at_least("CHATROOMS_WEBHOOK_POLL_MS", 250, 10)?,
+            concurrency: parse_num("CHATROOMS_WEBHOOK_CONCURRENCY", 16, 1, 1_000)?,
+        };
         Ok(Self {
+            webhooks,
             bind_addr: or("CHATROOMS_BIND_ADDR", "127.0.0.1:8080")
                 .parse()
                 .context("CHATROOMS_BIND_ADDR must be host:port")?,

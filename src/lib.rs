@@ -17,6 +17,7 @@ pub mod state;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use config::Config;
 pub use startup::Application;

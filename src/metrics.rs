@@ -44,6 +44,17 @@ struct HomeserverLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabels {
+    /// `word`, `pattern` or `link`.
+    rule: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SyncStatusLabels {
     sync_status: &'static str,
 }
@@ -65,6 +76,10 @@ pub struct Metrics {
     pub half_made_rooms_retired: Counter,
     /// Rooms whose bans or mutes ran out, counted once per room and scheduler pass.
     pub moderation_expiries: Counter,
+    webhook_attempts: Family<OutcomeLabels, Counter>,
+    webhook_latency: Histogram,
+    messages_blocked: Family<RuleLabels, Counter>,
+    client_moderation: Family<OutcomeLabels, Counter>,
     http_requests: Histograms<HttpLabels>,
     homeserver_calls: Histograms<HomeserverLabels>,
     jobs_pending: Gauge,
@@ -108,6 +123,30 @@ impl Default for Metrics {
             "chatrooms_moderation_expiries",
             "Rooms whose timed bans or mutes ran out and were queued for a sync",
         );
+        let webhook_attempts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "chatrooms_webhook_attempts",
+            "Webhook delivery attempts, by outcome: delivered, retrying, given_up",
+            webhook_attempts.clone(),
+        );
+        let webhook_latency = duration_histogram();
+        registry.register(
+            "chatrooms_webhook_delivery_latency_seconds",
+            "From an event to its delivery's 2xx, retries included",
+            webhook_latency.clone(),
+        );
+        let messages_blocked = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "chatrooms_messages_blocked",
+            "Messages redacted for breaking a blocklist, by the kind of rule",
+            messages_blocked.clone(),
+        );
+        let client_moderation = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "chatrooms_client_moderation",
+            "Bans, unbans and kicks done in Matrix clients, by outcome: adopted or reverted",
+            client_moderation.clone(),
+        );
         let http_requests: Histograms<HttpLabels> = Family::new_with_constructor(duration_histogram);
         registry.register(
             "chatrooms_http_request_duration_seconds",
@@ -143,6 +182,10 @@ impl Default for Metrics {
             rooms_purged,
             half_made_rooms_retired,
             moderation_expiries,
+            webhook_attempts,
+            webhook_latency,
+            messages_blocked,
+            client_moderation,
             http_requests,
             homeserver_calls,
             jobs_pending,
@@ -153,6 +196,23 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    pub fn webhook_attempt(&self, outcome: &'static str) {
+        self.webhook_attempts.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    pub fn webhook_delivered_after(&self, latency: Duration) {
+        self.webhook_latency.observe(latency.as_secs_f64());
+    }
+
+    pub fn message_blocked(&self, rule: &'static str) {
+        self.messages_blocked.get_or_create(&RuleLabels { rule }).inc();
+    }
+
+    /// `adopted` or `reverted`.
+    pub fn client_moderation(&self, outcome: &'static str) {
+        self.client_moderation.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
     pub fn observe_homeserver_call(&self, operation: &'static str, outcome: &'static str, elapsed: Duration) {
         self.homeserver_calls
             .get_or_create(&HomeserverLabels { operation, outcome })

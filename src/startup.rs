@@ -82,6 +82,7 @@ impl Application {
             clock,
             metrics,
             rate_limits,
+            blocklist_matchers: Default::default(),
         };
         Ok(Self { listener, state })
     }
@@ -103,17 +104,25 @@ impl Application {
             state.clock.clone(),
             state.config.sync.clone(),
         );
-        let (stop_sweeper, sweeper_stopped) = tokio::sync::watch::channel(false);
+        // Intake's sweep and the webhook deliveries, beside the sync loops.
+        let (stop_extra, extra_stopped) = tokio::sync::watch::channel(false);
         let sweeper = tokio::spawn(crate::appservice::inbox::run_sweeper(
             state.clone(),
             state.config.sync.scheduler_interval,
-            sweeper_stopped,
+            extra_stopped.clone(),
+        ));
+        let deliveries = tokio::spawn(crate::webhooks::delivery::run(
+            state.store.clone(),
+            state.clock.clone(),
+            state.config.webhooks.clone(),
+            state.metrics.clone(),
+            extra_stopped,
         ));
         tracing::info!(addr = %self.listener.local_addr()?, "serving");
         let router = api::router(state.clone());
         let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await;
-        let _ = stop_sweeper.send(true);
-        let _ = sweeper.await;
+        let _ = stop_extra.send(true);
+        let _ = tokio::join!(sweeper, deliveries);
         background.stop().await;
         state.store.close().await;
         served.context("serving HTTP")

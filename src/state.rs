@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use crate::{
-    auth::Authenticator, clock::Clock, config::Config, credentials::PasswordDeriver, matrix::Homeserver,
-    metrics::Metrics, rate_limit::RateLimits, store::Store, sync::Reconciler,
+    auth::Authenticator, clock::Clock, config::Config, credentials::PasswordDeriver,
+    domain::blocklist::MatcherCache, matrix::Homeserver, metrics::Metrics, rate_limit::RateLimits,
+    store::Store, sync::Reconciler,
 };
 
 #[derive(Clone)]
@@ -19,4 +20,5 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub rate_limits: Arc<RateLimits>,
+    pub blocklist_matchers: Arc<MatcherCache>,
 }

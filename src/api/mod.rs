@@ -2,6 +2,7 @@
 //! handler cannot be served without being in the OpenAPI document.
 
 pub mod appservice;
+pub mod blocklists;
 pub mod chatrooms;
 pub mod default_rooms;
 pub mod event_rooms;
@@ -14,6 +15,7 @@ mod room_errors;
 mod standing;
 pub mod user_session;
 pub mod users;
+pub mod webhooks;
 
 use axum::{
     extract::{DefaultBodyLimit, MatchedPath},
@@ -55,6 +57,7 @@ use crate::{error::ApiError, metrics, rate_limit::Kind, state::AppState};
         (name = "messages", description = "Sending, reading and redacting a room's messages"),
         (name = "user", description = "The caller's Matrix account: credentials, login, devices"),
         (name = "users", description = "App users as the backend manages them"),
+        (name = "webhooks", description = "Events posted to the backend (Standard Webhooks) and their delivery log"),
         (name = "health", description = "Probes"),
         (name = "appservice", description = "What the homeserver pushes to the service (application-service API)"),
     )
@@ -134,6 +137,11 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(user_session::list_devices, user_session::logout_all_devices))
         .routes(routes!(user_session::logout_device))
         .routes(routes!(users::update_user, users::deactivate_user))
+        .routes(routes!(blocklists::get_organization_blocklist, blocklists::put_organization_blocklist))
+        .routes(routes!(blocklists::get_room_blocklist, blocklists::put_room_blocklist))
+        .routes(routes!(webhooks::create_subscription, webhooks::list_subscriptions))
+        .routes(routes!(webhooks::get_subscription, webhooks::delete_subscription))
+        .routes(routes!(webhooks::list_deliveries))
 }
 
 /// The OpenAPI document, as committed in `openapi/openapi.json`.

@@ -16,8 +16,9 @@ const OWNED_STATE: [&str; 6] = [
 
 #[derive(Debug, PartialEq)]
 pub enum Pushed<'a> {
-    /// Owned state (name, avatar, topic, power levels, join rules, history visibility) changed.
-    OwnedState { kind: &'a str },
+    /// Owned state (name, avatar, topic, power levels, join rules, history visibility) changed;
+    /// for power levels, who went down to the muted level and who came up from it.
+    OwnedState { kind: &'a str, muted: Vec<OwnedUserId>, unmuted: Vec<OwnedUserId> },
     Membership {
         target: OwnedUserId,
         membership: &'a str,
@@ -37,6 +38,8 @@ pub struct Event<'a> {
     pub room: &'a str,
     pub sender: OwnedUserId,
     pub event_id: &'a str,
+    /// When the homeserver took it (`origin_server_ts`, Unix milliseconds).
+    pub at: Option<i64>,
     pub what: Pushed<'a>,
 }
 
@@ -54,7 +57,14 @@ pub fn parse(event: &Value) -> Option<Event<'_>> {
             previous: event["unsigned"]["prev_content"]["membership"].as_str(),
             reason: content["reason"].as_str(),
         },
-        kind if is_state && OWNED_STATE.contains(&kind) => Pushed::OwnedState { kind },
+        kind if is_state && OWNED_STATE.contains(&kind) => {
+            let (muted, unmuted) = if kind == "m.room.power_levels" {
+                mute_changes(&event["unsigned"]["prev_content"]["users"], &content["users"])
+            } else {
+                Default::default()
+            };
+            Pushed::OwnedState { kind, muted, unmuted }
+        }
         // Room version 11 moved `redacts` into the content; older versions have it on top.
         "m.room.redaction" => Pushed::Redaction {
             redacts: content["redacts"].as_str().or(event["redacts"].as_str())?,
@@ -69,7 +79,26 @@ pub fn parse(event: &Value) -> Option<Event<'_>> {
         }
         _ => return None,
     };
-    Some(Event { room, sender, event_id, what })
+    Some(Event { room, sender, event_id, at: event["origin_server_ts"].as_i64(), what })
+}
+
+/// A muted user's power level (below `events_default`); see the sync plan.
+const MUTED_LEVEL: i64 = -1;
+
+/// Users at the muted level now but not before, and the other way round.
+fn mute_changes(before: &Value, after: &Value) -> (Vec<OwnedUserId>, Vec<OwnedUserId>) {
+    let muted_in = |levels: &Value| -> Vec<OwnedUserId> {
+        let Some(users) = levels.as_object() else { return Vec::new() };
+        users
+            .iter()
+            .filter(|(_, level)| level.as_i64() == Some(MUTED_LEVEL))
+            .filter_map(|(user, _)| UserId::parse(user).ok())
+            .collect()
+    };
+    let (was, is) = (muted_in(before), muted_in(after));
+    let muted = is.iter().filter(|user| !was.contains(user)).cloned().collect();
+    let unmuted = was.into_iter().filter(|user| !is.contains(user)).collect();
+    (muted, unmuted)
 }
 
 #[cfg(test)]
@@ -90,7 +119,15 @@ mod tests {
     #[test]
     fn owned_state_memberships_redactions_and_messages_are_read() {
         let name = event("m.room.name", json!({"state_key": "", "content": {"name": "x"}}));
-        assert_eq!(parse(&name).unwrap().what, Pushed::OwnedState { kind: "m.room.name" });
+        let unchanged = Pushed::OwnedState { kind: "m.room.name", muted: vec![], unmuted: vec![] };
+        assert_eq!(parse(&name).unwrap().what, unchanged);
+        let levels = event(
+            "m.room.power_levels",
+            json!({"state_key": "", "content": {"users": {"@app_1:hs": 100, "@app_2:hs": -1}},
+                "unsigned": {"prev_content": {"users": {"@app_1:hs": 100, "@app_3:hs": -1}}}}),
+        );
+        let Pushed::OwnedState { muted, unmuted, .. } = parse(&levels).unwrap().what else { panic!() };
+        assert_eq!((muted[0].as_str(), unmuted[0].as_str()), ("@app_2:hs", "@app_3:hs"));
         let ban = event(
             "m.room.member",
             json!({"state_key": "@app_2:hs", "content": {"membership": "ban", "reason": "spam"},

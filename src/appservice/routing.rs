@@ -1,15 +1,15 @@
-//! Acting on what the homeserver pushed: in a managed room, a change to what the backend owns
-//! queues the room's drift check at once; moderation by the room's staff in a Matrix client is
-//! adopted, anyone else's reverted. Events of rooms we do not manage, and the bot's own, are
-//! ignored.
+//! Acting on what the homeserver pushed, event by event, in a managed room: each is reported to
+//! the webhooks that want it (the bot's own included: it is the backend's doing, and what
+//! happened is what the homeserver says); then, unless the bot sent it, a change to what the
+//! backend owns queues the room's drift check, and moderation by the room's staff in a Matrix
+//! client is adopted, anyone else's reverted. Events of rooms we do not manage are ignored.
 
 use std::collections::HashMap;
 
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 
 use super::events::{self, Event, Pushed};
 use crate::{
-    domain::ChatroomId,
     rooms::{
         self,
         moderation::{self, Adoption, ClientModeration},
@@ -17,28 +17,37 @@ use crate::{
     },
     state::AppState,
     store::chatrooms,
+    webhooks::{self, EventType, Outgoing, RoomRef},
 };
 
 /// Acts on each event in order. Every effect is safe to repeat: a transaction processed again
-/// after a crash changes nothing more.
+/// after a crash changes nothing more (a webhook event is queued once per homeserver event).
 pub async fn route(state: &AppState, events: &[Value]) -> Result<(), RoomError> {
-    let mut managed: HashMap<String, Option<ChatroomId>> = HashMap::new();
+    // Each Matrix room's chatroom, and whether it is live (a room being deleted still reports
+    // what happens in it, but nothing there is repaired or adopted).
+    let mut managed: HashMap<String, Option<(RoomRef, bool)>> = HashMap::new();
     for event in events {
         let Some(event) = events::parse(event) else { continue };
-        if event.sender == state.homeserver.ids().bot() {
-            continue;
-        }
         let room = match managed.get(event.room) {
-            Some(room) => *room,
+            Some(room) => room.clone(),
             None => {
                 let mut conn = state.store.pool().acquire().await?;
-                let room = chatrooms::id_of_matrix_room(&mut conn, event.room).await?;
-                managed.insert(event.room.to_owned(), room);
+                let room = match chatrooms::id_of_matrix_room(&mut conn, event.room).await? {
+                    Some(id) => chatrooms::find_including_deleted(&mut conn, id)
+                        .await?
+                        .map(|room| (RoomRef::of(&room), !room.deleted)),
+                    None => None,
+                };
+                managed.insert(event.room.to_owned(), room.clone());
                 room
             }
         };
-        let Some(room) = room else { continue };
-        match route_one(state, room, event).await {
+        let Some((room, live)) = room else { continue };
+        report(state, &room, &event).await?;
+        if !live || event.sender == state.homeserver.ids().bot() {
+            continue;
+        }
+        match act(state, &room, event).await {
             // Deleted meanwhile: nothing left to keep in step.
             Ok(()) | Err(RoomError::NotFound(_)) => {}
             Err(e) => return Err(e),
@@ -47,10 +56,85 @@ pub async fn route(state: &AppState, events: &[Value]) -> Result<(), RoomError> 
     Ok(())
 }
 
-async fn route_one(state: &AppState, room: ChatroomId, event: Event<'_>) -> Result<(), RoomError> {
+/// Who did it, as webhooks name actors: `backend` (the bot), `user:<app user id>`, or the
+/// Matrix id of someone else.
+fn actor_of(state: &AppState, sender: &ruma::UserId) -> String {
     let ids = state.homeserver.ids();
+    if sender == ids.bot() {
+        return "backend".into();
+    }
+    match ids.app_user(sender) {
+        Some(user) => format!("user:{user}"),
+        None => sender.to_string(),
+    }
+}
+
+/// Queues the webhook events this homeserver event makes.
+async fn report(state: &AppState, room: &RoomRef, event: &Event<'_>) -> Result<(), RoomError> {
+    let ids = state.homeserver.ids();
+    let actor = actor_of(state, &event.sender);
+    let mut out: Vec<(EventType, String, Map<String, Value>)> = Vec::new();
+    let fields = |pairs: Value| pairs.as_object().cloned().unwrap_or_default();
+    match &event.what {
+        Pushed::Membership { target, membership, previous, reason } => {
+            let Some(user) = ids.app_user(target) else { return Ok(()) };
+            let kind = match (*membership, *previous) {
+                ("join", Some("join")) => None,
+                ("join", _) => Some(EventType::MemberJoined),
+                ("ban", Some("ban")) => None,
+                ("ban", _) => Some(EventType::MemberBanned),
+                ("leave", Some("ban")) => Some(EventType::MemberUnbanned),
+                ("leave", Some("join") | None) => Some(EventType::MemberLeft),
+                _ => None,
+            };
+            if let Some(kind) = kind {
+                // The bot bans for whoever asked the API: the ban record names them.
+                let actor = match kind {
+                    EventType::MemberBanned if actor == "backend" => {
+                        moderation::ban_of(state, room.id, user).await?.map_or(actor, |ban| ban.actor)
+                    }
+                    _ => actor,
+                };
+                let data = fields(json!({"userID": user, "actor": actor, "reason": reason}));
+                out.push((kind, event.event_id.to_owned(), data));
+            }
+        }
+        Pushed::OwnedState { muted, unmuted, .. } => {
+            for (kind, users) in [(EventType::MemberMuted, muted), (EventType::MemberUnmuted, unmuted)] {
+                for user in users.iter().filter_map(|user| ids.app_user(user)) {
+                    let data = fields(json!({"userID": user}));
+                    out.push((kind, format!("{}/{user}", event.event_id), data));
+                }
+            }
+        }
+        Pushed::Redaction { redacts, reason } => {
+            let data = fields(json!({"eventID": redacts, "redactionID": event.event_id, "actor": actor,
+                "reason": reason}));
+            out.push((EventType::MessageRedacted, event.event_id.to_owned(), data));
+        }
+        Pushed::Message { text } => {
+            let data = fields(json!({"eventID": event.event_id, "senderID": ids.app_user(&event.sender),
+                "sender": event.sender.as_str(), "body": text.first()}));
+            out.push((EventType::MessageCreated, event.event_id.to_owned(), data));
+        }
+    }
+    if out.is_empty() {
+        return Ok(());
+    }
+    let at = event.at.unwrap_or_else(|| state.clock.now_ms());
+    let mut conn = state.store.pool().acquire().await?;
+    for (kind, source, data) in out {
+        webhooks::emit(&mut conn, Outgoing { kind, room, source: &source, data, at }).await?;
+    }
+    Ok(())
+}
+
+/// Drift repair and moderation adoption for an event someone other than the bot sent.
+async fn act(state: &AppState, room_ref: &RoomRef, event: Event<'_>) -> Result<(), RoomError> {
+    let ids = state.homeserver.ids();
+    let room = room_ref.id;
     match event.what {
-        Pushed::OwnedState { kind } => {
+        Pushed::OwnedState { kind, .. } => {
             tracing::info!(chatroom = room, kind, sender = %event.sender, "owned state changed on the homeserver; checking the room");
             rooms::recheck(state, room).await
         }
@@ -68,11 +152,19 @@ async fn route_one(state: &AppState, room: ChatroomId, event: Event<'_>) -> Resu
             let actor = ids.app_user(&event.sender).filter(|_| event.sender != target);
             let Some(actor) = actor else { return rooms::recheck(state, room).await };
             let adoption = moderation::adopt(state, room, actor, user, action).await?;
+            state.metrics.client_moderation(match adoption {
+                Adoption::Adopted => "adopted",
+                Adoption::Reverted => "reverted",
+            });
             if adoption == Adoption::Reverted {
                 tracing::info!(chatroom = room, user, actor, membership, "client moderation reverted");
             }
             Ok(())
         }
-        Pushed::Redaction { .. } | Pushed::Message { .. } => Ok(()),
+        Pushed::Message { text } => {
+            let sender = ids.app_user(&event.sender);
+            rooms::blocklists::enforce(state, room_ref, sender, event.event_id, &text).await.map(|_| ())
+        }
+        Pushed::Redaction { .. } => Ok(()),
     }
 }

@@ -1,6 +1,7 @@
 //! Identifiers and validated values: once built, they are known to be valid.
 
 mod avatar;
+pub mod blocklist;
 mod chatroom;
 mod id;
 pub mod schema;

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod avatar;
+pub mod blocklists;
 mod checks;
 mod create;
 mod deactivate;

@@ -278,6 +278,11 @@ pub async fn is_banned(state: &AppState, id: ChatroomId, user: AppUserId) -> Roo
     Ok(moderation::ban_rank(&mut conn, id, user).await?.is_some())
 }
 
+/// The ban in force of the user in the room, if any.
+pub async fn ban_of(state: &AppState, id: ChatroomId, user: AppUserId) -> RoomResult<Option<Ban>> {
+    Ok(bans(state, id).await?.into_iter().find(|ban| ban.user == user))
+}
+
 pub async fn bans(state: &AppState, id: ChatroomId) -> RoomResult<Vec<Ban>> {
     let mut conn = state.store.pool().acquire().await?;
     Ok(moderation::bans(&mut conn, id).await?)

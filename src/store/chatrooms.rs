@@ -334,9 +334,9 @@ pub async fn remove_member(tx: &mut Tx, id: ChatroomId, user: AppUserId) -> sqlx
     Ok(result.rows_affected() > 0)
 }
 
-/// The live chatroom a Matrix room belongs to.
+/// The chatroom a Matrix room belongs to, live or being deleted.
 pub async fn id_of_matrix_room(conn: &mut AnyConnection, room: &str) -> sqlx::Result<Option<ChatroomId>> {
-    sqlx::query_scalar("SELECT id FROM chatrooms WHERE matrix_room_id = $1 AND deleted_at IS NULL")
+    sqlx::query_scalar("SELECT id FROM chatrooms WHERE matrix_room_id = $1")
         .bind(room)
         .fetch_optional(&mut *conn)
         .await

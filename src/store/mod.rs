@@ -3,11 +3,13 @@
 
 pub mod accounts;
 pub mod appservice;
+pub mod blocklists;
 pub mod chatrooms;
 pub mod idempotency;
 pub mod jobs;
 pub mod moderation;
 pub mod secrets;
+pub mod webhooks;
 
 use std::{path::Path, str::FromStr, time::Duration};
 

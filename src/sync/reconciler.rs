@@ -12,6 +12,8 @@ use super::{
     locks::RoomLocks,
     plan::{self, Action, DesiredRoom, Step},
 };
+use serde_json::json;
+
 use crate::{
     clock::Clock,
     config::SyncConfig,
@@ -27,6 +29,7 @@ use crate::{
         moderation::{self, RoomModeration},
         Store,
     },
+    webhooks::{self, EventType, Outgoing, RoomRef},
 };
 
 /// Refusals in a row before a room is reported `failed`.
@@ -360,10 +363,41 @@ impl Reconciler {
                         "room sync failed"),
                 }
                 jobs::record_failure(&mut conn, id, &self.owner, version, &failure).await?;
+                if failed {
+                    self.report_failure(&mut conn, id, &message).await?;
+                }
                 self.metrics.syncs_failed.inc();
                 Ok(SyncOutcome::Failed { message, retry_in: (!failed).then_some(delay) })
             }
         }
+    }
+
+    /// Queues a webhook event about the room, in the caller's transaction.
+    async fn report(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        kind: EventType,
+        room: &RoomRef,
+        source: &str,
+        data: serde_json::Value,
+    ) -> Result<(), SyncError> {
+        let data = data.as_object().cloned().unwrap_or_default();
+        webhooks::emit(conn, Outgoing { kind, room, source, data, at: self.clock.now_ms() }).await?;
+        Ok(())
+    }
+
+    /// `room.sync_failed`: retries stopped, someone has to look. On the caller's connection:
+    /// SQLite's pool has one.
+    async fn report_failure(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        id: ChatroomId,
+        error: &str,
+    ) -> Result<(), SyncError> {
+        let Some(room) = chatrooms::find_including_deleted(conn, id).await? else { return Ok(()) };
+        let source = format!("room.sync_failed/{id}/{}", self.clock.now_ms());
+        let data = json!({"name": room.name, "error": error});
+        self.report(conn, EventType::RoomSyncFailed, &RoomRef::of(&room), &source, data).await
     }
 
     /// Applies the room while renewing the lease, so a long sync (hundreds of joins) keeps the
@@ -596,8 +630,12 @@ impl Reconciler {
                 }
             }
         };
-        let mut conn = self.store.pool().acquire().await?;
-        chatrooms::set_matrix_room_id(&mut conn, room.id, &room_id).await?;
+        let mut tx = self.store.begin().await?;
+        chatrooms::set_matrix_room_id(&mut tx, room.id, &room_id).await?;
+        let reported = RoomRef { matrix_room_id: Some(room_id.to_string()), ..RoomRef::of(room) };
+        let source = format!("room.created/{room_id}");
+        self.report(&mut tx, EventType::RoomCreated, &reported, &source, json!({"name": room.name})).await?;
+        tx.commit().await?;
         self.metrics.rooms_created.inc();
         tracing::info!(chatroom = room.id, room = %room_id, "matrix room created");
         Ok(room_id)
@@ -703,6 +741,10 @@ impl Reconciler {
         }
         let mut tx = self.store.begin().await?;
         chatrooms::remove(&mut tx, room.id).await?;
+        let reported =
+            RoomRef { matrix_room_id: room_id.as_ref().map(ToString::to_string), ..RoomRef::of(room) };
+        let source = format!("room.deleted/{}", room.id);
+        self.report(&mut tx, EventType::RoomDeleted, &reported, &source, json!({"name": room.name})).await?;
         tx.commit().await?;
         self.metrics.rooms_purged.inc();
         tracing::info!(chatroom = room.id, room = ?room_id, "room deleted and purged");

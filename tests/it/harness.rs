@@ -216,6 +216,8 @@ pub fn base_env(hs: &Homeserver, database_url: &str) -> HashMap<String, String> 
         ("CHATROOMS_JWT_SECRET".to_owned(), JWT_SECRET.to_owned()),
         ("CHATROOMS_CREDENTIALS_SECRET".to_owned(), "test-credentials-secret".to_owned()),
         ("CHATROOMS_WORKER_POLL_MS".to_owned(), "100".to_owned()),
+        ("CHATROOMS_WEBHOOKS_ALLOW_PRIVATE".to_owned(), "true".to_owned()),
+        ("CHATROOMS_WEBHOOK_POLL_MS".to_owned(), "50".to_owned()),
         ("CHATROOMS_SCHEDULER_INTERVAL_MS".to_owned(), "100".to_owned()),
         ("CHATROOMS_RETRY_BASE_MS".to_owned(), "100".to_owned()),
         ("CHATROOMS_RETRY_CAP_MS".to_owned(), "1000".to_owned()),

@@ -3,6 +3,7 @@
 
 mod appservice;
 mod auth;
+mod blocklists;
 mod chatrooms;
 mod client_moderation;
 mod concurrency;
@@ -25,3 +26,4 @@ mod resilience;
 mod room_settings;
 mod sync_faults;
 mod validation;
+mod webhooks;

@@ -36,12 +36,14 @@ fn every_operation_documents_auth_errors_and_the_error_shape() {
             let responses = &operation["responses"];
             let unauthorized = &responses["401"]["content"]["application/json"]["schema"]["$ref"];
             assert_eq!(unauthorized, "#/components/schemas/ErrorBody", "{method} {path}");
-            // Managing app users is the backend's alone; everything else takes either scheme.
-            let schemes = if path.starts_with("/users/") { 1 } else { 3 };
+            // Managing app users and webhooks is the backend's alone; everything else takes
+            // either scheme.
+            let backend_only = path.starts_with("/users/") || path.starts_with("/webhooks");
+            let schemes = if backend_only { 1 } else { 3 };
             assert_eq!(operation["security"].as_array().map(Vec::len), Some(schemes), "{method} {path}");
         }
     }
-    assert_eq!(operations, 34);
+    assert_eq!(operations, 43);
 }
 
 #[tokio::test]
