@@ -33,6 +33,8 @@ pub struct MatrixConfig {
     /// The token Synapse sends with the transactions it pushes; without it intake is refused.
     pub hs_token: Option<Secret>,
     pub bot_localpart: String,
+    /// The registration's `id`, for the homeserver's appservice ping.
+    pub appservice_id: String,
     pub user_prefix: String,
     /// An admin user's access token; if absent it is bootstrapped from the shared secret.
     pub admin_token: Option<Secret>,
@@ -258,6 +260,7 @@ impl Config {
                 as_token: Secret::from(as_token),
                 hs_token: get("CHATROOMS_MATRIX_HS_TOKEN").map(Secret::from),
                 bot_localpart: or("CHATROOMS_MATRIX_BOT_LOCALPART", "chatrooms"),
+                appservice_id: or("CHATROOMS_MATRIX_APPSERVICE_ID", "chatrooms"),
                 user_prefix: or("CHATROOMS_MATRIX_USER_PREFIX", "app_"),
                 admin_token: get("CHATROOMS_MATRIX_ADMIN_TOKEN").map(Secret::from),
                 registration_shared_secret: get("CHATROOMS_MATRIX_REGISTRATION_SHARED_SECRET")

@@ -19,12 +19,17 @@ pub struct Health {
     pub database: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub homeserver: Option<String>,
+    /// Whether the homeserver reaches the service with its pushes (its appservice ping):
+    /// `ok (<n> ms)`, or what failed. Reported, not judged: an instance that the homeserver
+    /// cannot reach still serves the API, and taking it out of rotation would not fix that.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub appservice: Option<String>,
 }
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok", database: None, homeserver: None })
+    Json(Health { status: "ok", database: None, homeserver: None, appservice: None })
 }
 
 /// The database is reachable, and the homeserver answers and accepts the service's own tokens
@@ -37,7 +42,16 @@ pub async fn healthz() -> Json<Health> {
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    let (database, homeserver) = tokio::join!(state.store.ping(), state.homeserver.ping());
+    let appservice_id = &state.config.matrix.appservice_id;
+    let (database, homeserver, pushed) = tokio::join!(
+        state.store.ping(),
+        state.homeserver.ping(),
+        // Bounded: a slow ping is reported, it does not hold the probe.
+        tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            state.homeserver.ping_appservice(appservice_id)
+        )
+    );
     let ready = database.is_ok() && homeserver.is_ok();
     let describe = |ok: bool, err: String| if ok { "ok".to_owned() } else { err };
     let health = Health {
@@ -47,6 +61,11 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
             homeserver.is_ok(),
             homeserver.err().map(|e| e.to_string()).unwrap_or_default(),
         )),
+        appservice: Some(match pushed {
+            Ok(Ok(ms)) => format!("ok ({ms} ms)"),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the homeserver's ping took over 2 s".to_owned(),
+        }),
     };
     (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(health))
 }

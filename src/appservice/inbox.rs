@@ -6,7 +6,11 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::routing;
-use crate::{rooms::RoomError, state::AppState, store::appservice};
+use crate::{
+    rooms::RoomError,
+    state::AppState,
+    store::appservice::{self, Taken},
+};
 
 /// Events one transaction may carry; Synapse sends at most 100 (and 50 ephemeral), so a
 /// bigger batch is not from it.
@@ -24,6 +28,10 @@ pub enum InboxError {
     /// Stored, but acting on it failed; it is taken again later.
     #[error("processing the transaction failed: {0}")]
     Processing(RoomError),
+    /// Another replica holds it and has not finished: the homeserver is to retry, so that
+    /// later transactions are not taken before it.
+    #[error("another instance is processing this transaction")]
+    HeldElsewhere,
 }
 
 #[derive(Deserialize)]
@@ -69,12 +77,30 @@ pub async fn receive(state: &AppState, txn_id: &str, body: &[u8]) -> Result<bool
         appservice::take(&mut conn, txn_id, text, transaction.events.len() as i64, now, now + CLAIM_MS)
             .await?
     };
-    tracing::debug!(txn_id, events = transaction.events.len(), taken, "homeserver transaction received");
-    if taken {
-        process(state, txn_id, &transaction).await?;
+    tracing::debug!(txn_id, events = transaction.events.len(), ?taken, "homeserver transaction received");
+    match taken {
+        Taken::ToProcess => {
+            process(state, txn_id, &transaction).await?;
+            Ok(true)
+        }
+        Taken::Processed => Ok(false),
+        Taken::HeldElsewhere => {
+            // Usually the other replica finishes within moments; answering before it does
+            // would let the homeserver send the next transaction ahead of this one.
+            for _ in 0..HELD_WAIT_POLLS {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                let mut conn = state.store.pool().acquire().await?;
+                if appservice::is_processed(&mut conn, txn_id).await? {
+                    return Ok(false);
+                }
+            }
+            Err(InboxError::HeldElsewhere)
+        }
     }
-    Ok(taken)
 }
+
+/// How long (in 50 ms polls) a transaction another replica holds is waited for.
+const HELD_WAIT_POLLS: usize = 100;
 
 /// Acts on a taken transaction and marks it done; on a failure lets it go for a retry.
 async fn process(state: &AppState, txn_id: &str, transaction: &Transaction) -> Result<(), InboxError> {

@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::events::{self, Event, Pushed};
 use crate::{
+    matrix::FailureKind,
     rooms::{
         self,
         moderation::{self, Adoption, ClientModeration},
@@ -47,13 +48,28 @@ pub async fn route(state: &AppState, events: &[Value]) -> Result<(), RoomError> 
         if !live || event.sender == state.homeserver.ids().bot() {
             continue;
         }
+        let event_id = event.event_id.to_owned();
         match act(state, &room, event).await {
             // Deleted meanwhile: nothing left to keep in step.
             Ok(()) | Err(RoomError::NotFound(_)) => {}
-            Err(e) => return Err(e),
+            // The transaction is taken again, in order, once the database or homeserver is back.
+            Err(e) if is_transient(&e) => return Err(e),
+            // A refusal would be refused again: retrying it would hold up every later event.
+            Err(e) => {
+                tracing::warn!(chatroom = room.id, event_id, error = %e, "acting on a pushed event failed; skipped")
+            }
         }
     }
     Ok(())
+}
+
+fn is_transient(error: &RoomError) -> bool {
+    match error {
+        RoomError::Database(_) => true,
+        RoomError::Homeserver(e) => e.kind() == FailureKind::Transient,
+        RoomError::Sync(e) => e.kind() == FailureKind::Transient,
+        _ => false,
+    }
 }
 
 /// Who did it, as webhooks name actors: `backend` (the bot), `user:<app user id>`, or the
@@ -138,12 +154,15 @@ async fn act(state: &AppState, room_ref: &RoomRef, event: Event<'_>) -> Result<(
             tracing::info!(chatroom = room, kind, sender = %event.sender, "owned state changed on the homeserver; checking the room");
             rooms::recheck(state, room).await
         }
-        Pushed::Membership { target, membership, reason, .. } => {
+        Pushed::Membership { target, membership, previous, reason } => {
             // Strangers' memberships are not ours to keep.
             let Some(user) = ids.app_user(&target) else { return Ok(()) };
-            let action = match membership {
-                "ban" => ClientModeration::Ban { reason: reason.map(str::to_owned) },
-                "leave" => ClientModeration::Leave,
+            let action = match (membership, previous) {
+                ("ban", _) => ClientModeration::Ban { reason: reason.map(str::to_owned) },
+                ("leave", Some("ban")) => ClientModeration::Unban,
+                // Without the previous membership a leave is taken as a kick: the drift check
+                // that follows re-bans a user whose ban record stands.
+                ("leave", _) => ClientModeration::Kick,
                 // A user's own join (the syncs join as the user) is as it should be.
                 _ if event.sender == target => return Ok(()),
                 _ => return rooms::recheck(state, room).await,

@@ -161,6 +161,9 @@ pub trait Homeserver: Send + Sync + 'static {
     fn ids(&self) -> &MatrixIds;
     /// The homeserver answers and accepts the service's own tokens (readiness).
     async fn ping(&self) -> HsResult<()>;
+    /// Asks the homeserver to ping this application service (registration `id`) at its
+    /// registered URL: whether pushes reach the service. The round trip in milliseconds.
+    async fn ping_appservice(&self, appservice_id: &str) -> HsResult<u64>;
     /// The room version new rooms get when none is configured.
     async fn default_room_version(&self) -> HsResult<String>;
     /// Registers a namespaced user; an existing account counts as success.

@@ -270,6 +270,15 @@ impl super::Homeserver for Synapse {
         Ok(())
     }
 
+    #[tracing::instrument(name = "homeserver.ping_appservice", skip(self))]
+    async fn ping_appservice(&self, appservice_id: &str) -> HsResult<u64> {
+        let path = format!("/_matrix/client/v1/appservice/{}/ping", enc(appservice_id));
+        // A fresh id each time: the homeserver refuses one it has seen with another body.
+        let body = json!({"transaction_id": format!("readyz-{}", hex::encode(rand::random::<[u8; 8]>()))});
+        let answer = self.send("ping appservice", self.as_request(Method::POST, &path).json(&body)).await?;
+        Ok(answer["duration_ms"].as_u64().unwrap_or_default())
+    }
+
     #[tracing::instrument(name = "homeserver.default_room_version", skip(self))]
     async fn default_room_version(&self) -> HsResult<String> {
         const OP: &str = "capabilities";

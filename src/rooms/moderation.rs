@@ -174,8 +174,10 @@ pub enum ClientModeration {
     Ban {
         reason: Option<String>,
     },
-    /// The user was made to leave: a kick, or an unban when they were banned.
-    Leave,
+    /// A banned user let back (a leave after a ban): only the ban record is lifted.
+    Unban,
+    /// A joined or invited user made to leave: they come off the lists.
+    Kick,
 }
 
 /// Whether the service took a client's moderation as its own or will put things back.
@@ -213,6 +215,7 @@ pub async fn adopt(
     match adopted {
         Some(tx) => {
             commit_with_job(state, tx, id).await?;
+            state.reconciler.wake_worker();
             Ok(Adoption::Adopted)
         }
         None => {
@@ -250,7 +253,8 @@ async fn adopt_in(
                 "ban from a Matrix client adopted"
             );
         }
-        ClientModeration::Leave => {
+        // Each is safe to take twice: lifting a lifted ban or removing a removed user does nothing.
+        ClientModeration::Unban => {
             if moderation::lift_ban(&mut tx, id, target, now).await? {
                 tracing::info!(
                     chatroom = id,
@@ -258,7 +262,10 @@ async fn adopt_in(
                     actor = actor.key,
                     "unban from a Matrix client adopted"
                 );
-            } else if chatrooms::remove_member(&mut tx, id, target).await? {
+            }
+        }
+        ClientModeration::Kick => {
+            if chatrooms::remove_member(&mut tx, id, target).await? {
                 moderation::drop_mutes_of_unassigned(&mut tx, id).await?;
                 tracing::info!(
                     chatroom = id,

@@ -3,9 +3,18 @@
 
 use sqlx::{AnyConnection, Row};
 
-/// Keeps the transaction and claims it until `until`; true when the caller is to process it:
-/// it is new, or it was stored but never processed and nobody holds it (a retry after a failed
-/// step). A retry of a processed one, or one another replica is at, is false.
+/// What [`take`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Taken {
+    /// The caller holds it and is to process it: it is new, or it was stored but never
+    /// processed and nobody holds it (a retry after a failed step).
+    ToProcess,
+    Processed,
+    /// Another replica is processing it (or crashed doing so and its claim has not run out).
+    HeldElsewhere,
+}
+
+/// Keeps the transaction and claims it until `until`.
 pub async fn take(
     conn: &mut AnyConnection,
     txn_id: &str,
@@ -13,7 +22,7 @@ pub async fn take(
     events: i64,
     now: i64,
     until: i64,
-) -> sqlx::Result<bool> {
+) -> sqlx::Result<Taken> {
     let inserted = sqlx::query(
         "INSERT INTO appservice_transactions (txn_id, body, events, received_at, claimed_until) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (txn_id) DO NOTHING",
@@ -25,10 +34,19 @@ pub async fn take(
     .bind(until)
     .execute(&mut *conn)
     .await?;
-    if inserted.rows_affected() > 0 {
-        return Ok(true);
+    if inserted.rows_affected() > 0 || claim(conn, txn_id, now, until).await? {
+        return Ok(Taken::ToProcess);
     }
-    claim(conn, txn_id, now, until).await
+    Ok(if is_processed(conn, txn_id).await? { Taken::Processed } else { Taken::HeldElsewhere })
+}
+
+pub async fn is_processed(conn: &mut AnyConnection, txn_id: &str) -> sqlx::Result<bool> {
+    let processed: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT processed_at FROM appservice_transactions WHERE txn_id = $1")
+            .bind(txn_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(processed.flatten().is_some())
 }
 
 async fn claim(conn: &mut AnyConnection, txn_id: &str, now: i64, until: i64) -> sqlx::Result<bool> {

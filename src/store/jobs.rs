@@ -24,6 +24,22 @@ pub async fn enqueue(conn: &mut AnyConnection, id: ChatroomId, now: i64) -> sqlx
     .map(|_| ())
 }
 
+/// Queues a drift check of the room after the homeserver reported a change; a sync queued or
+/// running already gets its version bumped, so one that read the room before the change does
+/// not close the job.
+pub async fn enqueue_recheck(conn: &mut AnyConnection, id: ChatroomId, now: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO sync_jobs (chatroom_id, version, attempts, next_attempt_at, failed, reason, queued_at) \
+         VALUES ($1, 1, 0, $2, 0, 'reconcile', $2) \
+         ON CONFLICT (chatroom_id) DO UPDATE SET version = sync_jobs.version + 1",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map(|_| ())
+}
+
 /// Queues a drift check of the room unless a sync is queued already.
 pub async fn enqueue_check(conn: &mut AnyConnection, id: ChatroomId, now: i64) -> sqlx::Result<()> {
     sqlx::query(

@@ -112,6 +112,7 @@ pub async fn insert_delivery(conn: &mut AnyConnection, delivery: &NewDelivery<'_
 pub struct Due {
     pub seq: i64,
     pub id: String,
+    pub subscription_id: String,
     pub url: String,
     pub secret: String,
     pub payload: String,
@@ -123,7 +124,7 @@ pub struct Due {
 /// events arrive in order), and held by nobody.
 pub async fn due(conn: &mut AnyConnection, now: i64, limit: i64) -> sqlx::Result<Vec<Due>> {
     sqlx::query(
-        "SELECT d.seq, d.id, s.url, s.secret, d.payload, d.attempts, d.created_at \
+        "SELECT d.seq, d.id, d.subscription_id, s.url, s.secret, d.payload, d.attempts, d.created_at \
          FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id \
          WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND COALESCE(d.claimed_until, 0) < $1 \
            AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.status = 'pending' \
@@ -139,6 +140,7 @@ pub async fn due(conn: &mut AnyConnection, now: i64, limit: i64) -> sqlx::Result
         Ok(Due {
             seq: row.try_get("seq")?,
             id: row.try_get("id")?,
+            subscription_id: row.try_get("subscription_id")?,
             url: row.try_get("url")?,
             secret: row.try_get("secret")?,
             payload: row.try_get("payload")?,

@@ -176,6 +176,8 @@ pub struct Reconciler {
     metrics: Arc<Metrics>,
     /// Names this process in leases; unique per start so a restarted instance is a new owner.
     owner: String,
+    /// Wakes the worker before its next poll: work queued without a request waiting on it.
+    wake: tokio::sync::Notify,
 }
 
 impl Reconciler {
@@ -198,7 +200,19 @@ impl Reconciler {
             locks: RoomLocks::default(),
             metrics,
             owner,
+            wake: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Lets the worker look for due jobs now rather than at its next poll (a drift check the
+    /// homeserver's push queued, a client's moderation adopted).
+    pub fn wake_worker(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Resolves when [`Reconciler::wake_worker`] was called (since the last time).
+    pub async fn woken(&self) {
+        self.wake.notified().await
     }
 
     pub fn owner(&self) -> &str {

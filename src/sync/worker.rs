@@ -122,6 +122,7 @@ async fn run_worker(
                 }
             }
             _ = tokio::time::sleep(config.worker_poll) => {}
+            _ = reconciler.woken() => {}
             // An error means the sender is gone: that is a stop too.
             changed = stopped.changed() => if changed.is_err() {
                 while running.join_next().await.is_some() {}

@@ -3,7 +3,11 @@
 //! `webhook-id`. It runs apart from intake and syncs: a slow receiver holds up only its own
 //! slot (and its own room's later events).
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use tokio::{sync::watch, task::JoinSet};
 
@@ -35,32 +39,35 @@ pub async fn run(
             return;
         }
     };
-    let mut running: JoinSet<i64> = JoinSet::new();
-    let mut in_flight: HashSet<i64> = HashSet::new();
+    let mut running: JoinSet<()> = JoinSet::new();
+    // Attempts under way: their delivery, and its subscription.
+    let mut in_flight: HashMap<tokio::task::Id, (i64, String)> = HashMap::new();
     loop {
         let free = config.concurrency.saturating_sub(running.len());
         if free > 0 && !*stopped.borrow() {
-            match take_due(&store, clock.as_ref(), &config, &in_flight, free).await {
+            match take_due(&store, clock.as_ref(), &config, in_flight.values(), free).await {
                 Ok(taken) => {
                     for due in taken {
-                        in_flight.insert(due.seq);
+                        let held = (due.seq, due.subscription_id.clone());
                         let (http, store, clock, config, metrics) =
                             (http.clone(), store.clone(), clock.clone(), config.clone(), metrics.clone());
-                        running.spawn(async move {
-                            let seq = due.seq;
+                        let task = running.spawn(async move {
                             attempt(&http, &store, clock.as_ref(), &config, &metrics, due).await;
-                            seq
                         });
+                        in_flight.insert(task.id(), held);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "reading due webhook deliveries failed"),
             }
         }
         tokio::select! {
-            Some(done) = running.join_next(), if !running.is_empty() => {
-                if let Ok(seq) = done {
-                    in_flight.remove(&seq);
-                }
+            Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                // A panicked attempt frees its slot too; its claim runs out and it is retried.
+                let task = match &done {
+                    Ok((task, ())) => *task,
+                    Err(e) => e.id(),
+                };
+                in_flight.remove(&task);
             }
             _ = tokio::time::sleep(config.poll) => {}
             _ = stopped.changed() => {
@@ -72,21 +79,41 @@ pub async fn run(
     }
 }
 
-async fn take_due(
+/// Attempts one subscription may have under way: a receiver that hangs holds at most these
+/// slots, and the others go on.
+fn per_subscription(config: &WebhookConfig) -> usize {
+    (config.concurrency / 4).max(1)
+}
+
+async fn take_due<'a>(
     store: &Store,
     clock: &dyn Clock,
     config: &WebhookConfig,
-    in_flight: &HashSet<i64>,
+    in_flight: impl Iterator<Item = &'a (i64, String)>,
     free: usize,
 ) -> sqlx::Result<Vec<Due>> {
+    let mut busy: HashSet<i64> = HashSet::new();
+    let mut per_sub: HashMap<String, usize> = HashMap::new();
+    for (seq, sub) in in_flight {
+        busy.insert(*seq);
+        *per_sub.entry(sub.clone()).or_default() += 1;
+    }
     let mut conn = store.pool().acquire().await?;
     let now = clock.now_ms();
-    let due = webhooks::due(&mut conn, now, (free + in_flight.len()) as i64).await?;
+    let due = webhooks::due(&mut conn, now, (free + busy.len()) as i64 * 4).await?;
     // Held past the attempt's timeout, so no other replica posts it meanwhile.
     let until = now + config.timeout.as_millis() as i64 + 5_000;
     let mut taken = Vec::new();
-    for due in due.into_iter().filter(|due| !in_flight.contains(&due.seq)).take(free) {
+    for due in due.into_iter().filter(|due| !busy.contains(&due.seq)) {
+        if taken.len() == free {
+            break;
+        }
+        let slots = per_sub.entry(due.subscription_id.clone()).or_default();
+        if *slots >= per_subscription(config) {
+            continue;
+        }
         if webhooks::claim(&mut conn, due.seq, now, until).await? {
+            *slots += 1;
             taken.push(due);
         }
     }
@@ -159,10 +186,17 @@ async fn post(
         .await;
     match sent {
         Ok(response) if response.status().is_success() => (Some(response.status().as_u16()), None),
-        Ok(response) => {
+        Ok(mut response) => {
             let status = response.status();
-            let body = response.text().await.unwrap_or_default();
-            let said: String = body.chars().take(MAX_ERROR_CHARS).collect();
+            // Only the start of what it said: a receiver cannot make us read a huge body.
+            let mut said = Vec::new();
+            while let Ok(Some(chunk)) = response.chunk().await {
+                said.extend_from_slice(&chunk);
+                if said.len() >= MAX_ERROR_CHARS {
+                    break;
+                }
+            }
+            let said = truncate(&String::from_utf8_lossy(&said));
             (Some(status.as_u16()), Some(format!("the receiver answered {status}: {said}")))
         }
         Err(e) => (None, Some(truncate(&format_error(&e)))),

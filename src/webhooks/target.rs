@@ -29,17 +29,26 @@ pub fn is_private(ip: IpAddr) -> bool {
                 || a == 0
                 || (a == 100 && (64..128).contains(&b))
         }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_private(IpAddr::V4(v4)),
-            None => {
-                let first = v6.segments()[0];
-                v6.is_loopback()
-                    || v6.is_unspecified()
-                    || v6.is_multicast()
-                    || (first & 0xfe00) == 0xfc00
-                    || (first & 0xffc0) == 0xfe80
+        IpAddr::V6(v6) => {
+            let segments = v6.segments();
+            // IPv4 carried in IPv6 (mapped, compatible, NAT64, 6to4) is judged as IPv4.
+            let embedded = match segments {
+                [0, 0, 0, 0, 0, 0xffff, ..] | [0, 0, 0, 0, 0, 0, ..] => v6.to_ipv4(),
+                [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => {
+                    Some(std::net::Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo)))
+                }
+                [0x2002, hi, lo, ..] => Some(std::net::Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo))),
+                _ => None,
+            };
+            if let Some(v4) = embedded.filter(|_| !v6.is_loopback() && !v6.is_unspecified()) {
+                return is_private(IpAddr::V4(v4));
             }
-        },
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (segments[0] & 0xfe00) == 0xfc00
+                || (segments[0] & 0xffc0) == 0xfe80
+        }
     }
 }
 
@@ -93,7 +102,8 @@ pub fn client(timeout: std::time::Duration, allow_private: bool) -> reqwest::Res
     if allow_private {
         builder.build()
     } else {
-        builder.dns_resolver(Arc::new(PublicOnly)).build()
+        // A proxy from the environment would connect for us, past the check.
+        builder.no_proxy().dns_resolver(Arc::new(PublicOnly)).build()
     }
 }
 
@@ -112,6 +122,9 @@ mod tests {
             "http://[::1]/",
             "http://[fd00::1]/",
             "http://[::ffff:127.0.0.1]/",
+            "http://[::127.0.0.1]/",
+            "http://[64:ff9b::a00:1]/",
+            "http://[2002:c0a8:1::]/",
             "http://localhost:8080/",
             "http://0.0.0.0/",
         ] {

@@ -90,6 +90,22 @@ async fn a_moderators_ban_kick_and_unban_in_a_matrix_client_are_adopted() {
         membership(&app, &room, spammer).await.as_deref() == Some("join")
     })
     .await;
+
+    // The unban taken again (a transaction processed a second time after a crash) changes
+    // nothing: the user keeps their place.
+    let unban = json!({"type": "m.room.member", "room_id": matrix_id(&room), "sender": app.user_id(moderator),
+        "state_key": app.user_id(spammer), "event_id": "$unban-again", "content": {"membership": "leave"},
+        "unsigned": {"prev_content": {"membership": "ban"}}});
+    let (status, _) = app
+        .send(
+            app.anonymous(Method::PUT, &format!("/_matrix/app/v1/transactions/again-{}", room["id"]))
+                .bearer_auth(&app.hs.env["CHATROOMS_MATRIX_HS_TOKEN"])
+                .json(&json!({"events": [unban]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(record(&app, &room).await["assignedUsers"], json!([spammer]), "still listed");
+    assert!(bans(&app, &room).await.is_empty());
 }
 
 #[tokio::test]

@@ -109,6 +109,9 @@ impl Homeserver for FaultyHomeserver {
     async fn ping(&self) -> HsResult<()> {
         self.inner.ping().await
     }
+    async fn ping_appservice(&self, appservice_id: &str) -> HsResult<u64> {
+        self.inner.ping_appservice(appservice_id).await
+    }
     async fn default_room_version(&self) -> HsResult<String> {
         self.inner.default_room_version().await
     }

@@ -32,7 +32,7 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
@@ -46,7 +46,7 @@ fn start_homeserver() -> Homeserver {
     let base = std::env::temp_dir().join(format!("chatrooms-test-synapse-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     let port = free_port();
-    let env = configure_synapse(&base, port);
+    let env = configure_synapse(&base, port, fan_out_url());
     let log = std::fs::File::create(base.join("synapse.log")).expect("synapse log file");
     // The process owns the child for its whole life: with PDEATHSIG, Synapse dies with it.
     let _ = spawn_synapse(base.join("homeserver.yaml"), log);
@@ -74,14 +74,16 @@ fn fan_out_url() -> &'static str {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async move {
                 let http = reqwest::Client::new();
-                let forward = move |uri: axum::http::Uri,
+                let forward = move |method: axum::http::Method,
+                                    uri: axum::http::Uri,
                                     headers: axum::http::HeaderMap,
                                     body: axum::body::Bytes| {
                     let http = http.clone();
                     async move {
                         let targets = LISTENERS.lock().unwrap_or_else(|p| p.into_inner()).clone();
                         for base in targets {
-                            let mut request = http.put(format!("{base}{uri}")).body(body.clone());
+                            let mut request =
+                                http.request(method.clone(), format!("{base}{uri}")).body(body.clone());
                             for name in [axum::http::header::AUTHORIZATION, axum::http::header::CONTENT_TYPE]
                             {
                                 if let Some(value) = headers.get(&name) {
@@ -94,7 +96,7 @@ fn fan_out_url() -> &'static str {
                         axum::Json(json!({}))
                     }
                 };
-                let router = axum::Router::new().fallback(axum::routing::put(forward));
+                let router = axum::Router::new().fallback(forward);
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 axum::serve(listener, router).await.unwrap();
             });
@@ -103,10 +105,10 @@ fn fan_out_url() -> &'static str {
     })
 }
 
-fn configure_synapse(dir: &std::path::Path, port: u16) -> HashMap<String, String> {
+fn configure_synapse(dir: &std::path::Path, port: u16, pushes_to: &str) -> HashMap<String, String> {
     let status = Command::new(repo_root().join("scripts/synapse.sh"))
         .args(["config", dir.to_str().unwrap(), &port.to_string()])
-        .env("SYNAPSE_APPSERVICE_URL", fan_out_url())
+        .env("SYNAPSE_APPSERVICE_URL", pushes_to)
         // Cheap password hashing keeps the tests fast; the benchmark asks for Synapse's default.
         .env("SYNAPSE_BCRYPT_ROUNDS", std::env::var("SYNAPSE_BCRYPT_ROUNDS").unwrap_or_else(|_| "4".into()))
         .status()
@@ -655,13 +657,19 @@ struct RunningSynapse {
 
 impl PrivateHomeserver {
     pub async fn start() -> Self {
+        Self::start_pushing_to(fan_out_url()).await
+    }
+
+    /// A homeserver whose appservice pushes go to `url` (a service's own address), not to
+    /// the fan-out.
+    pub async fn start_pushing_to(url: &str) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "chatrooms-test-private-synapse-{}-{:08x}",
             std::process::id(),
             rand::random::<u32>()
         ));
         let port = free_port();
-        let env = configure_synapse(&dir, port);
+        let env = configure_synapse(&dir, port, url);
         let hs: &'static Homeserver = Box::leak(Box::new(Homeserver {
             url: format!("http://127.0.0.1:{port}"),
             server_name: env["CHATROOMS_MATRIX_SERVER_NAME"].clone(),
@@ -738,8 +746,16 @@ impl TestApp {
         hs: &'static Homeserver,
         customize: impl FnOnce(&mut HashMap<String, String>),
     ) -> Self {
+        Self::spawn_against_on(hs, Arc::new(fresh_database().await), customize).await
+    }
+
+    /// As [`TestApp::spawn_against`], on an existing database (a restart).
+    pub async fn spawn_against_on(
+        hs: &'static Homeserver,
+        database: Arc<TestDatabase>,
+        customize: impl FnOnce(&mut HashMap<String, String>),
+    ) -> Self {
         init_logging();
-        let database = Arc::new(fresh_database().await);
         let mut vars = base_env(hs, &database.url);
         customize(&mut vars);
         let config = Config::from_map(&vars).expect("test configuration");

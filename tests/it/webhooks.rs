@@ -32,18 +32,22 @@ struct Receiver {
     url: String,
     seen: Arc<Mutex<Vec<Received>>>,
     secret: Arc<Mutex<Option<String>>>,
+    /// Requests a hanging receiver took and never answered.
+    hung: Arc<Mutex<Vec<Instant>>>,
 }
 
 impl Receiver {
     async fn start(fail_first: bool, hang: bool) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hooks", listener.local_addr().unwrap());
-        let receiver = Receiver { url, seen: Default::default(), secret: Default::default() };
+        let receiver =
+            Receiver { url, seen: Default::default(), secret: Default::default(), hung: Default::default() };
         let state = receiver.clone();
         let handle = move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
             let state = state.clone();
             async move {
                 if hang {
+                    state.hung.lock().unwrap().push(Instant::now());
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                 }
                 let secret = state.secret.lock().unwrap().clone().expect("the test sets the secret first");
@@ -264,6 +268,9 @@ async fn a_receiver_that_never_answers_holds_up_neither_writes_nor_intake() {
     let receiver = Receiver::start(false, true).await;
     let org = fresh_org();
     subscribe(&app, &receiver, json!({"organizationID": org})).await;
+    // A second subscription with a receiver that answers keeps getting its events.
+    let healthy = Receiver::start(false, false).await;
+    subscribe(&app, &healthy, json!({"organizationID": org, "eventTypes": ["room.created"]})).await;
     let [admin, member] = fresh_users(2)[..] else { unreachable!() };
     for n in 0..3 {
         let (status, body) = app
@@ -291,6 +298,11 @@ async fn a_receiver_that_never_answers_holds_up_neither_writes_nor_intake() {
     })
     .await;
     assert!(receiver.seen().is_empty(), "the receiver has answered nothing all along");
+    assert!(!receiver.hung.lock().unwrap().is_empty(), "deliveries to it were attempted and hang");
+    eventually("the other receiver gets every room.created", Duration::from_secs(15), || async {
+        healthy.delivered().len() == 4
+    })
+    .await;
 }
 
 #[tokio::test]
