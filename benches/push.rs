@@ -6,6 +6,8 @@
 #[allow(dead_code)]
 #[path = "../tests/it/harness.rs"]
 mod harness;
+#[path = "support/summary.rs"]
+mod summary;
 
 use std::{
     sync::{Arc, Mutex},
@@ -15,20 +17,9 @@ use std::{
 use harness::{fresh_org, fresh_users, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use summary::summary;
 
 const SAMPLES: usize = 15;
-
-fn summary(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "{name:<48} n={:<3} median {:>8.1} ms   min {:>8.1} ms   max {:>8.1} ms",
-        samples.len(),
-        ms(samples[samples.len() / 2]),
-        ms(samples[0]),
-        ms(samples[samples.len() - 1])
-    );
-}
 
 /// Polls `check` every 5 ms until it holds; how long that took.
 async fn time_until<F, Fut>(started: Instant, mut check: F) -> Duration

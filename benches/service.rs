@@ -4,24 +4,15 @@
 #[allow(dead_code)]
 #[path = "../tests/it/harness.rs"]
 mod harness;
+#[path = "support/summary.rs"]
+mod summary;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use harness::{fresh_org, fresh_users, jwt, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-
-fn summary(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "{name:<48} n={:<3} median {:>8.1} ms   min {:>8.1} ms   max {:>8.1} ms",
-        samples.len(),
-        ms(samples[samples.len() / 2]),
-        ms(samples[0]),
-        ms(samples[samples.len() - 1])
-    );
-}
+use summary::summary;
 
 #[tokio::main]
 async fn main() {

@@ -135,18 +135,21 @@ pub async fn due(conn: &mut AnyConnection, now: i64, limit: i64) -> sqlx::Result
 }
 
 /// The sync reached `version`: drop the job unless a newer change arrived meanwhile.
+/// Closes the job the attempt took; false when a newer change (or a pushed drift report) came
+/// in meanwhile and the job stays for another pass.
 pub async fn complete(
     conn: &mut AnyConnection,
     id: ChatroomId,
     version: i64,
     owner: &str,
-) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM sync_jobs WHERE chatroom_id = $1 AND version = $2")
+) -> sqlx::Result<bool> {
+    let closed = sqlx::query("DELETE FROM sync_jobs WHERE chatroom_id = $1 AND version = $2")
         .bind(id)
         .bind(version)
         .execute(&mut *conn)
         .await?;
-    release(conn, id, owner).await
+    release(conn, id, owner).await?;
+    Ok(closed.rows_affected() > 0)
 }
 
 /// What a failed attempt leaves behind.

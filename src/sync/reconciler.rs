@@ -106,6 +106,9 @@ pub enum SyncOutcome {
     },
     /// Another worker (another instance) holds the room right now; it will finish the job.
     Busy,
+    /// This attempt applied what it read, but a newer change came in meanwhile: the job stays
+    /// for another pass.
+    ChangedMeanwhile,
 }
 
 /// The room as the database wants it on the homeserver: its lists less the banned users, who
@@ -274,6 +277,8 @@ impl Reconciler {
                 SyncOutcome::Failed { retry_in: Some(delay), .. } => *delay,
                 // Another instance holds the room: see whether it finished.
                 SyncOutcome::Busy => self.config.retry_base,
+                // Straight on to the next pass.
+                SyncOutcome::ChangedMeanwhile => Duration::ZERO,
                 _ => return outcome,
             };
             if Instant::now() + wait >= deadline {
@@ -332,7 +337,7 @@ impl Reconciler {
         let mut conn = self.store.pool().acquire().await?;
         match result {
             Ok(changed) => {
-                jobs::complete(&mut conn, id, version, &self.owner).await?;
+                let closed = jobs::complete(&mut conn, id, version, &self.owner).await?;
                 self.metrics.syncs_succeeded.inc();
                 if drift_check && changed {
                     self.metrics.drift_repairs.inc();
@@ -343,7 +348,7 @@ impl Reconciler {
                 } else {
                     tracing::info!(chatroom = id, version, "room in sync");
                 }
-                Ok(SyncOutcome::Synced)
+                Ok(if closed { SyncOutcome::Synced } else { SyncOutcome::ChangedMeanwhile })
             }
             Err(err) => {
                 // A refusal can be a race with a change on the homeserver (a user leaving while
