@@ -24,8 +24,7 @@ use crate::{
 /// Acts on each event in order. Every effect is safe to repeat: a transaction processed again
 /// after a crash changes nothing more (a webhook event is queued once per homeserver event).
 pub async fn route(state: &AppState, events: &[Value]) -> Result<(), RoomError> {
-    // Each Matrix room's chatroom, and whether it is live (a room being deleted still reports
-    // what happens in it, but nothing there is repaired or adopted).
+    // Each Matrix room's chatroom, and whether it is live.
     let mut managed: HashMap<String, Option<(RoomRef, bool)>> = HashMap::new();
     for event in events {
         let Some(event) = events::parse(event) else { continue };
@@ -43,9 +42,11 @@ pub async fn route(state: &AppState, events: &[Value]) -> Result<(), RoomError> 
                 room
             }
         };
-        let Some((room, live)) = room else { continue };
+        // A room being deleted reports nothing more than its `room.deleted` (its purge makes
+        // everyone leave), and nothing in it is repaired or adopted.
+        let Some((room, true)) = room else { continue };
         report(state, &room, &event).await?;
-        if !live || event.sender == state.homeserver.ids().bot() {
+        if event.sender == state.homeserver.ids().bot() {
             continue;
         }
         let event_id = event.event_id.to_owned();

@@ -77,11 +77,15 @@ async fn two_instances_on_one_database_share_the_work_without_losing_updates() {
 
 #[tokio::test]
 async fn a_room_lease_held_by_one_instance_excludes_the_other_until_it_expires() {
-    let first = TestApp::spawn().await;
+    // The instances' own workers stay out of the way: only this test takes the lease.
+    let idle = |env: &mut std::collections::HashMap<String, String>| {
+        env.insert("CHATROOMS_WORKER_POLL_MS".into(), "3600000".into());
+    };
+    let first = TestApp::spawn_with(idle).await;
     let room = first.create_room(json!({"organizationID": fresh_org(), "name": "Leased"})).await;
     // Only now: a second instance's worker could take the new room's job, and the create
     // would rightly answer 202 (another instance is on it).
-    let second = TestApp::spawn_on(first.database(), |_| {}).await;
+    let second = TestApp::spawn_on(first.database(), idle).await;
     let id = room["id"].as_i64().unwrap();
     let now = first.state.clock.now_ms();
     let mut a = first.state.store.pool().acquire().await.unwrap();
