@@ -4,7 +4,7 @@
 //! backend owns queues the room's drift check, and moderation by the room's staff in a Matrix
 //! client is adopted, anyone else's reverted. Events of rooms we do not manage are ignored.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use serde_json::{json, Map, Value};
 
@@ -17,35 +17,30 @@ use crate::{
         RoomError,
     },
     state::AppState,
-    store::chatrooms,
+    store::chatrooms::{self, Chatroom},
     webhooks::{self, EventType, Outgoing, RoomRef},
 };
 
 /// Acts on each event in order. Every effect is safe to repeat: a transaction processed again
 /// after a crash changes nothing more (a webhook event is queued once per homeserver event).
 pub async fn route(state: &AppState, events: &[Value]) -> Result<(), RoomError> {
-    // Each Matrix room's chatroom, and whether it is live.
-    let mut managed: HashMap<String, Option<(RoomRef, bool)>> = HashMap::new();
+    // Each Matrix room's chatroom, read once per transaction.
+    let mut managed: HashMap<String, Option<Arc<Chatroom>>> = HashMap::new();
     for event in events {
         let Some(event) = events::parse(event) else { continue };
         let room = match managed.get(event.room) {
             Some(room) => room.clone(),
             None => {
                 let mut conn = state.store.pool().acquire().await?;
-                let room = match chatrooms::id_of_matrix_room(&mut conn, event.room).await? {
-                    Some(id) => chatrooms::find_including_deleted(&mut conn, id)
-                        .await?
-                        .map(|room| (RoomRef::of(&room), !room.deleted)),
-                    None => None,
-                };
+                let room = chatrooms::find_by_matrix_room(&mut conn, event.room).await?.map(Arc::new);
                 managed.insert(event.room.to_owned(), room.clone());
                 room
             }
         };
         // A room being deleted reports nothing more than its `room.deleted` (its purge makes
         // everyone leave), and nothing in it is repaired or adopted.
-        let Some((room, true)) = room else { continue };
-        report(state, &room, &event).await?;
+        let Some(room) = room.filter(|room| !room.deleted) else { continue };
+        report(state, &RoomRef::of(&room), &event).await?;
         if event.sender == state.homeserver.ids().bot() {
             continue;
         }
@@ -146,10 +141,11 @@ async fn report(state: &AppState, room: &RoomRef, event: &Event<'_>) -> Result<(
     Ok(())
 }
 
-/// Drift repair and moderation adoption for an event someone other than the bot sent.
-async fn act(state: &AppState, room_ref: &RoomRef, event: Event<'_>) -> Result<(), RoomError> {
+/// Drift repair, moderation adoption and blocklists for an event someone other than the bot
+/// sent, in the room as the transaction found it.
+async fn act(state: &AppState, chatroom: &Chatroom, event: Event<'_>) -> Result<(), RoomError> {
     let ids = state.homeserver.ids();
-    let room = room_ref.id;
+    let room = chatroom.id;
     match event.what {
         Pushed::OwnedState { kind, .. } => {
             tracing::info!(chatroom = room, kind, sender = %event.sender, "owned state changed on the homeserver; checking the room");
@@ -183,7 +179,7 @@ async fn act(state: &AppState, room_ref: &RoomRef, event: Event<'_>) -> Result<(
         }
         Pushed::Message { text } => {
             let sender = ids.app_user(&event.sender);
-            rooms::blocklists::enforce(state, room_ref, sender, event.event_id, &text).await.map(|_| ())
+            rooms::blocklists::enforce(state, chatroom, sender, event.event_id, &text).await.map(|_| ())
         }
         Pushed::Redaction { .. } => Ok(()),
     }

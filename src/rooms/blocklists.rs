@@ -5,14 +5,17 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::{load, RoomError, RoomResult};
+use super::{RoomError, RoomResult};
 use crate::{
     domain::{
         blocklist::{Blocklist, Matcher, Rule},
         AppUserId, ChatroomId, OrganizationId, Role,
     },
     state::AppState,
-    store::blocklists::{self, Scope},
+    store::{
+        blocklists::{self, Scope},
+        chatrooms::Chatroom,
+    },
     webhooks::{self, EventType, Outgoing, RoomRef},
 };
 
@@ -68,8 +71,10 @@ async fn matcher(
     room: ChatroomId,
     org: OrganizationId,
 ) -> RoomResult<Option<Arc<Matcher>>> {
-    let (org_list, org_version) = organization_blocklist(state, org).await?;
-    let (room_list, room_version) = room_blocklist(state, room).await?;
+    let [(org_list, org_version), (room_list, room_version)] = {
+        let mut conn = state.store.pool().acquire().await?;
+        blocklists::get_both(&mut conn, Scope::Organization(org), Scope::Room(room)).await?
+    };
     if org_list.is_empty() && room_list.is_empty() {
         return Ok(None);
     }
@@ -87,12 +92,12 @@ async fn matcher(
 /// (the reason names the rule), counted and reported as `message.blocked`. The rule it broke.
 pub async fn enforce(
     state: &AppState,
-    room: &RoomRef,
+    chatroom: &Chatroom,
     sender: Option<AppUserId>,
     event_id: &str,
     texts: &[&str],
 ) -> RoomResult<Option<Rule>> {
-    let chatroom = load(state, room.id).await?;
+    let room = &RoomRef::of(chatroom);
     let staff =
         sender.and_then(|user| chatroom.roles.role_of(user)).is_some_and(|role| role != Role::Assigned);
     if staff || texts.is_empty() {

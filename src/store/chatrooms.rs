@@ -335,11 +335,9 @@ pub async fn remove_member(tx: &mut Tx, id: ChatroomId, user: AppUserId) -> sqlx
 }
 
 /// The chatroom a Matrix room belongs to, live or being deleted.
-pub async fn id_of_matrix_room(conn: &mut AnyConnection, room: &str) -> sqlx::Result<Option<ChatroomId>> {
-    sqlx::query_scalar("SELECT id FROM chatrooms WHERE matrix_room_id = $1")
-        .bind(room)
-        .fetch_optional(&mut *conn)
-        .await
+pub async fn find_by_matrix_room(conn: &mut AnyConnection, room: &str) -> sqlx::Result<Option<Chatroom>> {
+    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE c.matrix_room_id = $1");
+    find_one(conn, sqlx::query(&sql).bind(room)).await
 }
 
 /// Remembers which room a history purge belongs to.

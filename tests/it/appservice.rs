@@ -80,17 +80,37 @@ async fn only_the_homeserver_may_push_and_each_transaction_is_stored_once() {
 }
 
 #[tokio::test]
-async fn two_replicas_receiving_one_transaction_store_it_once() {
+async fn two_replicas_receiving_one_transaction_store_and_process_it_once() {
     let first = TestApp::spawn().await;
+    let [moderator, member] = crate::harness::fresh_users(2)[..] else { unreachable!() };
+    let room = first
+        .create_room(json!({"organizationID": crate::harness::fresh_org(), "name": "Twice",
+            "moderators": [moderator], "assignedUsers": [member]}))
+        .await;
     let second = TestApp::spawn_on(first.database(), |_| {}).await;
     let token = hs_token(&first);
+    // A moderator's ban as a client's would come: adopted once, whichever replica takes it.
+    let ban = json!({"type": "m.room.member", "room_id": room["matrixRoomID"], "sender": first.user_id(moderator),
+        "state_key": first.user_id(member), "event_id": "$shared-ban", "content": {"membership": "ban"}});
+    let body = json!({"events": [ban, transaction(1)["events"][0], transaction(1)["events"][0]]});
     let path = "/_matrix/app/v1/transactions/test-shared";
     let (a, b) = tokio::join!(
-        first.send(put(&first, path, Some(&token), &transaction(3))),
-        second.send(put(&second, path, Some(&token), &transaction(3)))
+        first.send(put(&first, path, Some(&token), &body)),
+        second.send(put(&second, path, Some(&token), &body))
     );
-    assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK));
+    assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK), "the second waits for the first: {a:?} {b:?}");
     assert_eq!(stored(&first).await, vec![("test-shared".to_owned(), 3)]);
+    let adopted = |text: String| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("chatrooms_client_moderation_total{outcome=\"adopted\"} "))
+            .map_or(0, |n| n.parse::<u64>().unwrap())
+    };
+    let scrape = |app: &TestApp| app.anonymous(Method::GET, "/metrics").send();
+    let (one, two) = tokio::join!(scrape(&first), scrape(&second));
+    let total = adopted(one.unwrap().text().await.unwrap()) + adopted(two.unwrap().text().await.unwrap());
+    assert_eq!(total, 1, "processed by one replica, once");
+    let (_, bans) = first.send(first.request(Method::GET, &format!("/chatrooms/{}/bans", room["id"]))).await;
+    assert_eq!(bans["entries"].as_array().unwrap().len(), 1, "{bans}");
 }
 
 #[tokio::test]
