@@ -36,8 +36,25 @@ async fn while_the_homeserver_is_down_reads_work_writes_wait_and_all_converge_wh
     let app = spawn_behind(&proxy, &[]).await;
     let org = fresh_org();
     let users = fresh_users(4);
-    let kept = app.create_room(json!({"organizationID": org, "name": "Kept", "admins": [users[0]]})).await;
-    let doomed = app.create_room(json!({"organizationID": org, "name": "Doomed"})).await;
+    // Made while the homeserver is up; under a loaded suite its createRoom may outlast the
+    // short write wait of this test, so each is awaited until synced rather than required in one.
+    let mut setup = Vec::new();
+    for name in ["Kept", "Doomed"] {
+        let admins = if name == "Kept" { json!([users[0]]) } else { json!([]) };
+        let (status, made) = app
+            .send(
+                app.request(Method::POST, "/chatrooms")
+                    .json(&json!({"organizationID": org, "name": name, "admins": admins})),
+            )
+            .await;
+        assert!(matches!(status, StatusCode::CREATED | StatusCode::ACCEPTED), "{made}");
+        eventually("the room is on the homeserver", Duration::from_secs(30), || async {
+            room(&app, &made["id"]).await["syncStatus"] == "synced"
+        })
+        .await;
+        setup.push(room(&app, &made["id"]).await);
+    }
+    let [kept, doomed] = [setup[0].clone(), setup[1].clone()];
 
     proxy.cut();
     let (status, ready) = app.send(app.anonymous(Method::GET, "/readyz")).await;
