@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 
 use crate::{
     config::{AuthConfig, Secret},
-    domain::{parse_id, AppUserId, ChatroomId, OrganizationId, Role, RoleLists},
+    domain::{parse_id, AppUserId, ChatroomId, OrganizationId, Role, RoomMembers},
     error::ApiError,
 };
 
@@ -83,7 +83,7 @@ impl Caller {
         &self,
         room: ChatroomId,
         organization: OrganizationId,
-        roles: &RoleLists,
+        roles: &RoomMembers,
         banned: bool,
     ) -> Result<i64, ApiError> {
         match self {
@@ -110,7 +110,7 @@ impl Caller {
         &self,
         room: ChatroomId,
         organization: OrganizationId,
-        roles: &RoleLists,
+        roles: &RoomMembers,
     ) -> Result<(), ApiError> {
         match self {
             _ if self.may_manage(organization) => Ok(()),

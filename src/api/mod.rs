@@ -12,6 +12,7 @@ pub mod members;
 pub mod messages;
 pub mod moderation;
 mod room_errors;
+pub mod rosters;
 mod standing;
 pub mod user_session;
 pub mod users;
@@ -56,6 +57,7 @@ use crate::{error::ApiError, metrics, rate_limit::Kind, state::AppState};
         (name = "moderation", description = "Bans and mutes, timed or until lifted"),
         (name = "messages", description = "Sending, reading and redacting a room's messages"),
         (name = "user", description = "The caller's Matrix account: credentials, login, devices"),
+        (name = "organizations", description = "Organizations: their Matrix space, and the rosters (members, event participants) automated rooms follow"),
         (name = "users", description = "App users as the backend manages them"),
         (name = "webhooks", description = "Events posted to the backend (Standard Webhooks) and their delivery log"),
         (name = "health", description = "Probes"),
@@ -145,6 +147,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::create_subscription, webhooks::list_subscriptions))
         .routes(routes!(webhooks::get_subscription, webhooks::delete_subscription))
         .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(rosters::put_members, rosters::add_members, rosters::list_members))
+        .routes(routes!(rosters::remove_member))
+        .routes(routes!(rosters::put_participants, rosters::add_participants, rosters::list_participants))
+        .routes(routes!(rosters::remove_participant))
 }
 
 /// The OpenAPI document, as committed in `openapi/openapi.json`.

@@ -8,7 +8,9 @@ impl From<RoomError> for ApiError {
             RoomError::NotFound(_)
             | RoomError::NotAMember { .. }
             | RoomError::NotBanned { .. }
-            | RoomError::NotMuted { .. } => ApiError::not_found(err.to_string()),
+            | RoomError::NotMuted { .. }
+            | RoomError::NotInRoster(_) => ApiError::not_found(err.to_string()),
+            RoomError::OnlyByRoster { .. } => ApiError::conflict("by_roster", err.to_string()),
             RoomError::NotMutable { .. } => ApiError::conflict("not_mutable", err.to_string()),
             RoomError::NoSuchMessage(_) | RoomError::NotPinned(_) => ApiError::not_found(err.to_string()),
             RoomError::TruncationRunning(_) => ApiError::conflict("truncation_running", err.to_string()),

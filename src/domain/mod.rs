@@ -4,6 +4,7 @@ mod avatar;
 pub mod blocklist;
 mod chatroom;
 mod id;
+mod roster;
 pub mod schema;
 mod settings;
 
@@ -13,4 +14,5 @@ pub use chatroom::{
     RoleLists, RoomKind, RoomName,
 };
 pub use id::{check_id, parse_id, Id};
+pub use roster::{OrganizationRole, OrganizationRoster, Participants, RoomMembers, MAX_ROSTER};
 pub use settings::{check_max_users, RoomSettings, RoomTopic, SettingsChange};

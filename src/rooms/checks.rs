@@ -3,7 +3,7 @@
 use super::{RoomError, RoomResult};
 use crate::{
     clock::to_datetime,
-    domain::{require_future, AppUserId, Role, RoleLists},
+    domain::{require_future, AppUserId, Role, RoleLists, RoomMembers},
     matrix::power_levels,
     state::AppState,
     store::accounts,
@@ -18,14 +18,15 @@ pub fn require_future_deletion(state: &AppState, at: Option<i64>) -> RoomResult<
     }
 }
 
-/// Refuses a room's role lists (as they would be after the change) beyond the room's limits:
-/// more users than [`RoleLists::MAX_PER_ROOM`], or admins and moderators whose power levels
-/// would not fit in one Matrix state event.
-pub fn check_room_limits(state: &AppState, roles: &RoleLists, muted: &[AppUserId]) -> RoomResult<()> {
-    if roles.len() > RoleLists::MAX_PER_ROOM {
+/// Refuses a room's members (as they would be after the change) beyond the room's limits:
+/// more users in its lists than [`RoleLists::MAX_PER_ROOM`] (a roster has its own limit), or
+/// admins and moderators, explicit or by roster, whose power levels would not fit in one Matrix
+/// state event.
+pub fn check_room_limits(state: &AppState, roles: &RoomMembers, muted: &[AppUserId]) -> RoomResult<()> {
+    if roles.explicit.len() > RoleLists::MAX_PER_ROOM {
         return Err(RoomError::TooManyUsers(format!(
             "the room would hold {} users in its role lists; at most {} are allowed",
-            roles.len(),
+            roles.explicit.len(),
             RoleLists::MAX_PER_ROOM
         )));
     }
@@ -55,7 +56,7 @@ pub fn check_room_limits(state: &AppState, roles: &RoleLists, muted: &[AppUserId
     Ok(())
 }
 
-/// Refuses lists that would hold more users than the room's `maxUsers` (the bot does not count).
+/// Refuses members (lists and roster) beyond the room's `maxUsers` (the bot does not count).
 /// `before` is how many the room holds now (0 for a new room), `after` how many after the change.
 pub fn check_capacity(max_users: Option<i64>, before: usize, after: usize) -> RoomResult<()> {
     let Some(max) = max_users else { return Ok(()) };

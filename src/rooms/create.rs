@@ -10,13 +10,13 @@ use super::{
 };
 use crate::{
     domain::{
-        Avatar, ChatroomId, EventId, OrganizationId, RoleLists, RoomKind, RoomName, RoomSettings,
-        SettingsChange,
+        Avatar, ChatroomId, EventId, OrganizationId, RoleLists, RoomKind, RoomMembers, RoomName,
+        RoomSettings, SettingsChange,
     },
     state::AppState,
     store::{
         self,
-        chatrooms::{self, NewChatroom},
+        chatrooms::{self, NewChatroom, RosterOf},
         idempotency, jobs,
     },
 };
@@ -117,8 +117,13 @@ async fn insert(
         automation_enabled: draft.automation_enabled.unwrap_or(template.automation_enabled),
         avatar_url: template.avatar_url,
     };
-    check_room_limits(state, &draft.roles, &[])?;
-    check_capacity(start.settings.max_users, 0, draft.roles.len())?;
+    // An automated room starts with its roster too.
+    let roster =
+        RosterOf::for_room(draft.kind, draft.organization_id, draft.event_id, start.automation_enabled);
+    let roster = chatrooms::roster_roles(&mut *state.store.pool().acquire().await?, roster).await?;
+    let members = RoomMembers::new(draft.roles.clone(), roster);
+    check_room_limits(state, &members, &[])?;
+    check_capacity(start.settings.max_users, 0, members.len())?;
     check_users_active(state, &draft.roles).await?;
     let (avatar_url, uploaded) = match &draft.avatar {
         Some(Some(avatar)) => (Some(upload_avatar(state, avatar).await?), true),

@@ -3,7 +3,11 @@
 use crate::{
     domain::AppUserId,
     state::AppState,
-    store::{accounts, chatrooms, jobs},
+    store::{
+        accounts,
+        chatrooms::{self, RosterOf},
+        jobs, rosters,
+    },
     sync::SyncOutcome,
 };
 
@@ -19,9 +23,22 @@ pub async fn deactivate_user(state: &AppState, user: AppUserId) -> RoomResult<bo
     let now = state.clock.now_ms();
     let mut tx = state.store.begin().await?;
     accounts::mark_deactivated(&mut tx, user, now).await?;
-    let rooms = chatrooms::rooms_of_member(&mut tx, user).await?;
+    let mut rooms = chatrooms::rooms_of_member(&mut tx, user).await?;
     for &room in &rooms {
         chatrooms::remove_member(&mut tx, room, user).await?;
+    }
+    // Out of every roster too, and so out of the automated rooms that follow them.
+    let (orgs, events) = rosters::remove_user_everywhere(&mut tx, user).await?;
+    let followed = orgs
+        .into_iter()
+        .map(RosterOf::Organization)
+        .chain(events.into_iter().map(|(o, e)| RosterOf::Event(o, e)));
+    for roster in followed.collect::<Vec<_>>() {
+        rooms.extend(chatrooms::following(&mut tx, roster).await?);
+    }
+    rooms.sort_unstable();
+    rooms.dedup();
+    for &room in &rooms {
         jobs::enqueue(&mut tx, room, now).await?;
     }
     tx.commit().await?;

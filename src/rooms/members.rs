@@ -21,7 +21,7 @@ pub async fn add_members(state: &AppState, id: ChatroomId, added: RoleLists) -> 
     // Checked under the room's row lock: concurrent additions cannot both squeeze past the
     // room's limits.
     let current = chatrooms::find(&mut tx, id).await?.ok_or(RoomError::NotFound(id))?;
-    let after = current.roles.merged_with(&added);
+    let after = current.roles.with_explicit(current.roles.explicit.merged_with(&added));
     let muted: Vec<AppUserId> = moderation::mutes(&mut tx, id).await?.iter().map(|m| m.user).collect();
     check_room_limits(state, &after, &muted)?;
     check_capacity(current.settings.max_users, current.roles.len(), after.len())?;
@@ -38,7 +38,13 @@ pub async fn remove_member(state: &AppState, id: ChatroomId, user: AppUserId) ->
         return Err(RoomError::NotFound(id));
     }
     if !chatrooms::remove_member(&mut tx, id, user).await? {
-        return Err(RoomError::NotAMember { room: id, user });
+        let by_roster =
+            chatrooms::find(&mut tx, id).await?.is_some_and(|room| room.roles.role_of(user).is_some());
+        return Err(if by_roster {
+            RoomError::OnlyByRoster { room: id, user }
+        } else {
+            RoomError::NotAMember { room: id, user }
+        });
     }
     moderation::drop_mutes_of_unassigned(&mut tx, id).await?;
     commit_with_job(state, tx, id).await?;

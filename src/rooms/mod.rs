@@ -14,6 +14,7 @@ pub mod input;
 mod members;
 pub mod messages;
 pub mod moderation;
+pub mod rosters;
 mod update;
 mod view;
 
@@ -48,6 +49,11 @@ pub enum RoomError {
     /// Claiming a room one holds no role in: not allowed, rather than not found.
     #[error("user {user} holds no role in chatroom {room}")]
     HoldsNoRole { room: ChatroomId, user: AppUserId },
+    /// Removing a user the room has only by the roster it follows.
+    #[error("user {user} is in chatroom {room} by its roster, not its lists: remove them from the roster")]
+    OnlyByRoster { room: ChatroomId, user: AppUserId },
+    #[error("{0}")]
+    NotInRoster(String),
     #[error("user {user} is not banned from chatroom {room}")]
     NotBanned { room: ChatroomId, user: AppUserId },
     #[error("user {user} is not muted in chatroom {room}")]

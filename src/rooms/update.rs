@@ -8,7 +8,7 @@ use super::{
     commit_with_job, converge, RoomError, RoomResult, Written,
 };
 use crate::{
-    domain::{AppUserId, Avatar, ChatroomId, RoleLists, RoomName, SettingsChange},
+    domain::{AppUserId, Avatar, ChatroomId, RoleLists, RoomMembers, RoomName, SettingsChange},
     state::AppState,
     store::{
         chatrooms::{self, ChatroomChanges},
@@ -35,8 +35,9 @@ pub struct RoomUpdate {
 pub async fn update(state: &AppState, id: ChatroomId, update: RoomUpdate) -> RoomResult<Written> {
     require_future_deletion(state, update.scheduled_deletion.flatten())?;
     if let Some(roles) = &update.roles {
+        // The lists alone first (the roster is checked with them under the row lock).
         let muted = muted_users(state, id).await?;
-        check_room_limits(state, roles, &muted)?;
+        check_room_limits(state, &RoomMembers::explicit(roles.clone()), &muted)?;
         check_users_active(state, roles).await?;
     }
     let avatar_url = match &update.avatar {
@@ -74,14 +75,22 @@ async fn store(
     if !chatrooms::update(&mut tx, id, &changes, state.clock.now_ms()).await? {
         return Err(RoomError::NotFound(id));
     }
-    if update.roles.is_some() || update.settings.max_users.is_some() {
-        // Under the row lock the update took: with its new maxUsers, and the lists as they were.
+    if update.roles.is_some() || update.settings.max_users.is_some() || update.automation_enabled.is_some() {
+        // Under the row lock the update took: with its new maxUsers and automation (so the
+        // roster it follows now), and the lists as they were.
         let room = chatrooms::find(&mut tx, id).await?.ok_or(RoomError::NotFound(id))?;
-        let after = update.roles.as_ref().map_or(room.roles.len(), RoleLists::len);
-        check_capacity(room.settings.max_users, room.roles.len(), after)?;
+        let after = match &update.roles {
+            Some(roles) => room.roles.with_explicit(roles.clone()),
+            None => room.roles.clone(),
+        };
+        let muted: Vec<AppUserId> = moderation::mutes(&mut tx, id).await?.iter().map(|m| m.user).collect();
+        check_room_limits(state, &after, &muted)?;
+        check_capacity(room.settings.max_users, room.roles.len(), after.len())?;
     }
     if let Some(roles) = &update.roles {
         chatrooms::replace_roles(&mut tx, id, roles).await?;
+    }
+    if update.roles.is_some() || update.automation_enabled.is_some() {
         moderation::drop_mutes_of_unassigned(&mut tx, id).await?;
     }
     commit_with_job(state, tx, id).await

@@ -45,12 +45,25 @@ pub struct ChatroomResponse {
     /// The Matrix room id; null until the homeserver has created the room.
     #[serde(rename = "matrixRoomID")]
     pub matrix_room_id: Option<String>,
+    /// The explicit lists, as the backend set them.
     pub admins: Vec<i64>,
     pub moderators: Vec<i64>,
     pub assigned_users: Vec<i64>,
+    /// Users there only by the roster an automated room follows (nobody explicit): empty when
+    /// automation is off or the room has no roster.
+    pub roster: RosterMembers,
     pub sync_status: SyncStatus,
     /// The last homeserver error while the room is not in sync.
     pub sync_error: Option<String>,
+}
+
+/// An automated room's users by roster: an organization's admins are its admins; its members,
+/// and an event's participants, its assigned users.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RosterMembers {
+    pub admins: Vec<i64>,
+    pub assigned_users: Vec<i64>,
 }
 
 /// Whether the homeserver matches this record: `pending` changes are being retried; `failed`
@@ -70,6 +83,8 @@ impl From<Chatroom> for ChatroomResponse {
             (true, true) => SyncStatus::Failed,
             (true, false) => SyncStatus::Pending,
         };
+        let by_roster =
+            |role: Role| room.roles.by_roster().filter(|(_, r)| *r == role).map(|(u, _)| u).collect();
         Self {
             id: room.id,
             kind: room.kind,
@@ -84,9 +99,13 @@ impl From<Chatroom> for ChatroomResponse {
             pinned_event_ids: room.pinned,
             scheduled_deletion: room.scheduled_deletion.and_then(to_datetime),
             matrix_room_id: room.matrix_room_id.map(|id| id.to_string()),
-            admins: room.roles.users_with(Role::Admin),
-            moderators: room.roles.users_with(Role::Moderator),
-            assigned_users: room.roles.users_with(Role::Assigned),
+            admins: room.roles.explicit.users_with(Role::Admin),
+            moderators: room.roles.explicit.users_with(Role::Moderator),
+            assigned_users: room.roles.explicit.users_with(Role::Assigned),
+            roster: RosterMembers {
+                admins: by_roster(Role::Admin),
+                assigned_users: by_roster(Role::Assigned),
+            },
             sync_status,
             sync_error: room.sync.last_error,
         }

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use ruma::{OwnedMxcUri, OwnedRoomId, RoomId};
 use sqlx::{any::AnyRow, AnyConnection, Row};
 
-use super::{fetch_where_in, Tx};
+use super::{fetch_where_in, rosters, Tx};
 use crate::domain::{
-    AppUserId, ChatroomId, EventId, OrganizationId, Role, RoleLists, RoomKind, RoomSettings, RoomTopic,
-    SettingsChange,
+    AppUserId, ChatroomId, EventId, OrganizationId, Role, RoleLists, RoomKind, RoomMembers, RoomSettings,
+    RoomTopic, SettingsChange,
 };
 
 /// A chatroom as stored, with its role lists and sync state.
@@ -29,8 +29,48 @@ pub struct Chatroom {
     pub settings: RoomSettings,
     /// Pinned messages (event ids) as last seen on the homeserver.
     pub pinned: Vec<String>,
-    pub roles: RoleLists,
+    /// Its explicit lists and, when automation follows a roster, what the roster makes of it.
+    pub roles: RoomMembers,
     pub sync: SyncState,
+}
+
+/// What a room's automation follows: an automated default room its organization's members, an
+/// automated event room its event's participants. Custom rooms have no roster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RosterOf {
+    Organization(OrganizationId),
+    Event(OrganizationId, EventId),
+}
+
+impl RosterOf {
+    pub fn for_room(
+        kind: RoomKind,
+        org: OrganizationId,
+        event: Option<EventId>,
+        automated: bool,
+    ) -> Option<Self> {
+        match (automated, kind, event) {
+            (true, RoomKind::Default, _) => Some(Self::Organization(org)),
+            (true, RoomKind::Event, Some(event)) => Some(Self::Event(org, event)),
+            _ => None,
+        }
+    }
+}
+
+impl Chatroom {
+    pub fn roster_of(&self) -> Option<RosterOf> {
+        RosterOf::for_room(self.kind, self.organization_id, self.event_id, self.automation_enabled)
+    }
+}
+
+/// The room roles a roster gives: an organization's admins are admins, its members and an
+/// event's participants assigned users.
+pub async fn roster_roles(conn: &mut AnyConnection, roster: Option<RosterOf>) -> sqlx::Result<RoleLists> {
+    Ok(match roster {
+        None => RoleLists::default(),
+        Some(RosterOf::Organization(org)) => rosters::members(conn, org).await?.room_roles(),
+        Some(RosterOf::Event(org, event)) => rosters::participants(conn, org, event).await?.room_roles(),
+    })
 }
 
 /// Derived from the room's outbox row: no row means the homeserver matches the database.
@@ -103,7 +143,7 @@ fn from_row(row: &AnyRow) -> sqlx::Result<Chatroom> {
             .try_get::<Option<String>, _>("pinned_events")?
             .and_then(|json| serde_json::from_str(&json).ok())
             .unwrap_or_default(),
-        roles: RoleLists::default(),
+        roles: RoomMembers::default(),
         sync: SyncState {
             pending,
             failed: row.try_get::<Option<i64>, _>("job_failed")?.unwrap_or(0) != 0,
@@ -116,7 +156,8 @@ fn decode_error(message: String) -> sqlx::Error {
     sqlx::Error::Decode(message.into())
 }
 
-/// Fills in the role lists of `rooms`: a few queries for a whole page, not one per room.
+/// Fills in the role lists of `rooms`, and the rosters automated rooms follow: a few queries for
+/// a whole page, not one per room.
 async fn attach_roles(conn: &mut AnyConnection, rooms: &mut [Chatroom]) -> sqlx::Result<()> {
     let ids: Vec<ChatroomId> = rooms.iter().map(|room| room.id).collect();
     let mut roles: BTreeMap<ChatroomId, BTreeMap<AppUserId, Role>> = BTreeMap::new();
@@ -126,8 +167,36 @@ async fn attach_roles(conn: &mut AnyConnection, rooms: &mut [Chatroom]) -> sqlx:
         let role = Role::parse(&role).ok_or_else(|| decode_error(format!("role {role:?}")))?;
         roles.entry(row.try_get("chatroom_id")?).or_default().insert(row.try_get("app_user_id")?, role);
     }
+    let rostered: Vec<RosterOf> = rooms.iter().filter_map(Chatroom::roster_of).collect();
+    let orgs: Vec<OrganizationId> = rostered
+        .iter()
+        .filter_map(|r| match r {
+            RosterOf::Organization(org) => Some(*org),
+            RosterOf::Event(..) => None,
+        })
+        .collect();
+    let events: Vec<(OrganizationId, EventId)> = rostered
+        .iter()
+        .filter_map(|r| match r {
+            RosterOf::Event(org, event) => Some((*org, *event)),
+            RosterOf::Organization(_) => None,
+        })
+        .collect();
+    let members = if orgs.is_empty() { BTreeMap::new() } else { rosters::members_of(conn, &orgs).await? };
+    let participants =
+        if events.is_empty() { BTreeMap::new() } else { rosters::participants_of(conn, &events).await? };
     for room in rooms.iter_mut() {
-        room.roles = RoleLists::from_roles(roles.remove(&room.id).unwrap_or_default());
+        let explicit = RoleLists::from_roles(roles.remove(&room.id).unwrap_or_default());
+        let roster = match room.roster_of() {
+            None => RoleLists::default(),
+            Some(RosterOf::Organization(org)) => {
+                members.get(&org).map(|m| m.room_roles()).unwrap_or_default()
+            }
+            Some(RosterOf::Event(org, event)) => {
+                participants.get(&(org, event)).map(|p| p.room_roles()).unwrap_or_default()
+            }
+        };
+        room.roles = RoomMembers::new(explicit, roster);
     }
     Ok(())
 }
@@ -189,8 +258,13 @@ pub struct ListQuery {
 
 /// A page of rooms in id order, and how many rooms there are in all.
 pub async fn list(conn: &mut AnyConnection, query: &ListQuery) -> sqlx::Result<(Vec<Chatroom>, i64)> {
+    // A role in the lists, or by the roster the room follows.
     let member_filter = if query.member.is_some() {
-        " AND EXISTS (SELECT 1 FROM chatroom_members m WHERE m.chatroom_id = c.id AND m.app_user_id = $2)"
+        " AND (EXISTS (SELECT 1 FROM chatroom_members m WHERE m.chatroom_id = c.id AND m.app_user_id = $2) \
+           OR (c.automation_enabled <> 0 AND c.kind = 'default' AND EXISTS (SELECT 1 FROM organization_members o \
+               WHERE o.organization_id = c.organization_id AND o.app_user_id = $2)) \
+           OR (c.automation_enabled <> 0 AND c.kind = 'event' AND EXISTS (SELECT 1 FROM event_participants p \
+               WHERE p.organization_id = c.organization_id AND p.event_id = c.event_id AND p.app_user_id = $2)))"
     } else {
         " AND $2 IS NULL"
     };
@@ -474,4 +548,22 @@ pub async fn rooms_of_member(tx: &mut Tx, user: AppUserId) -> sqlx::Result<Vec<C
         .bind(user)
         .fetch_all(&mut **tx)
         .await
+}
+
+/// The live rooms whose automation follows the roster: an organization's automated default room,
+/// an event's automated room.
+pub async fn following(conn: &mut AnyConnection, roster: RosterOf) -> sqlx::Result<Vec<ChatroomId>> {
+    let (org, kind, event) = match roster {
+        RosterOf::Organization(org) => (org, "default", None),
+        RosterOf::Event(org, event) => (org, "event", Some(event)),
+    };
+    sqlx::query_scalar(
+        "SELECT id FROM chatrooms WHERE organization_id = $1 AND kind = $2 AND ($3 IS NULL OR event_id = $3) \
+         AND automation_enabled <> 0 AND deleted_at IS NULL ORDER BY id",
+    )
+    .bind(org)
+    .bind(kind)
+    .bind(event)
+    .fetch_all(&mut *conn)
+    .await
 }

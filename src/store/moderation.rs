@@ -3,7 +3,7 @@
 use sqlx::{AnyConnection, Row};
 
 use super::Tx;
-use crate::domain::{AppUserId, ChatroomId};
+use crate::domain::{AppUserId, ChatroomId, Role};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ban {
@@ -196,16 +196,20 @@ pub async fn forget_lifted(
     Ok(())
 }
 
-/// Mutes apply to assigned users only: a user promoted or removed loses theirs.
+/// Mutes apply to assigned users only (by the lists or the roster): a user promoted or removed
+/// loses theirs.
 pub async fn drop_mutes_of_unassigned(tx: &mut Tx, room: ChatroomId) -> sqlx::Result<()> {
-    sqlx::query(
-        "DELETE FROM room_mutes WHERE chatroom_id = $1 AND app_user_id NOT IN \
-           (SELECT app_user_id FROM chatroom_members WHERE chatroom_id = $1 AND role = 'assigned')",
-    )
-    .bind(room)
-    .execute(&mut **tx)
-    .await
-    .map(|_| ())
+    let Some(current) = super::chatrooms::find_including_deleted(tx, room).await? else { return Ok(()) };
+    for mute in mutes(tx, room).await? {
+        if current.roles.role_of(mute.user) != Some(Role::Assigned) {
+            sqlx::query("DELETE FROM room_mutes WHERE chatroom_id = $1 AND app_user_id = $2")
+                .bind(room)
+                .bind(mute.user)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Ends the bans and mutes whose time has come, and queues their rooms, in the transaction:

@@ -24,6 +24,7 @@ mod organization_rooms;
 mod rate_limits;
 mod resilience;
 mod room_settings;
+mod rosters;
 mod sync_faults;
 mod validation;
 mod webhooks;
