@@ -11,6 +11,7 @@ pub mod health;
 pub mod members;
 pub mod messages;
 pub mod moderation;
+pub mod organizations;
 mod room_errors;
 pub mod rosters;
 mod standing;
@@ -147,6 +148,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::create_subscription, webhooks::list_subscriptions))
         .routes(routes!(webhooks::get_subscription, webhooks::delete_subscription))
         .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(organizations::get_organization, organizations::put_organization))
         .routes(routes!(rosters::put_members, rosters::add_members, rosters::list_members))
         .routes(routes!(rosters::remove_member))
         .routes(routes!(rosters::put_participants, rosters::add_participants, rosters::list_participants))

@@ -4,14 +4,17 @@
 use ruma::{OwnedUserId, UserId};
 use serde_json::Value;
 
-/// State the backend owns in its rooms: a change to it by anyone but the bot is drift.
-const OWNED_STATE: [&str; 6] = [
+/// State the backend owns in its rooms and spaces: a change to it by anyone but the bot is drift.
+const OWNED_STATE: [&str; 8] = [
     "m.room.name",
     "m.room.avatar",
     "m.room.topic",
     "m.room.power_levels",
     "m.room.join_rules",
     "m.room.history_visibility",
+    // A room's link to its organization's space, and a space's links to its rooms.
+    "m.space.parent",
+    "m.space.child",
 ];
 
 #[derive(Debug, PartialEq)]

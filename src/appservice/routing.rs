@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::events::{self, Event, Pushed};
 use crate::{
+    domain::OrganizationId,
     matrix::FailureKind,
     rooms::{
         self,
@@ -17,29 +18,44 @@ use crate::{
         RoomError,
     },
     state::AppState,
-    store::chatrooms::{self, Chatroom},
+    store::{
+        chatrooms::{self, Chatroom},
+        organizations,
+    },
     webhooks::{self, EventType, Outgoing, RoomRef},
 };
 
 /// Acts on each event in order. Every effect is safe to repeat: a transaction processed again
 /// after a crash changes nothing more (a webhook event is queued once per homeserver event).
 pub async fn route(state: &AppState, events: &[Value]) -> Result<(), RoomError> {
-    // Each Matrix room's chatroom, read once per transaction.
-    let mut managed: HashMap<String, Option<Arc<Chatroom>>> = HashMap::new();
+    // Each Matrix room's chatroom or organization, read once per transaction.
+    let mut managed: HashMap<String, Managed> = HashMap::new();
     for event in events {
         let Some(event) = events::parse(event) else { continue };
         let room = match managed.get(event.room) {
             Some(room) => room.clone(),
             None => {
-                let mut conn = state.store.pool().acquire().await?;
-                let room = chatrooms::find_by_matrix_room(&mut conn, event.room).await?.map(Arc::new);
+                let room = managed_room(state, event.room).await?;
                 managed.insert(event.room.to_owned(), room.clone());
                 room
             }
         };
+        let room = match room {
+            Managed::Room(room) => room,
+            Managed::Space(org) => {
+                if event.sender != state.homeserver.ids().bot() && is_drift(&event) {
+                    tracing::info!(organization = org, sender = %event.sender, "the space changed on the homeserver; checking it");
+                    rooms::organizations::recheck_space(state, org).await?;
+                }
+                continue;
+            }
+            Managed::Not => continue,
+        };
         // A room being deleted reports nothing more than its `room.deleted` (its purge makes
         // everyone leave), and nothing in it is repaired or adopted.
-        let Some(room) = room.filter(|room| !room.deleted) else { continue };
+        if room.deleted {
+            continue;
+        }
         report(state, &RoomRef::of(&room), &event).await?;
         if event.sender == state.homeserver.ids().bot() {
             continue;
@@ -57,6 +73,33 @@ pub async fn route(state: &AppState, events: &[Value]) -> Result<(), RoomError> 
         }
     }
     Ok(())
+}
+
+/// What a Matrix room is to the service.
+#[derive(Clone)]
+enum Managed {
+    Room(Arc<Chatroom>),
+    /// An organization's space.
+    Space(OrganizationId),
+    Not,
+}
+
+async fn managed_room(state: &AppState, room: &str) -> Result<Managed, RoomError> {
+    let mut conn = state.store.pool().acquire().await?;
+    if let Some(chatroom) = chatrooms::find_by_matrix_room(&mut conn, room).await? {
+        return Ok(Managed::Room(Arc::new(chatroom)));
+    }
+    Ok(organizations::find_by_space(&mut conn, room).await?.map_or(Managed::Not, Managed::Space))
+}
+
+/// A change in a space the backend owns: its state, or a membership other than a user's own
+/// join (the syncs join as the user).
+fn is_drift(event: &Event<'_>) -> bool {
+    match &event.what {
+        Pushed::OwnedState { .. } => true,
+        Pushed::Membership { target, membership, .. } => !(*membership == "join" && event.sender == *target),
+        _ => false,
+    }
 }
 
 fn is_transient(error: &RoomError) -> bool {

@@ -36,6 +36,8 @@ pub struct NewRoom {
     /// `users` of the initial power levels (already including the bot where the room version needs it).
     pub power_users: BTreeMap<OwnedUserId, i64>,
     pub invite: Vec<OwnedUserId>,
+    /// A space (`creation_content.type = m.space`) rather than a chat room.
+    pub space: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +73,10 @@ pub struct RoomState {
     pub pinned: Vec<String>,
     pub power_levels: serde_json::Value,
     pub members: BTreeMap<OwnedUserId, Membership>,
+    /// A space's children (`m.space.child` state keys whose content has a `via`).
+    pub children: std::collections::BTreeSet<String>,
+    /// The spaces a room names as parents (`m.space.parent` with a `via`), and whether canonical.
+    pub parents: BTreeMap<String, bool>,
 }
 
 impl RoomState {
@@ -99,6 +105,17 @@ impl RoomState {
                         .unwrap_or_default()
                 }
                 Some("m.room.power_levels") => state.power_levels = content.clone(),
+                // An empty content (no `via`) is how a child or parent link is removed.
+                Some("m.space.child") if has_via(content) => {
+                    if let Some(child) = event["state_key"].as_str() {
+                        state.children.insert(child.to_owned());
+                    }
+                }
+                Some("m.space.parent") if has_via(content) => {
+                    if let Some(parent) = event["state_key"].as_str() {
+                        state.parents.insert(parent.to_owned(), content["canonical"] == true);
+                    }
+                }
                 Some("m.room.member") => {
                     let user = event["state_key"].as_str().and_then(|s| UserId::parse(s).ok());
                     let membership = content["membership"].as_str().and_then(Membership::parse);
@@ -111,6 +128,10 @@ impl RoomState {
         }
         state
     }
+}
+
+fn has_via(content: &serde_json::Value) -> bool {
+    content["via"].as_array().is_some_and(|via| !via.is_empty())
 }
 
 /// A page of a room's messages (`m.room.message` events, raw), newest first.
@@ -182,7 +203,17 @@ pub trait Homeserver: Send + Sync + 'static {
     async fn room_state_as_admin(&self, room: &RoomId) -> HsResult<Option<RoomState>>;
     /// Removes an alias; an unknown alias counts as success.
     async fn delete_alias(&self, alias: &RoomAliasId) -> HsResult<()>;
-    async fn set_state(&self, room: &RoomId, event_type: &str, content: serde_json::Value) -> HsResult<()>;
+    /// Sets a state event with the empty state key.
+    async fn set_state(&self, room: &RoomId, event_type: &str, content: serde_json::Value) -> HsResult<()> {
+        self.set_state_keyed(room, event_type, "", content).await
+    }
+    async fn set_state_keyed(
+        &self,
+        room: &RoomId,
+        event_type: &str,
+        state_key: &str,
+        content: serde_json::Value,
+    ) -> HsResult<()>;
     async fn invite(&self, room: &RoomId, user: &UserId) -> HsResult<()>;
     async fn join_as(&self, room: &RoomId, user: &UserId) -> HsResult<()>;
     async fn kick(&self, room: &RoomId, user: &UserId, reason: &str) -> HsResult<()>;

@@ -339,7 +339,7 @@ impl super::Homeserver for Synapse {
 
     #[tracing::instrument(name = "homeserver.create_room", skip(self, room), fields(alias = %room.alias_localpart))]
     async fn create_room(&self, room: &NewRoom) -> HsResult<Option<OwnedRoomId>> {
-        const OP: &str = "create room";
+        let op: &'static str = if room.space { "create space" } else { "create room" };
         let mut initial_state = vec![
             json!({"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}}),
             json!({"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "shared"}}),
@@ -362,9 +362,12 @@ impl super::Homeserver for Synapse {
         if let Some(version) = &room.room_version {
             body["room_version"] = json!(version);
         }
-        match self.send(OP, self.as_request(Method::POST, "/_matrix/client/v3/createRoom").json(&body)).await
+        if room.space {
+            body["creation_content"] = json!({"type": "m.space"});
+        }
+        match self.send(op, self.as_request(Method::POST, "/_matrix/client/v3/createRoom").json(&body)).await
         {
-            Ok(answer) => room_id_from(OP, &answer).map(Some),
+            Ok(answer) => room_id_from(op, &answer).map(Some),
             Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => Ok(None),
             Err(e) => Err(e),
         }
@@ -410,8 +413,19 @@ impl super::Homeserver for Synapse {
     }
 
     #[tracing::instrument(name = "homeserver.set_state", skip(self, content), fields(room = %room))]
-    async fn set_state(&self, room: &RoomId, event_type: &str, content: Value) -> HsResult<()> {
-        let path = format!("/_matrix/client/v3/rooms/{}/state/{}/", enc(room.as_str()), enc(event_type));
+    async fn set_state_keyed(
+        &self,
+        room: &RoomId,
+        event_type: &str,
+        state_key: &str,
+        content: Value,
+    ) -> HsResult<()> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/state/{}/{}",
+            enc(room.as_str()),
+            enc(event_type),
+            enc(state_key)
+        );
         self.send("set room state", self.as_request(Method::PUT, &path).json(&content)).await.map(|_| ())
     }
 

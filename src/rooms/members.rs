@@ -73,7 +73,7 @@ pub async fn resync(state: &AppState, id: ChatroomId) -> RoomResult<Written> {
 /// changed there that the backend owns is put back by the worker.
 pub async fn recheck(state: &AppState, id: ChatroomId) -> RoomResult<()> {
     let mut conn = state.store.pool().acquire().await?;
-    jobs::enqueue_recheck(&mut conn, id, state.clock.now_ms()).await?;
+    jobs::enqueue_recheck(&mut conn, jobs::JobKey::Room(id), state.clock.now_ms()).await?;
     state.reconciler.wake_worker();
     Ok(())
 }

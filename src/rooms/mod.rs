@@ -14,6 +14,7 @@ pub mod input;
 mod members;
 pub mod messages;
 pub mod moderation;
+pub mod organizations;
 pub mod rosters;
 mod update;
 mod view;

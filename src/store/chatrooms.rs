@@ -25,6 +25,8 @@ pub struct Chatroom {
     pub scheduled_deletion: Option<i64>,
     pub matrix_room_id: Option<OwnedRoomId>,
     pub matrix_alias: String,
+    /// The organization's Matrix space, once made: the room's canonical parent.
+    pub space_id: Option<OwnedRoomId>,
     pub deleted: bool,
     pub settings: RoomSettings,
     /// Pinned messages (event ids) as last seen on the homeserver.
@@ -106,8 +108,9 @@ const COLUMNS: &str =
     "c.id, c.kind, c.organization_id, c.event_id, c.name, c.avatar_url, c.automation_enabled, \
      c.scheduled_deletion, c.matrix_room_id, c.matrix_alias, c.deleted_at, c.topic, c.read_only, c.max_users, c.pinned_events, \
      j.chatroom_id AS job_room, j.failed AS job_failed, j.last_error AS job_error, j.reason AS job_reason, \
-     j.attempts AS job_attempts";
-const FROM: &str = "chatrooms c LEFT JOIN sync_jobs j ON j.chatroom_id = c.id";
+     j.attempts AS job_attempts, o.matrix_space_id AS space_id";
+const FROM: &str = "chatrooms c LEFT JOIN sync_jobs j ON j.chatroom_id = c.id \
+     LEFT JOIN organizations o ON o.id = c.organization_id";
 
 fn from_row(row: &AnyRow) -> sqlx::Result<Chatroom> {
     let kind: String = row.try_get("kind")?;
@@ -133,6 +136,7 @@ fn from_row(row: &AnyRow) -> sqlx::Result<Chatroom> {
             .map(|id| RoomId::parse(&id).map_err(|e| decode_error(format!("room id {id:?}: {e}"))))
             .transpose()?,
         matrix_alias: row.try_get("matrix_alias")?,
+        space_id: row.try_get::<Option<String>, _>("space_id")?.and_then(|id| RoomId::parse(id).ok()),
         deleted: deleted_at.is_some(),
         settings: RoomSettings {
             topic: row.try_get::<Option<String>, _>("topic")?.map(RoomTopic::stored),
@@ -479,11 +483,12 @@ pub async fn retire_matrix_room(tx: &mut Tx, id: ChatroomId, room: &RoomId, now:
         .map(|_| ())
 }
 
-/// Retired Matrix rooms still to purge (never one a chatroom names).
+/// Retired Matrix rooms still to purge (never one a chatroom or an organization names).
 pub async fn retired_rooms(conn: &mut AnyConnection, limit: i64) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
         "SELECT r.matrix_room_id FROM retired_rooms r \
          WHERE NOT EXISTS (SELECT 1 FROM chatrooms c WHERE c.matrix_room_id = r.matrix_room_id) \
+           AND NOT EXISTS (SELECT 1 FROM organizations o WHERE o.matrix_space_id = r.matrix_room_id) \
          ORDER BY r.retired_at LIMIT $1",
     )
     .bind(limit)

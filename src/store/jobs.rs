@@ -1,52 +1,126 @@
-//! The sync outbox. A row means "this room's homeserver state must catch up"; its `version`
-//! grows with every change, so a sync that ran while another change came in leaves the row.
+//! The sync outboxes: `sync_jobs` for rooms, `space_jobs` for organizations' spaces. A row means
+//! "this room's (or space's) homeserver state must catch up"; its `version` grows with every
+//! change, so a sync that ran while another change came in leaves the row.
 
 use sqlx::AnyConnection;
 
-use crate::domain::ChatroomId;
+use crate::domain::{ChatroomId, OrganizationId};
+
+/// What a job converges: a chatroom's Matrix room, or an organization's space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum JobKey {
+    Room(ChatroomId),
+    Space(OrganizationId),
+}
+
+impl JobKey {
+    fn table(self) -> &'static str {
+        match self {
+            Self::Room(_) => "sync_jobs",
+            Self::Space(_) => "space_jobs",
+        }
+    }
+    fn column(self) -> &'static str {
+        match self {
+            Self::Room(_) => "chatroom_id",
+            Self::Space(_) => "organization_id",
+        }
+    }
+    fn id(self) -> i64 {
+        match self {
+            Self::Room(id) | Self::Space(id) => id,
+        }
+    }
+    /// The chatroom, for a room's job (log fields).
+    pub fn room(self) -> Option<ChatroomId> {
+        match self {
+            Self::Room(id) => Some(id),
+            Self::Space(_) => None,
+        }
+    }
+    /// The organization, for a space's job (log fields).
+    pub fn space(self) -> Option<OrganizationId> {
+        match self {
+            Self::Space(org) => Some(org),
+            Self::Room(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for JobKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Room(id) => write!(f, "chatroom {id}"),
+            Self::Space(org) => write!(f, "the space of organization {org}"),
+        }
+    }
+}
+
+/// Upserts a change into `key`'s outbox (see [`enqueue`]); `select` gives the row's key.
+async fn enqueue_change(conn: &mut AnyConnection, key: JobKey, now: i64) -> sqlx::Result<()> {
+    let (table, column) = (key.table(), key.column());
+    sqlx::query(&format!(
+        "INSERT INTO {table} ({column}, version, attempts, next_attempt_at, failed, reason, queued_at) \
+         VALUES ($1, 1, 0, $2, 0, 'change', $2) \
+         ON CONFLICT ({column}) DO UPDATE SET version = {table}.version + 1, attempts = 0, \
+           refusals = 0, next_attempt_at = $2, failed = 0, reason = 'change', \
+           queued_at = CASE WHEN {table}.failed <> 0 OR ({table}.reason = 'reconcile' AND {table}.attempts = 0) \
+                            THEN $2 ELSE {table}.queued_at END"
+    ))
+    .bind(key.id())
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map(|_| ())
+}
+
+/// Records that the organization's space must change (its name, children or members).
+pub async fn enqueue_space(conn: &mut AnyConnection, org: OrganizationId, now: i64) -> sqlx::Result<()> {
+    enqueue_change(conn, JobKey::Space(org), now).await
+}
 
 /// Records that the room changed; pass the change's transaction so both commit together. The
 /// room's wait (`queued_at`) goes on from an earlier pending change; after a stopped job or an
-/// untried drift check it starts now.
+/// untried drift check it starts now. The organization's space follows the room's members, so
+/// it is queued too.
 pub async fn enqueue(conn: &mut AnyConnection, id: ChatroomId, now: i64) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO sync_jobs (chatroom_id, version, attempts, next_attempt_at, failed, reason, queued_at) \
-         VALUES ($1, 1, 0, $2, 0, 'change', $2) \
-         ON CONFLICT (chatroom_id) DO UPDATE SET version = sync_jobs.version + 1, attempts = 0, \
-           refusals = 0, next_attempt_at = $2, failed = 0, reason = 'change', \
-           queued_at = CASE WHEN sync_jobs.failed <> 0 OR (sync_jobs.reason = 'reconcile' AND sync_jobs.attempts = 0) \
-                            THEN $2 ELSE sync_jobs.queued_at END",
-    )
-    .bind(id)
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .map(|_| ())
+    enqueue_change(conn, JobKey::Room(id), now).await?;
+    let org: Option<OrganizationId> =
+        sqlx::query_scalar("SELECT organization_id FROM chatrooms WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    match org {
+        Some(org) => enqueue_space(conn, org, now).await,
+        None => Ok(()),
+    }
 }
 
-/// Queues a drift check of the room after the homeserver reported a change; a sync queued or
-/// running already gets its version bumped, so one that read the room before the change does
-/// not close the job.
-pub async fn enqueue_recheck(conn: &mut AnyConnection, id: ChatroomId, now: i64) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO sync_jobs (chatroom_id, version, attempts, next_attempt_at, failed, reason, queued_at) \
+/// Queues a drift check of the room (or space) after the homeserver reported a change; a sync
+/// queued or running already gets its version bumped, so one that read the room before the
+/// change does not close the job.
+pub async fn enqueue_recheck(conn: &mut AnyConnection, key: JobKey, now: i64) -> sqlx::Result<()> {
+    let (table, column) = (key.table(), key.column());
+    sqlx::query(&format!(
+        "INSERT INTO {table} ({column}, version, attempts, next_attempt_at, failed, reason, queued_at) \
          VALUES ($1, 1, 0, $2, 0, 'reconcile', $2) \
-         ON CONFLICT (chatroom_id) DO UPDATE SET version = sync_jobs.version + 1",
-    )
-    .bind(id)
+         ON CONFLICT ({column}) DO UPDATE SET version = {table}.version + 1"
+    ))
+    .bind(key.id())
     .bind(now)
     .execute(&mut *conn)
     .await
     .map(|_| ())
 }
 
-/// Queues a drift check of the room unless a sync is queued already.
-pub async fn enqueue_check(conn: &mut AnyConnection, id: ChatroomId, now: i64) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO sync_jobs (chatroom_id, version, attempts, next_attempt_at, failed, reason, queued_at) \
-         VALUES ($1, 1, 0, $2, 0, 'reconcile', $2) ON CONFLICT (chatroom_id) DO NOTHING",
-    )
-    .bind(id)
+/// Queues a drift check of the room (or space) unless a sync is queued already.
+pub async fn enqueue_check(conn: &mut AnyConnection, key: JobKey, now: i64) -> sqlx::Result<()> {
+    let (table, column) = (key.table(), key.column());
+    sqlx::query(&format!(
+        "INSERT INTO {table} ({column}, version, attempts, next_attempt_at, failed, reason, queued_at) \
+         VALUES ($1, 1, 0, $2, 0, 'reconcile', $2) ON CONFLICT ({column}) DO NOTHING"
+    ))
+    .bind(key.id())
     .bind(now)
     .execute(&mut *conn)
     .await
@@ -72,18 +146,19 @@ pub enum Lease {
 /// Takes the room's lease, so that no other worker, here or in another instance, writes it.
 pub async fn lease(
     conn: &mut AnyConnection,
-    id: ChatroomId,
+    key: JobKey,
     owner: &str,
     now: i64,
     until: i64,
 ) -> sqlx::Result<Lease> {
-    let taken: Option<(i64, i64, i64, String)> = sqlx::query_as(
-        "UPDATE sync_jobs SET locked_by = $2, locked_until = $4 \
-         WHERE chatroom_id = $1 AND next_attempt_at <= $3 AND failed = 0 \
+    let (table, column) = (key.table(), key.column());
+    let taken: Option<(i64, i64, i64, String)> = sqlx::query_as(&format!(
+        "UPDATE {table} SET locked_by = $2, locked_until = $4 \
+         WHERE {column} = $1 AND next_attempt_at <= $3 AND failed = 0 \
            AND (locked_until IS NULL OR locked_until < $3 OR locked_by = $2) \
-         RETURNING version, attempts, refusals, reason",
-    )
-    .bind(id)
+         RETURNING version, attempts, refusals, reason"
+    ))
+    .bind(key.id())
     .bind(owner)
     .bind(now)
     .bind(until)
@@ -92,10 +167,10 @@ pub async fn lease(
     if let Some((version, attempts, refusals, reason)) = taken {
         return Ok(Lease::Held { version, attempts, refusals, drift_check: reason == "reconcile" });
     }
-    let job: Option<(i64, Option<i64>, i64, Option<String>)> = sqlx::query_as(
-        "SELECT next_attempt_at, locked_until, failed, last_error FROM sync_jobs WHERE chatroom_id = $1",
-    )
-    .bind(id)
+    let job: Option<(i64, Option<i64>, i64, Option<String>)> = sqlx::query_as(&format!(
+        "SELECT next_attempt_at, locked_until, failed, last_error FROM {table} WHERE {column} = $1"
+    ))
+    .bind(key.id())
     .fetch_optional(&mut *conn)
     .await?;
     Ok(match job {
@@ -109,12 +184,13 @@ pub async fn lease(
 /// Keeps holding the room while a long sync runs.
 pub async fn extend_lease(
     conn: &mut AnyConnection,
-    id: ChatroomId,
+    key: JobKey,
     owner: &str,
     until: i64,
 ) -> sqlx::Result<()> {
-    sqlx::query("UPDATE sync_jobs SET locked_until = $3 WHERE chatroom_id = $1 AND locked_by = $2")
-        .bind(id)
+    let (table, column) = (key.table(), key.column());
+    sqlx::query(&format!("UPDATE {table} SET locked_until = $3 WHERE {column} = $1 AND locked_by = $2"))
+        .bind(key.id())
         .bind(owner)
         .bind(until)
         .execute(&mut *conn)
@@ -122,16 +198,26 @@ pub async fn extend_lease(
         .map(|_| ())
 }
 
-/// Rooms whose sync is due and that nobody holds.
-pub async fn due(conn: &mut AnyConnection, now: i64, limit: i64) -> sqlx::Result<Vec<ChatroomId>> {
-    sqlx::query_scalar(
-        "SELECT chatroom_id FROM sync_jobs WHERE failed = 0 AND next_attempt_at <= $1 \
-         AND (locked_until IS NULL OR locked_until < $1) ORDER BY next_attempt_at LIMIT $2",
+/// Rooms and spaces whose sync is due and that nobody holds, longest due first.
+pub async fn due(conn: &mut AnyConnection, now: i64, limit: i64) -> sqlx::Result<Vec<JobKey>> {
+    let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT * FROM (SELECT CAST(0 AS BIGINT) AS kind, chatroom_id AS id, next_attempt_at FROM sync_jobs \
+           WHERE failed = 0 AND next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until < $1) \
+           ORDER BY next_attempt_at LIMIT $2) rooms \
+         UNION ALL SELECT * FROM (SELECT CAST(1 AS BIGINT) AS kind, organization_id AS id, next_attempt_at FROM space_jobs \
+           WHERE failed = 0 AND next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until < $1) \
+           ORDER BY next_attempt_at LIMIT $2) spaces",
     )
     .bind(now)
     .bind(limit)
     .fetch_all(&mut *conn)
-    .await
+    .await?;
+    let mut due: Vec<(i64, JobKey)> = rows
+        .into_iter()
+        .map(|(kind, id, at)| (at, if kind == 0 { JobKey::Room(id) } else { JobKey::Space(id) }))
+        .collect();
+    due.sort();
+    Ok(due.into_iter().take(limit.max(0) as usize).map(|(_, key)| key).collect())
 }
 
 /// The sync reached `version`: drop the job unless a newer change arrived meanwhile.
@@ -139,16 +225,17 @@ pub async fn due(conn: &mut AnyConnection, now: i64, limit: i64) -> sqlx::Result
 /// in meanwhile and the job stays for another pass.
 pub async fn complete(
     conn: &mut AnyConnection,
-    id: ChatroomId,
+    key: JobKey,
     version: i64,
     owner: &str,
 ) -> sqlx::Result<bool> {
-    let closed = sqlx::query("DELETE FROM sync_jobs WHERE chatroom_id = $1 AND version = $2")
-        .bind(id)
+    let (table, column) = (key.table(), key.column());
+    let closed = sqlx::query(&format!("DELETE FROM {table} WHERE {column} = $1 AND version = $2"))
+        .bind(key.id())
         .bind(version)
         .execute(&mut *conn)
         .await?;
-    release(conn, id, owner).await?;
+    release(conn, key, owner).await?;
     Ok(closed.rows_affected() > 0)
 }
 
@@ -168,21 +255,22 @@ pub struct Failure<'a> {
 /// the attempt (a newer version) starts afresh: it keeps its reset counts and its due time.
 pub async fn record_failure(
     conn: &mut AnyConnection,
-    id: ChatroomId,
+    key: JobKey,
     owner: &str,
     version: i64,
     failure: &Failure<'_>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE sync_jobs SET last_error = $4, error_kind = $5, \
+    let (table, column) = (key.table(), key.column());
+    sqlx::query(&format!(
+        "UPDATE {table} SET last_error = $4, error_kind = $5, \
            attempts = CASE WHEN version = $8 THEN attempts + 1 ELSE attempts END, \
            refusals = CASE WHEN version = $8 THEN $3 ELSE 0 END, \
            next_attempt_at = CASE WHEN version = $8 THEN $6 ELSE next_attempt_at END, \
            failed = CASE WHEN version = $8 THEN $7 ELSE 0 END, \
            locked_by = NULL, locked_until = NULL \
-         WHERE chatroom_id = $1 AND locked_by = $2",
-    )
-    .bind(id)
+         WHERE {column} = $1 AND locked_by = $2"
+    ))
+    .bind(key.id())
     .bind(owner)
     .bind(failure.refusals)
     .bind(failure.error)
@@ -198,34 +286,46 @@ pub async fn record_failure(
 /// After a restart the configuration may be fixed: rooms stopped by a refused service token
 /// are retried.
 pub async fn retry_configuration_failures(conn: &mut AnyConnection, now: i64) -> sqlx::Result<u64> {
-    let result = sqlx::query(
-        "UPDATE sync_jobs SET failed = 0, refusals = 0, next_attempt_at = $1 \
-         WHERE failed = 1 AND error_kind = 'configuration'",
-    )
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    Ok(result.rows_affected())
+    let mut retried = 0;
+    for table in ["sync_jobs", "space_jobs"] {
+        let result = sqlx::query(&format!(
+            "UPDATE {table} SET failed = 0, refusals = 0, next_attempt_at = $1 \
+             WHERE failed = 1 AND error_kind = 'configuration'"
+        ))
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        retried += result.rows_affected();
+    }
+    Ok(retried)
 }
 
-pub async fn release(conn: &mut AnyConnection, id: ChatroomId, owner: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE sync_jobs SET locked_by = NULL, locked_until = NULL WHERE chatroom_id = $1 AND locked_by = $2")
-        .bind(id)
-        .bind(owner)
-        .execute(&mut *conn)
-        .await
-        .map(|_| ())
+pub async fn release(conn: &mut AnyConnection, key: JobKey, owner: &str) -> sqlx::Result<()> {
+    let (table, column) = (key.table(), key.column());
+    sqlx::query(&format!(
+        "UPDATE {table} SET locked_by = NULL, locked_until = NULL WHERE {column} = $1 AND locked_by = $2"
+    ))
+    .bind(key.id())
+    .bind(owner)
+    .execute(&mut *conn)
+    .await
+    .map(|_| ())
 }
 
 /// Hands back every room this worker holds (on shutdown), so another instance need not wait
 /// for the leases to expire.
 pub async fn release_all(conn: &mut AnyConnection, owner: &str) -> sqlx::Result<u64> {
-    let result =
-        sqlx::query("UPDATE sync_jobs SET locked_by = NULL, locked_until = NULL WHERE locked_by = $1")
-            .bind(owner)
-            .execute(&mut *conn)
-            .await?;
-    Ok(result.rows_affected())
+    let mut released = 0;
+    for table in ["sync_jobs", "space_jobs"] {
+        let result = sqlx::query(&format!(
+            "UPDATE {table} SET locked_by = NULL, locked_until = NULL WHERE locked_by = $1"
+        ))
+        .bind(owner)
+        .execute(&mut *conn)
+        .await?;
+        released += result.rows_affected();
+    }
+    Ok(released)
 }
 
 /// The outbox at a glance, for the metrics gauges.

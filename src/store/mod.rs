@@ -8,6 +8,7 @@ pub mod chatrooms;
 pub mod idempotency;
 pub mod jobs;
 pub mod moderation;
+pub mod organizations;
 pub mod rosters;
 pub mod secrets;
 pub mod webhooks;

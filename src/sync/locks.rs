@@ -5,16 +5,16 @@ use std::{
 
 use tokio::sync::OwnedMutexGuard;
 
-use crate::domain::ChatroomId;
+use crate::store::jobs::JobKey;
 
-/// One in-process writer per room; the database lease covers other instances.
+/// One in-process writer per room (or space); the database lease covers other instances.
 #[derive(Default)]
 pub struct RoomLocks {
-    rooms: Mutex<HashMap<ChatroomId, Arc<tokio::sync::Mutex<()>>>>,
+    rooms: Mutex<HashMap<JobKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl RoomLocks {
-    pub async fn lock(&self, id: ChatroomId) -> OwnedMutexGuard<()> {
+    pub async fn lock(&self, id: JobKey) -> OwnedMutexGuard<()> {
         let lock = {
             let mut rooms = self.rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             // Drop entries nobody holds or waits for, so the map does not grow with every room ever seen.

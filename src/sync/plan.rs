@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ruma::{OwnedUserId, UserId};
+use ruma::{OwnedRoomId, OwnedUserId, UserId};
 use serde_json::{json, Value};
 
 use crate::{
@@ -24,6 +24,8 @@ pub struct DesiredRoom {
     pub unbanned: BTreeSet<OwnedUserId>,
     /// Assigned users who read but cannot post.
     pub muted: BTreeSet<OwnedUserId>,
+    /// The organization's space, named as the room's canonical parent once it exists.
+    pub parent: Option<OwnedRoomId>,
 }
 
 /// A muted user's power level: below `events_default` (0), so every message is refused.
@@ -58,6 +60,13 @@ pub enum Action {
         user: OwnedUserId,
         reason: String,
     },
+    /// `m.space.parent` naming the space, canonical.
+    SetParent(OwnedRoomId),
+    /// A space's `m.space.child` for the room: added, or removed (empty content).
+    SetChild {
+        room: String,
+        present: bool,
+    },
 }
 
 /// What the homeserver needs, in order: room state first (so a joining user finds their power
@@ -87,6 +96,11 @@ pub fn plan(desired: &DesiredRoom, actual: &RoomState, ids: &MatrixIds) -> Plan 
     }
     if actual.topic != desired.topic {
         actions.push(Action::SetTopic(desired.topic.clone().unwrap_or_default()));
+    }
+    if let Some(space) = &desired.parent {
+        if actual.parents.get(space.as_str()) != Some(&true) {
+            actions.push(Action::SetParent(space.clone()));
+        }
     }
     let levels = desired.members.iter().filter_map(|(user, role)| match role.power_level() {
         Some(level) => Some((user.clone(), level)),
@@ -129,6 +143,21 @@ pub fn plan(desired: &DesiredRoom, actual: &RoomState, ids: &MatrixIds) -> Plan 
         }
     }
     Plan { actions }
+}
+
+/// A space's children as wanted (the organization's live rooms) against those it has: the
+/// backend owns the list, so children added by hand are removed.
+pub fn space_children(desired: &BTreeSet<OwnedRoomId>, actual: &RoomState) -> Vec<Action> {
+    let add = desired
+        .iter()
+        .filter(|room| !actual.children.contains(room.as_str()))
+        .map(|room| Action::SetChild { room: room.to_string(), present: true });
+    let remove = actual
+        .children
+        .iter()
+        .filter(|room| !desired.iter().any(|wanted| wanted.as_str() == room.as_str()))
+        .map(|room| Action::SetChild { room: room.clone(), present: false });
+    add.chain(remove).collect()
 }
 
 /// A room createRoom did not finish (the homeserver crashed midway): the bot never joined, or
@@ -174,6 +203,7 @@ mod tests {
                 (uid("@app_2:hs"), Membership::Join),
                 (uid("@app_3:hs"), Membership::Join),
             ]),
+            ..Default::default()
         }
     }
     /// The membership steps the plan has for `user` (none: `None`).
@@ -198,6 +228,7 @@ mod tests {
             banned: BTreeMap::new(),
             unbanned: BTreeSet::new(),
             muted: BTreeSet::new(),
+            parent: None,
             members: BTreeMap::from([
                 (uid("@app_1:hs"), Role::Admin),
                 (uid("@app_2:hs"), Role::Moderator),
@@ -409,6 +440,32 @@ mod tests {
     }
 
     #[test]
+    fn a_room_names_its_space_once_and_a_space_keeps_exactly_its_rooms_as_children() {
+        let space = ruma::RoomId::parse("!space:hs").unwrap();
+        let mut wanted = desired();
+        wanted.parent = Some(space.clone());
+        let first = plan(&wanted, &in_sync_state(), &ids());
+        assert_eq!(first.actions, [Action::SetParent(space.clone())]);
+        let mut linked = in_sync_state();
+        linked.parents.insert("!space:hs".into(), false);
+        assert_eq!(plan(&wanted, &linked, &ids()).actions.len(), 1, "a parent link must be canonical");
+        linked.parents.insert("!space:hs".into(), true);
+        assert!(plan(&wanted, &linked, &ids()).is_empty());
+
+        let (a, b) = (ruma::RoomId::parse("!a:hs").unwrap(), ruma::RoomId::parse("!b:hs").unwrap());
+        let mut space_state = in_sync_state();
+        space_state.children = BTreeSet::from(["!b:hs".to_owned(), "!by-hand:hs".to_owned()]);
+        let children = space_children(&BTreeSet::from([a, b]), &space_state);
+        assert_eq!(
+            children,
+            [
+                Action::SetChild { room: "!a:hs".into(), present: true },
+                Action::SetChild { room: "!by-hand:hs".into(), present: false },
+            ]
+        );
+    }
+
+    #[test]
     fn joins_come_before_kicks_and_state_before_both() {
         let mut wanted = desired();
         wanted.members.remove(&uid("@app_3:hs"));
@@ -423,6 +480,7 @@ mod tests {
                 Action::SetAvatar(_) => "avatar",
                 Action::SetTopic(_) => "topic",
                 Action::SetPowerLevels(_) => "levels",
+                Action::SetParent(_) | Action::SetChild { .. } => "space",
                 Action::Ban { .. } => "ban",
                 Action::Membership { steps, .. } if steps.contains(&Step::Kick) => "kick",
                 Action::Membership { .. } => "join",

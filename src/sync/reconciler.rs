@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::{
     clock::Clock,
     config::SyncConfig,
-    domain::{AppUserId, ChatroomId, Role},
+    domain::{AppUserId, ChatroomId, OrganizationId, Role},
     matrix::{
         power_levels, room_alias, FailureKind, Homeserver, HomeserverError, MatrixIds, Membership, NewRoom,
     },
@@ -25,9 +25,9 @@ use crate::{
     store::{
         accounts,
         chatrooms::{self, Chatroom},
-        jobs::{self, Failure, Lease},
+        jobs::{self, Failure, JobKey, Lease},
         moderation::{self, RoomModeration},
-        Store,
+        organizations, Store,
     },
     webhooks::{self, EventType, Outgoing, RoomRef},
 };
@@ -139,6 +139,7 @@ fn desired_room(
         .collect::<Result<_, _>>()?;
     let unbanned = moderation.lifted.iter().map(|(user, _)| user_id(*user)).collect::<Result<_, _>>()?;
     Ok(DesiredRoom {
+        parent: room.space_id.clone(),
         name: room.name.clone(),
         avatar: room.avatar_url.as_ref().map(|u| u.to_string()),
         topic: room.settings.topic.as_ref().map(|topic| topic.as_str().to_owned()),
@@ -152,7 +153,7 @@ fn desired_room(
 
 /// The Matrix room a chatroom names, as the reconciler finds it.
 enum Found {
-    Complete(crate::matrix::RoomState),
+    Complete(Box<crate::matrix::RoomState>),
     /// Left behind by a homeserver that crashed during createRoom.
     HalfMade {
         bot_joined: bool,
@@ -229,13 +230,21 @@ impl Reconciler {
     /// Holds the room against every other writer in this process (syncs included) while a
     /// read-modify-write of its homeserver state runs (pins).
     pub async fn lock_room(&self, id: ChatroomId) -> tokio::sync::OwnedMutexGuard<()> {
-        self.locks.lock(id).await
+        self.locks.lock(JobKey::Room(id)).await
     }
 
     /// Converges the rooms (at most `concurrency` at once) and waits at most `request_wait` for
     /// them, retrying transient failures within that wait. Past it the work goes on in the
     /// background and the caller reports the change as pending. `None` for a room still going.
     pub async fn converge_within_request(self: &Arc<Self>, ids: Vec<ChatroomId>) -> Vec<Option<SyncOutcome>> {
+        self.converge_jobs_within_request(ids.into_iter().map(JobKey::Room).collect()).await
+    }
+
+    /// [`Reconciler::converge_within_request`] for rooms and spaces alike.
+    pub async fn converge_jobs_within_request(
+        self: &Arc<Self>,
+        ids: Vec<JobKey>,
+    ) -> Vec<Option<SyncOutcome>> {
         let deadline = Instant::now() + self.config.request_wait;
         let count = ids.len();
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
@@ -266,13 +275,13 @@ impl Reconciler {
 
     /// Attempts until the room is in sync, retries stopped, or the next attempt would come
     /// after `deadline`.
-    async fn converge_until(&self, id: ChatroomId, deadline: Instant) -> SyncOutcome {
+    async fn converge_until(&self, id: JobKey, deadline: Instant) -> SyncOutcome {
         loop {
             // Past the wait nobody listens any more: rooms not started by then are the worker's.
             if Instant::now() >= deadline {
                 return SyncOutcome::Busy;
             }
-            let outcome = self.converge(id).await;
+            let outcome = self.converge_job(id).await;
             let wait = match &outcome {
                 SyncOutcome::Failed { retry_in: Some(delay), .. } => *delay,
                 // Another instance holds the room: see whether it finished.
@@ -290,18 +299,23 @@ impl Reconciler {
 
     /// One attempt at the room's pending job, serialized with every other writer of the room.
     pub async fn converge(&self, id: ChatroomId) -> SyncOutcome {
+        self.converge_job(JobKey::Room(id)).await
+    }
+
+    /// One attempt at a room's or a space's pending job, serialized with its other writers.
+    pub async fn converge_job(&self, id: JobKey) -> SyncOutcome {
         let _room_guard = self.locks.lock(id).await;
         match self.try_converge(id).await {
             Ok(outcome) => outcome,
             Err(err) => {
                 // The database itself failed; the job stays as it was and the worker retries.
-                tracing::warn!(chatroom = id, error = %err, "sync bookkeeping failed");
+                tracing::warn!(chatroom = id.room(), space_of = id.space(), error = %err, "sync bookkeeping failed");
                 SyncOutcome::Failed { message: err.to_string(), retry_in: Some(self.config.retry_base) }
             }
         }
     }
 
-    async fn try_converge(&self, id: ChatroomId) -> Result<SyncOutcome, SyncError> {
+    async fn try_converge(&self, id: JobKey) -> Result<SyncOutcome, SyncError> {
         let now = self.clock.now_ms();
         let until = now + self.config.lease.as_millis() as i64;
         let mut conn = self.store.pool().acquire().await?;
@@ -342,11 +356,12 @@ impl Reconciler {
                 if drift_check && changed {
                     self.metrics.drift_repairs.inc();
                     tracing::warn!(
-                        chatroom = id,
+                        chatroom = id.room(),
+                        space_of = id.space(),
                         "drift: the homeserver differed from the database; restored"
                     );
                 } else {
-                    tracing::info!(chatroom = id, version, "room in sync");
+                    tracing::info!(chatroom = id.room(), space_of = id.space(), version, "room in sync");
                 }
                 Ok(if closed { SyncOutcome::Synced } else { SyncOutcome::ChangedMeanwhile })
             }
@@ -374,16 +389,20 @@ impl Reconciler {
                 let attempts = attempts + 1;
                 let retry_in_ms = delay.as_millis() as u64;
                 match kind {
-                    FailureKind::Configuration => tracing::error!(chatroom = id, attempts, error = %message,
-                        "room sync stopped: fix the service's homeserver credentials and restart"),
+                    FailureKind::Configuration => {
+                        tracing::error!(chatroom = id.room(), space_of = id.space(), attempts, error = %message,
+                        "room sync stopped: fix the service's homeserver credentials and restart")
+                    }
                     FailureKind::Refused if matches!(err, SyncError::Panicked(_)) => tracing::error!(
-                        chatroom = id, attempts, failed, retry_in_ms, error = %message, "room sync panicked"),
-                    _ => tracing::warn!(chatroom = id, attempts, failed, retry_in_ms, error = %message,
-                        "room sync failed"),
+                        chatroom = id.room(), space_of = id.space(), attempts, failed, retry_in_ms, error = %message, "room sync panicked"),
+                    _ => {
+                        tracing::warn!(chatroom = id.room(), space_of = id.space(), attempts, failed, retry_in_ms, error = %message,
+                        "room sync failed")
+                    }
                 }
                 jobs::record_failure(&mut conn, id, &self.owner, version, &failure).await?;
-                if failed {
-                    self.report_failure(&mut conn, id, &message).await?;
+                if let (true, JobKey::Room(room)) = (failed, id) {
+                    self.report_failure(&mut conn, room, &message).await?;
                 }
                 self.metrics.syncs_failed.inc();
                 Ok(SyncOutcome::Failed { message, retry_in: (!failed).then_some(delay) })
@@ -422,7 +441,7 @@ impl Reconciler {
     /// Applies the room while renewing the lease, so a long sync (hundreds of joins) keeps the
     /// room and a crashed instance's lease still expires soon. The renewal runs in a task of its
     /// own: it must never wait on a connection the suspended sync holds (SQLite has one).
-    async fn apply_holding_lease(&self, id: ChatroomId) -> Result<bool, SyncError> {
+    async fn apply_holding_lease(&self, id: JobKey) -> Result<bool, SyncError> {
         let (store, clock, owner, lease) =
             (self.store.clone(), self.clock.clone(), self.owner.clone(), self.config.lease);
         let renew = async move {
@@ -434,13 +453,16 @@ impl Reconciler {
                     Err(e) => Err(e),
                 };
                 if let Err(e) = renewed {
-                    tracing::warn!(chatroom = id, error = %e, "renewing the room lease failed");
+                    tracing::warn!(chatroom = id.room(), space_of = id.space(), error = %e, "renewing the room lease failed");
                 }
             }
         };
         // In the request's span when a request waits for this sync.
         let _renewal = AbortOnDrop(tokio::spawn(renew.in_current_span()));
-        self.apply(id).await
+        match id {
+            JobKey::Room(room) => self.apply(room).await,
+            JobKey::Space(org) => self.apply_space(org).await,
+        }
     }
 
     /// Converges the room; true when the homeserver had to change.
@@ -470,31 +492,28 @@ impl Reconciler {
         // A homeserver that crashed mid-create can leave a room with little more than
         // `m.room.create` behind the alias (often without the bot, which then reads a 403).
         // Nobody else can be in such a room yet: retire it and create the room afresh.
-        let bot = self.homeserver.ids().bot();
-        let found = match self.homeserver.room_state(&room_id).await {
-            Ok(actual) if plan::is_half_made(&actual, bot) => {
-                Found::HalfMade { bot_joined: actual.members.get(bot) == Some(&Membership::Join) }
-            }
-            Ok(actual) => Found::Complete(actual),
-            Err(e) if e.status() == Some(403) && self.is_half_made(&room_id).await? => {
-                Found::HalfMade { bot_joined: false }
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let actual = match found {
-            Found::Complete(actual) => actual,
+        let actual = match self.find(&room_id).await? {
+            Found::Complete(actual) => *actual,
             Found::HalfMade { bot_joined } => {
-                self.retire_half_made(&room, &room_id, bot_joined).await?;
+                self.retire_half_made(JobKey::Room(id), &room.matrix_alias, &room_id, bot_joined).await?;
                 room_id = self.create(&room, &desired.members).await?;
                 created = true;
                 self.homeserver.room_state(&room_id).await?
             }
         };
+        let mut conn = self.store.pool().acquire().await?;
         if actual.pinned != room.pinned {
             // Pins are written on the homeserver (by the API or in a client); keep our copy.
-            let mut conn = self.store.pool().acquire().await?;
             chatrooms::set_pinned(&mut conn, id, &actual.pinned).await?;
         }
+        // The space as of now: one made while this sync ran (maybe for this very room, just
+        // created) has queued no check of a room it did not see yet.
+        let mut desired = desired;
+        if desired.parent.is_none() {
+            desired.parent =
+                organizations::find(&mut conn, room.organization_id).await?.and_then(|o| o.matrix_space_id);
+        }
+        drop(conn);
         let plan = plan::plan(&desired, &actual, self.homeserver.ids());
         let changed = !plan.is_empty();
         if changed {
@@ -507,6 +526,108 @@ impl Reconciler {
             moderation::forget_lifted(&mut conn, id, &moderation.lifted).await?;
         }
         Ok(created || changed)
+    }
+
+    /// Converges the organization's space: made once the organization has a room (and kept when
+    /// its last room goes, so its id stays stable), named as the organization, its children the
+    /// organization's rooms, its members everyone holding a role in one of them and the
+    /// organization's admins at power 100. True when the homeserver had to change.
+    async fn apply_space(&self, org: OrganizationId) -> Result<bool, SyncError> {
+        let mut conn = self.store.pool().acquire().await?;
+        let (live_rooms, children) = organizations::rooms(&mut conn, org).await?;
+        let known = organizations::find(&mut conn, org).await?;
+        if live_rooms == 0 && known.as_ref().and_then(|o| o.matrix_space_id.as_ref()).is_none() {
+            return Ok(false); // No room yet: no space either.
+        }
+        let organization = organizations::ensure(&mut conn, org, self.clock.now_ms()).await?;
+        let roles = organizations::space_members(&mut conn, org).await?;
+        drop(conn);
+        let ids = self.homeserver.ids();
+        let members = roles
+            .iter()
+            .map(|(user, role)| Ok((ids.user_id(*user).map_err(SyncError::Invalid)?, *role)))
+            .collect::<Result<BTreeMap<_, _>, SyncError>>()?;
+        self.ensure_accounts(&roles.keys().copied().collect::<Vec<_>>()).await?;
+        let (mut space_id, mut created) = match &organization.matrix_space_id {
+            Some(id) => (id.clone(), false),
+            None => (self.create_space(&organization, &members).await?, true),
+        };
+        // As for rooms: a space a crashed createRoom left half-made is retired and made afresh.
+        let actual = match self.find(&space_id).await? {
+            Found::Complete(actual) => *actual,
+            Found::HalfMade { bot_joined } => {
+                self.retire_half_made(JobKey::Space(org), &organization.space_alias, &space_id, bot_joined)
+                    .await?;
+                space_id = self.create_space(&organization, &members).await?;
+                created = true;
+                self.homeserver.room_state(&space_id).await?
+            }
+        };
+        let desired = DesiredRoom {
+            name: organization.space_name(),
+            avatar: organization.avatar_url.as_ref().map(ToString::to_string),
+            topic: None,
+            read_only: false,
+            members,
+            banned: BTreeMap::new(),
+            unbanned: Default::default(),
+            muted: Default::default(),
+            parent: None,
+        };
+        let mut plan = plan::plan(&desired, &actual, ids);
+        plan.actions.extend(plan::space_children(&children, &actual));
+        let changed = !plan.is_empty();
+        if changed {
+            tracing::info!(organization = org, space = %space_id, ?plan, "applying changes to the space");
+            self.execute(&space_id, plan).await?;
+        }
+        Ok(created || changed)
+    }
+
+    /// Creates the organization's space, or finds the one an earlier attempt created (by its
+    /// alias); then queues a check of each of the organization's rooms, which name it as parent.
+    async fn create_space(
+        &self,
+        organization: &organizations::Organization,
+        members: &BTreeMap<OwnedUserId, Role>,
+    ) -> Result<OwnedRoomId, SyncError> {
+        let hs = &self.homeserver;
+        let alias =
+            room_alias(&organization.space_alias, hs.ids().server_name()).map_err(SyncError::Invalid)?;
+        let space_id = match hs.resolve_alias(&alias).await? {
+            Some(existing) => existing,
+            None => {
+                let room_version = self.room_version().await?;
+                let new_space = NewRoom {
+                    alias_localpart: organization.space_alias.clone(),
+                    name: organization.space_name(),
+                    avatar: organization.avatar_url.clone(),
+                    topic: None,
+                    events_default: 0,
+                    power_users: plan::initial_power_users(members, hs.ids().bot(), &room_version),
+                    room_version: Some(room_version),
+                    invite: members.keys().cloned().collect(),
+                    space: true,
+                };
+                match hs.create_room(&new_space).await? {
+                    Some(created) => created,
+                    None => hs.resolve_alias(&alias).await?.ok_or_else(|| {
+                        SyncError::Invalid(format!("alias {alias} is taken but resolves to no room"))
+                    })?,
+                }
+            }
+        };
+        let now = self.clock.now_ms();
+        let mut tx = self.store.begin().await?;
+        organizations::set_space_id(&mut tx, organization.id, &space_id).await?;
+        // A recheck, not a check: a sync of the room running now read it without the space.
+        for room in organizations::created_room_ids(&mut tx, organization.id).await? {
+            jobs::enqueue_recheck(&mut tx, JobKey::Room(room), now).await?;
+        }
+        tx.commit().await?;
+        tracing::info!(organization = organization.id, space = %space_id, "matrix space created");
+        self.wake_worker();
+        Ok(space_id)
     }
 
     /// What a sync of the room would do now, without doing it (for checks and tests). `None`
@@ -546,6 +667,14 @@ impl Reconciler {
                 }
                 Action::SetPowerLevels(levels) => {
                     hs.set_state(room_id, "m.room.power_levels", levels).await?
+                }
+                Action::SetParent(space) => {
+                    let content = json!({"via": [hs.ids().server_name()], "canonical": true});
+                    hs.set_state_keyed(room_id, "m.space.parent", space.as_str(), content).await?
+                }
+                Action::SetChild { room, present } => {
+                    let content = if present { json!({"via": [hs.ids().server_name()]}) } else { json!({}) };
+                    hs.set_state_keyed(room_id, "m.space.child", &room, content).await?
                 }
                 Action::Membership { user, steps } => memberships.push((user, steps, None)),
                 Action::Ban { user, reason } => memberships.push((user, Vec::new(), Some(reason))),
@@ -639,6 +768,7 @@ impl Reconciler {
                     power_users: plan::initial_power_users(members, hs.ids().bot(), &room_version),
                     room_version: Some(room_version),
                     invite: members.keys().cloned().collect(),
+                    space: false,
                 };
                 match hs.create_room(&new_room).await? {
                     Some(created) => created,
@@ -651,6 +781,8 @@ impl Reconciler {
         };
         let mut tx = self.store.begin().await?;
         chatrooms::set_matrix_room_id(&mut tx, room.id, &room_id).await?;
+        // The space takes the new room as a child.
+        jobs::enqueue_space(&mut tx, room.organization_id, self.clock.now_ms()).await?;
         let reported = RoomRef { matrix_room_id: Some(room_id.to_string()), ..RoomRef::of(room) };
         let source = format!("room.created/{room_id}");
         self.report(&mut tx, EventType::RoomCreated, &reported, &source, json!({"name": room.name})).await?;
@@ -658,6 +790,21 @@ impl Reconciler {
         self.metrics.rooms_created.inc();
         tracing::info!(chatroom = room.id, room = %room_id, "matrix room created");
         Ok(room_id)
+    }
+
+    /// The room's state, or that a crash left it half-made.
+    async fn find(&self, room_id: &OwnedRoomId) -> Result<Found, SyncError> {
+        let bot = self.homeserver.ids().bot();
+        Ok(match self.homeserver.room_state(room_id).await {
+            Ok(actual) if plan::is_half_made(&actual, bot) => {
+                Found::HalfMade { bot_joined: actual.members.get(bot) == Some(&Membership::Join) }
+            }
+            Ok(actual) => Found::Complete(Box::new(actual)),
+            Err(e) if e.status() == Some(403) && self.is_half_made(room_id).await? => {
+                Found::HalfMade { bot_joined: false }
+            }
+            Err(e) => return Err(e.into()),
+        })
     }
 
     async fn is_half_made(&self, room_id: &OwnedRoomId) -> Result<bool, SyncError> {
@@ -671,16 +818,17 @@ impl Reconciler {
     /// finish it.
     async fn retire_half_made(
         &self,
-        room: &Chatroom,
+        owner: JobKey,
+        alias_localpart: &str,
         room_id: &OwnedRoomId,
         bot_joined: bool,
     ) -> Result<(), SyncError> {
         let hs = &self.homeserver;
-        tracing::warn!(chatroom = room.id, room = %room_id,
+        tracing::warn!(chatroom = owner.room(), space_of = owner.space(), room = %room_id,
             "the homeserver left this room half-made (a crash during createRoom?); creating it afresh");
         // The alias first: once it is free, nothing adopts the orphan again, so the background
         // purge cannot hit a room a chatroom is about to use.
-        let alias = room_alias(&room.matrix_alias, hs.ids().server_name()).map_err(SyncError::Invalid)?;
+        let alias = room_alias(alias_localpart, hs.ids().server_name()).map_err(SyncError::Invalid)?;
         if hs.resolve_alias(&alias).await?.as_ref() == Some(room_id) {
             hs.delete_alias(&alias).await?;
         }
@@ -689,7 +837,14 @@ impl Reconciler {
             hs.leave(room_id).await?;
         }
         let mut tx = self.store.begin().await?;
-        chatrooms::retire_matrix_room(&mut tx, room.id, room_id, self.clock.now_ms()).await?;
+        match owner {
+            JobKey::Room(id) => {
+                chatrooms::retire_matrix_room(&mut tx, id, room_id, self.clock.now_ms()).await?
+            }
+            JobKey::Space(org) => {
+                organizations::retire_space(&mut tx, org, room_id, self.clock.now_ms()).await?
+            }
+        }
         tx.commit().await?;
         self.metrics.half_made_rooms_retired.inc();
         Ok(())
@@ -760,6 +915,8 @@ impl Reconciler {
         }
         let mut tx = self.store.begin().await?;
         chatrooms::remove(&mut tx, room.id).await?;
+        // The space lets the room go, and its members if they have no other room.
+        jobs::enqueue_space(&mut tx, room.organization_id, self.clock.now_ms()).await?;
         let reported =
             RoomRef { matrix_room_id: room_id.as_ref().map(ToString::to_string), ..RoomRef::of(room) };
         let source = format!("room.deleted/{}", room.id);

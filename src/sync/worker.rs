@@ -18,7 +18,11 @@ use crate::{
     config::SyncConfig,
     domain::ChatroomId,
     metrics::Metrics,
-    store::{chatrooms, idempotency, jobs, moderation, Store},
+    store::{
+        chatrooms, idempotency,
+        jobs::{self, JobKey},
+        moderation, organizations, Store,
+    },
 };
 
 pub struct BackgroundTasks {
@@ -87,7 +91,7 @@ async fn run_worker(
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut running: JoinSet<()> = JoinSet::new();
-    let mut in_flight: HashMap<tokio::task::Id, ChatroomId> = HashMap::new();
+    let mut in_flight: HashMap<tokio::task::Id, JobKey> = HashMap::new();
     loop {
         let free = config.concurrency.saturating_sub(running.len());
         if free > 0 && !*stopped.borrow() {
@@ -97,11 +101,11 @@ async fn run_worker(
             };
             match due {
                 Ok(rooms) => {
-                    let busy: HashSet<ChatroomId> = in_flight.values().copied().collect();
+                    let busy: HashSet<JobKey> = in_flight.values().copied().collect();
                     for id in rooms.into_iter().filter(|id| !busy.contains(id)).take(free) {
                         let reconciler = reconciler.clone();
                         let task = running.spawn(async move {
-                            reconciler.converge(id).await;
+                            reconciler.converge_job(id).await;
                         });
                         in_flight.insert(task.id(), id);
                     }
@@ -153,13 +157,19 @@ async fn run_drift_checks(
     }
 }
 
+/// Queues a drift check of every room the homeserver has, and of every organization's space
+/// (which makes the spaces of organizations whose rooms predate them). The rooms checked.
 pub async fn queue_drift_checks(store: &Store, clock: &dyn Clock) -> sqlx::Result<usize> {
     let mut conn = store.pool().acquire().await?;
     let rooms = chatrooms::created_room_ids(&mut conn).await?;
     for &id in &rooms {
-        jobs::enqueue_check(&mut conn, id, clock.now_ms()).await?;
+        jobs::enqueue_check(&mut conn, JobKey::Room(id), clock.now_ms()).await?;
     }
-    tracing::debug!(rooms = rooms.len(), "drift checks queued");
+    let spaces = organizations::with_rooms_or_space(&mut conn).await?;
+    for &org in &spaces {
+        jobs::enqueue_check(&mut conn, JobKey::Space(org), clock.now_ms()).await?;
+    }
+    tracing::debug!(rooms = rooms.len(), spaces = spaces.len(), "drift checks queued");
     Ok(rooms.len())
 }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chatrooms::{
     clock::{Clock, ShiftedClock},
-    store::jobs::{self, Lease},
+    store::jobs::{self, JobKey, Lease},
     sync::start_due_deletions,
 };
 use reqwest::{Method, StatusCode};
@@ -91,21 +91,27 @@ async fn a_room_lease_held_by_one_instance_excludes_the_other_until_it_expires()
     let mut a = first.state.store.pool().acquire().await.unwrap();
     let mut b = second.state.store.pool().acquire().await.unwrap();
     // Queue a drift check so there is a job to hold, then take it from both sides.
-    jobs::enqueue_check(&mut a, id, now).await.unwrap();
+    jobs::enqueue_check(&mut a, JobKey::Room(id), now).await.unwrap();
     assert!(matches!(
-        jobs::lease(&mut a, id, "instance-a", now, now + 30_000).await.unwrap(),
+        jobs::lease(&mut a, JobKey::Room(id), "instance-a", now, now + 30_000).await.unwrap(),
         Lease::Held { .. }
     ));
-    assert_eq!(jobs::lease(&mut b, id, "instance-b", now + 1_000, now + 31_000).await.unwrap(), Lease::Busy);
+    assert_eq!(
+        jobs::lease(&mut b, JobKey::Room(id), "instance-b", now + 1_000, now + 31_000).await.unwrap(),
+        Lease::Busy
+    );
     // Renewed by its holder, the lease stays exclusive past its first deadline.
-    jobs::extend_lease(&mut a, id, "instance-a", now + 60_000).await.unwrap();
-    assert_eq!(jobs::lease(&mut b, id, "instance-b", now + 45_000, now + 75_000).await.unwrap(), Lease::Busy);
+    jobs::extend_lease(&mut a, JobKey::Room(id), "instance-a", now + 60_000).await.unwrap();
+    assert_eq!(
+        jobs::lease(&mut b, JobKey::Room(id), "instance-b", now + 45_000, now + 75_000).await.unwrap(),
+        Lease::Busy
+    );
     // A holder that died stops renewing; after expiry the other instance takes over.
     assert!(matches!(
-        jobs::lease(&mut b, id, "instance-b", now + 60_001, now + 90_000).await.unwrap(),
+        jobs::lease(&mut b, JobKey::Room(id), "instance-b", now + 60_001, now + 90_000).await.unwrap(),
         Lease::Held { .. }
     ));
-    jobs::release(&mut b, id, "instance-b").await.unwrap();
+    jobs::release(&mut b, JobKey::Room(id), "instance-b").await.unwrap();
 }
 
 #[tokio::test]

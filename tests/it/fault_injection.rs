@@ -146,9 +146,18 @@ impl Homeserver for FaultyHomeserver {
     async fn delete_alias(&self, alias: &RoomAliasId) -> HsResult<()> {
         self.inner.delete_alias(alias).await
     }
-    async fn set_state(&self, room: &RoomId, event_type: &str, content: serde_json::Value) -> HsResult<()> {
-        self.faults.before("set_state", Some(room)).await?;
-        self.inner.set_state(room, event_type, content).await
+    async fn set_state_keyed(
+        &self,
+        room: &RoomId,
+        event_type: &str,
+        state_key: &str,
+        content: serde_json::Value,
+    ) -> HsResult<()> {
+        // "set_state" is a room's own state (name, topic, power levels); links between a space
+        // and its rooms (keyed state) are scripted and counted apart.
+        let operation = if state_key.is_empty() { "set_state" } else { "set_state_keyed" };
+        self.faults.before(operation, Some(room)).await?;
+        self.inner.set_state_keyed(room, event_type, state_key, content).await
     }
     async fn invite(&self, room: &RoomId, user: &UserId) -> HsResult<()> {
         self.inner.invite(room, user).await

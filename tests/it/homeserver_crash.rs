@@ -4,7 +4,7 @@
 //! Matrix room that its alias names.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     time::{Duration, Instant},
 };
 
@@ -214,8 +214,27 @@ async fn a_homeserver_killed_mid_create_leaves_every_chatroom_one_complete_room(
     let (status, joined) =
         matrix.call(Method::GET, "/_matrix/client/v3/joined_rooms", matrix.as_token(), None).await;
     assert_eq!(status, StatusCode::OK, "{joined}");
-    let joined = joined["joined_rooms"].as_array().expect("joined_rooms").len();
-    assert_eq!(joined, rooms.len(), "one Matrix room per chatroom, no second one for the bot");
+    let joined: BTreeSet<String> = joined["joined_rooms"]
+        .as_array()
+        .expect("joined_rooms")
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect();
+    // And the organization's space, made (or made again if the kill left it half-made) alongside.
+    let space = loop {
+        let (_, organization) = app.send(app.request(Method::GET, &format!("/organizations/{org}"))).await;
+        if let (Some(space), "synced") =
+            (organization["matrixSpaceID"].as_str(), organization["syncStatus"].as_str().unwrap_or_default())
+        {
+            break space.to_owned();
+        }
+        assert!(Instant::now() < deadline, "the organization's space is not synced: {organization}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut expected: BTreeSet<String> =
+        rooms.iter().map(|room| room["matrixRoomID"].as_str().unwrap().to_owned()).collect();
+    expected.insert(space);
+    assert_eq!(joined, expected, "one Matrix room per chatroom and the space, no second one for the bot");
     eprintln!("test took {} s", started.elapsed().as_secs());
     app.stop().await;
 }

@@ -25,6 +25,7 @@ mod rate_limits;
 mod resilience;
 mod room_settings;
 mod rosters;
+mod spaces;
 mod sync_faults;
 mod validation;
 mod webhooks;

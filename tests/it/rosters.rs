@@ -4,7 +4,9 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::harness::{fresh_org, fresh_users, jwt, TestApp};
+use std::time::Duration;
+
+use crate::harness::{eventually, fresh_org, fresh_users, jwt, TestApp};
 
 fn members(list: &[(i64, &str)]) -> Value {
     json!({"members": list.iter().map(|(user, role)| json!({"userID": user, "role": role})).collect::<Vec<_>>()})
@@ -28,6 +30,13 @@ async fn create_default(app: &TestApp, org: i64, lists: Value, settings: Value) 
         assert_eq!(status, StatusCode::OK, "{patched}");
     }
     (id, room["matrixRoomID"].as_str().unwrap().to_owned())
+}
+
+/// The organization's space, once made and in sync.
+async fn organization_space(app: &TestApp, org: i64) -> Option<String> {
+    let (_, organization) = app.send(app.request(Method::GET, &format!("/organizations/{org}"))).await;
+    let synced = organization["syncStatus"] == "synced";
+    organization["matrixSpaceID"].as_str().filter(|_| synced).map(str::to_owned)
 }
 
 /// Each user's membership in the Matrix room ("" when none) and their power level (0 when none).
@@ -85,6 +94,15 @@ async fn an_organization_roster_joins_and_kicks_the_automated_default_rooms_memb
         seen(&app, &room_id, &u).await,
         [joined(100), ("leave".to_owned(), 0), joined(0), joined(100)]
     );
+    // So in the organization's space: u[1] is out of it, u[3] (explicit admin) and the others in.
+    eventually("the space follows the room", Duration::from_secs(20), || async {
+        let Some(space) = organization_space(&app, org).await else { return false };
+        let seen = seen(&app, &space, &u).await;
+        seen.iter().map(|(membership, _)| membership.as_str()).collect::<Vec<_>>()
+            == ["join", "leave", "join", "join"]
+            && seen[0].1 == 100
+    })
+    .await;
     // A roster-only user leaves by the roster, not the room's lists.
     let (status, refused) =
         app.send(app.request(Method::DELETE, &format!("/chatrooms/{id}/users/{}", u[0]))).await;

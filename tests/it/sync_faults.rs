@@ -392,7 +392,7 @@ async fn password(app: &TestApp, user: i64) -> String {
 
 #[tokio::test]
 async fn a_change_that_arrives_during_a_failing_attempt_starts_with_a_clean_slate() {
-    use chatrooms::store::jobs::{self, Failure, Lease};
+    use chatrooms::store::jobs::{self, Failure, JobKey, Lease};
     let app = TestApp::spawn().await;
     let room = app.create_room(json!({"organizationID": fresh_org(), "name": "Racing"})).await;
     let id = room["id"].as_i64().unwrap();
@@ -401,7 +401,7 @@ async fn a_change_that_arrives_during_a_failing_attempt_starts_with_a_clean_slat
     let now = app.state.clock.now_ms();
     jobs::enqueue(&mut conn, id, now).await.unwrap();
     let Lease::Held { version, .. } =
-        jobs::lease(&mut conn, id, "failing-worker", now, now + 30_000).await.unwrap()
+        jobs::lease(&mut conn, JobKey::Room(id), "failing-worker", now, now + 30_000).await.unwrap()
     else {
         panic!("the job is free");
     };
@@ -414,7 +414,7 @@ async fn a_change_that_arrives_during_a_failing_attempt_starts_with_a_clean_slat
         next_attempt_at: now + 60_000,
         failed: true,
     };
-    jobs::record_failure(&mut conn, id, "failing-worker", version, &failure).await.unwrap();
+    jobs::record_failure(&mut conn, JobKey::Room(id), "failing-worker", version, &failure).await.unwrap();
     let (failed, refusals, next, locked): (i64, i64, i64, Option<String>) = sqlx::query_as(
         "SELECT failed, refusals, next_attempt_at, locked_by FROM sync_jobs WHERE chatroom_id = $1",
     )
