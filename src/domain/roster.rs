@@ -92,6 +92,23 @@ impl OrganizationRoster {
         members.extend(other.iter());
         Self(members)
     }
+    pub fn contains(&self, user: AppUserId) -> bool {
+        self.0.contains_key(&user)
+    }
+    pub fn without(&self, user: AppUserId) -> Self {
+        let mut members = self.0.clone();
+        members.remove(&user);
+        Self(members)
+    }
+    /// The organization's admins, as the admins of its space (power 100).
+    pub fn admins(&self) -> RoleLists {
+        RoleLists::from_roles(
+            self.iter()
+                .filter(|(_, role)| *role == OrganizationRole::Admin)
+                .map(|(u, _)| (u, Role::Admin))
+                .collect(),
+        )
+    }
     /// What the roster makes of the organization's automated default room.
     pub fn room_roles(&self) -> RoleLists {
         RoleLists::from_roles(self.iter().map(|(user, role)| (user, role.room_role())).collect())
@@ -127,6 +144,14 @@ impl Participants {
     }
     pub fn merged_with(&self, other: &Self) -> Self {
         Self(self.0.union(&other.0).copied().collect())
+    }
+    pub fn contains(&self, user: AppUserId) -> bool {
+        self.0.contains(&user)
+    }
+    pub fn without(&self, user: AppUserId) -> Self {
+        let mut users = self.0.clone();
+        users.remove(&user);
+        Self(users)
     }
     /// What the participants make of the event's automated room: assigned users.
     pub fn room_roles(&self) -> RoleLists {

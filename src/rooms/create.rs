@@ -17,7 +17,7 @@ use crate::{
     store::{
         self,
         chatrooms::{self, NewChatroom, RosterOf},
-        idempotency, jobs,
+        idempotency, jobs, organizations,
     },
 };
 
@@ -238,6 +238,8 @@ async fn store_new_room(
     idempotency: Option<&Idempotency>,
     now: i64,
 ) -> sqlx::Result<ChatroomId> {
+    // After a concurrent roster change of the organization, not beside it (it would miss the room).
+    organizations::lock(tx, draft.organization_id, now).await?;
     let id = chatrooms::insert(tx, new_room, now).await?;
     chatrooms::put_roles(tx, id, &draft.roles).await?;
     jobs::enqueue(tx, id, now).await?;

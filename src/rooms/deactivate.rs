@@ -29,6 +29,10 @@ pub async fn deactivate_user(state: &AppState, user: AppUserId) -> RoomResult<bo
     }
     // Out of every roster too, and so out of the automated rooms that follow them.
     let (orgs, events) = rosters::remove_user_everywhere(&mut tx, user).await?;
+    for &org in &orgs {
+        // An organization admin leaves its space even without a room following the roster.
+        jobs::enqueue_space(&mut tx, org, now).await?;
+    }
     let followed = orgs
         .into_iter()
         .map(RosterOf::Organization)

@@ -8,9 +8,9 @@ use super::{
     RoomError, RoomResult,
 };
 use crate::{
-    domain::{AppUserId, ChatroomId, OrganizationRoster, Participants, RoleLists, MAX_ROSTER},
+    domain::{AppUserId, ChatroomId, OrganizationRoster, Participants, RoleLists, RoomMembers, MAX_ROSTER},
     state::AppState,
-    store::{chatrooms, jobs, moderation, rosters, Tx},
+    store::{chatrooms, jobs, moderation, organizations, rosters, Tx},
     sync::SyncOutcome,
 };
 
@@ -30,10 +30,16 @@ impl Roster {
             Self::Participants(users) => users.room_roles(),
         }
     }
-    fn users(&self) -> Vec<AppUserId> {
+    fn contains(&self, user: AppUserId) -> bool {
         match self {
-            Self::Members(roster) => roster.users(),
-            Self::Participants(users) => users.users(),
+            Self::Members(roster) => roster.contains(user),
+            Self::Participants(users) => users.contains(user),
+        }
+    }
+    fn without(&self, user: AppUserId) -> Self {
+        match self {
+            Self::Members(roster) => Self::Members(roster.without(user)),
+            Self::Participants(users) => Self::Participants(users.without(user)),
         }
     }
     pub fn len(&self) -> usize {
@@ -85,7 +91,7 @@ fn after(of: RosterOf, current: Roster, change: &RosterChange) -> RoomResult<Ros
             Roster::Participants(current.merged_with(added))
         }
         (current, RosterChange::Remove(user)) => {
-            if !current.users().contains(user) {
+            if !current.contains(*user) {
                 return Err(RoomError::NotInRoster(match of {
                     RosterOf::Organization(org) => {
                         format!("user {user} is not a member of organization {org}")
@@ -95,7 +101,7 @@ fn after(of: RosterOf, current: Roster, change: &RosterChange) -> RoomResult<Ros
                     }
                 }));
             }
-            return Ok(current);
+            return Ok(current.without(*user));
         }
         (_, RosterChange::Add(_)) => return Err(RoomError::Invalid("a roster of another kind".into())),
     };
@@ -146,14 +152,26 @@ pub async fn change_roster(
     }
     let now = state.clock.now_ms();
     let mut tx = state.store.begin().await?;
-    // The rooms' row locks first, as their own writes take them: a concurrent change to their
+    // The organization's row lock first: roster writes, room creations and automation switches
+    // of one organization take it, so none reads a roster or a room list another is changing.
+    // Then the rooms' row locks, as their own writes take them: a concurrent change to their
     // lists cannot slip past the limits checked here.
-    let rooms = chatrooms::following(&mut tx, of).await?;
-    for &room in &rooms {
-        chatrooms::touch_live(&mut tx, room, now).await?;
+    let org = match of {
+        RosterOf::Organization(org) | RosterOf::Event(org, _) => org,
+    };
+    organizations::lock(&mut tx, org, now).await?;
+    let mut rooms = Vec::new();
+    for room in chatrooms::following(&mut tx, of).await? {
+        if chatrooms::touch_live(&mut tx, room, now).await? {
+            rooms.push(room);
+        }
     }
     let current = read(&mut tx, of).await?;
     let after = after(of, current, &change)?;
+    if let Roster::Members(members) = &after {
+        // The organization's admins are its space's admins: their power levels must fit too.
+        check_room_limits(state, &RoomMembers::explicit(members.admins()), &[])?;
+    }
     let roles = after.room_roles();
     for &id in &rooms {
         let room = chatrooms::find(&mut tx, id).await?.ok_or(RoomError::NotFound(id))?;
@@ -166,6 +184,10 @@ pub async fn change_roster(
     for &room in &rooms {
         moderation::drop_mutes_of_unassigned(&mut tx, room).await?;
         jobs::enqueue(&mut tx, room, now).await?;
+    }
+    // The organization's admins are in its space whether or not a room follows the roster.
+    if let RosterOf::Organization(org) = of {
+        jobs::enqueue_space(&mut tx, org, now).await?;
     }
     tx.commit().await?;
     tracing::info!(roster = ?of, users = after.len(), rooms = rooms.len(), "roster changed");

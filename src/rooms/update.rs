@@ -12,7 +12,7 @@ use crate::{
     state::AppState,
     store::{
         chatrooms::{self, ChatroomChanges},
-        moderation,
+        moderation, organizations,
     },
 };
 
@@ -72,6 +72,13 @@ async fn store(
         settings: &update.settings,
     };
     let mut tx = state.store.begin().await?;
+    if update.automation_enabled.is_some() {
+        // The organization's lock before the room's (as roster writes take them): the roster
+        // the room follows from now on is not being changed meanwhile.
+        if let Some(room) = chatrooms::find(&mut tx, id).await? {
+            organizations::lock(&mut tx, room.organization_id, state.clock.now_ms()).await?;
+        }
+    }
     if !chatrooms::update(&mut tx, id, &changes, state.clock.now_ms()).await? {
         return Err(RoomError::NotFound(id));
     }

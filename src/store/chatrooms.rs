@@ -468,19 +468,25 @@ pub async fn set_matrix_room_id(conn: &mut AnyConnection, id: ChatroomId, room: 
 
 /// Forgets a half-made Matrix room of the room and queues it for purging, in one transaction.
 pub async fn retire_matrix_room(tx: &mut Tx, id: ChatroomId, room: &RoomId, now: i64) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO retired_rooms (matrix_room_id, retired_at) VALUES ($1, $2) ON CONFLICT (matrix_room_id) DO NOTHING",
-    )
-    .bind(room.as_str())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    queue_retired(tx, room, now).await?;
     sqlx::query("UPDATE chatrooms SET matrix_room_id = NULL WHERE id = $1 AND matrix_room_id = $2")
         .bind(id)
         .bind(room.as_str())
         .execute(&mut **tx)
         .await
         .map(|_| ())
+}
+
+/// Queues a half-made Matrix room (a chatroom's or a space) for purging.
+pub async fn queue_retired(tx: &mut Tx, room: &RoomId, now: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO retired_rooms (matrix_room_id, retired_at) VALUES ($1, $2) ON CONFLICT (matrix_room_id) DO NOTHING",
+    )
+    .bind(room.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
 }
 
 /// Retired Matrix rooms still to purge (never one a chatroom or an organization names).

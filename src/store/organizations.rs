@@ -74,6 +74,23 @@ pub async fn ensure(conn: &mut AnyConnection, org: OrganizationId, now: i64) -> 
     find(conn, org).await?.ok_or(sqlx::Error::RowNotFound)
 }
 
+/// Takes the organization's row lock for the rest of the transaction (making the row if
+/// needed): roster writes, room creations and automation switches of one organization happen
+/// one after the other.
+pub async fn lock(tx: &mut Tx, org: OrganizationId, now: i64) -> sqlx::Result<()> {
+    let alias = format!("chatrooms_space_{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
+    sqlx::query(
+        "INSERT INTO organizations (id, space_alias, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at",
+    )
+    .bind(org)
+    .bind(alias)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+}
+
 /// Sets the name and avatar the organization's space shows.
 pub async fn set_profile(
     tx: &mut Tx,
@@ -104,13 +121,7 @@ pub async fn set_space_id(conn: &mut AnyConnection, org: OrganizationId, space: 
 
 /// Forgets a half-made space and queues it for purging, in one transaction.
 pub async fn retire_space(tx: &mut Tx, org: OrganizationId, space: &RoomId, now: i64) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO retired_rooms (matrix_room_id, retired_at) VALUES ($1, $2) ON CONFLICT (matrix_room_id) DO NOTHING",
-    )
-    .bind(space.as_str())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    super::chatrooms::queue_retired(tx, space, now).await?;
     sqlx::query("UPDATE organizations SET matrix_space_id = NULL WHERE id = $1 AND matrix_space_id = $2")
         .bind(org)
         .bind(space.as_str())

@@ -60,8 +60,12 @@ pub enum Action {
         user: OwnedUserId,
         reason: String,
     },
-    /// `m.space.parent` naming the space, canonical.
-    SetParent(OwnedRoomId),
+    /// A room's `m.space.parent` for a space: canonical (its organization's), or removed
+    /// (empty content: any other).
+    SetParent {
+        space: String,
+        present: bool,
+    },
     /// A space's `m.space.child` for the room: added, or removed (empty content).
     SetChild {
         room: String,
@@ -99,7 +103,11 @@ pub fn plan(desired: &DesiredRoom, actual: &RoomState, ids: &MatrixIds) -> Plan 
     }
     if let Some(space) = &desired.parent {
         if actual.parents.get(space.as_str()) != Some(&true) {
-            actions.push(Action::SetParent(space.clone()));
+            actions.push(Action::SetParent { space: space.to_string(), present: true });
+        }
+        // One parent, the backend's: links to other spaces (a retired one, one set by hand) go.
+        for other in actual.parents.keys().filter(|other| other.as_str() != space.as_str()) {
+            actions.push(Action::SetParent { space: other.clone(), present: false });
         }
     }
     let levels = desired.members.iter().filter_map(|(user, role)| match role.power_level() {
@@ -445,12 +453,18 @@ mod tests {
         let mut wanted = desired();
         wanted.parent = Some(space.clone());
         let first = plan(&wanted, &in_sync_state(), &ids());
-        assert_eq!(first.actions, [Action::SetParent(space.clone())]);
+        assert_eq!(first.actions, [Action::SetParent { space: space.to_string(), present: true }]);
         let mut linked = in_sync_state();
         linked.parents.insert("!space:hs".into(), false);
         assert_eq!(plan(&wanted, &linked, &ids()).actions.len(), 1, "a parent link must be canonical");
         linked.parents.insert("!space:hs".into(), true);
         assert!(plan(&wanted, &linked, &ids()).is_empty());
+        linked.parents.insert("!elsewhere:hs".into(), true);
+        assert_eq!(
+            plan(&wanted, &linked, &ids()).actions,
+            [Action::SetParent { space: "!elsewhere:hs".into(), present: false }],
+            "another space's link goes"
+        );
 
         let (a, b) = (ruma::RoomId::parse("!a:hs").unwrap(), ruma::RoomId::parse("!b:hs").unwrap());
         let mut space_state = in_sync_state();
@@ -480,7 +494,7 @@ mod tests {
                 Action::SetAvatar(_) => "avatar",
                 Action::SetTopic(_) => "topic",
                 Action::SetPowerLevels(_) => "levels",
-                Action::SetParent(_) | Action::SetChild { .. } => "space",
+                Action::SetParent { .. } | Action::SetChild { .. } => "space",
                 Action::Ban { .. } => "ban",
                 Action::Membership { steps, .. } if steps.contains(&Step::Kick) => "kick",
                 Action::Membership { .. } => "join",

@@ -591,36 +591,29 @@ impl Reconciler {
         organization: &organizations::Organization,
         members: &BTreeMap<OwnedUserId, Role>,
     ) -> Result<OwnedRoomId, SyncError> {
-        let hs = &self.homeserver;
-        let alias =
-            room_alias(&organization.space_alias, hs.ids().server_name()).map_err(SyncError::Invalid)?;
-        let space_id = match hs.resolve_alias(&alias).await? {
-            Some(existing) => existing,
-            None => {
-                let room_version = self.room_version().await?;
-                let new_space = NewRoom {
-                    alias_localpart: organization.space_alias.clone(),
-                    name: organization.space_name(),
-                    avatar: organization.avatar_url.clone(),
-                    topic: None,
-                    events_default: 0,
-                    power_users: plan::initial_power_users(members, hs.ids().bot(), &room_version),
-                    room_version: Some(room_version),
-                    invite: members.keys().cloned().collect(),
-                    space: true,
-                };
-                match hs.create_room(&new_space).await? {
-                    Some(created) => created,
-                    None => hs.resolve_alias(&alias).await?.ok_or_else(|| {
-                        SyncError::Invalid(format!("alias {alias} is taken but resolves to no room"))
-                    })?,
-                }
-            }
-        };
+        let bot = self.homeserver.ids().bot();
+        let space_id = self
+            .create_or_find(&organization.space_alias, |room_version| NewRoom {
+                alias_localpart: organization.space_alias.clone(),
+                name: organization.space_name(),
+                avatar: organization.avatar_url.clone(),
+                topic: None,
+                events_default: 0,
+                power_users: plan::initial_power_users(members, bot, &room_version),
+                room_version: Some(room_version),
+                invite: members.keys().cloned().collect(),
+                space: true,
+            })
+            .await?;
         let now = self.clock.now_ms();
+        let mut conn = self.store.pool().acquire().await?;
+        organizations::set_space_id(&mut conn, organization.id, &space_id).await?;
+        // SQLite's pool has one connection: the transaction below needs it.
+        drop(conn);
+        // The rooms read after the id is committed: a room created meanwhile either is among
+        // them or reads the space itself when it plans. A recheck, not a check: a sync of the
+        // room running now read it without the space.
         let mut tx = self.store.begin().await?;
-        organizations::set_space_id(&mut tx, organization.id, &space_id).await?;
-        // A recheck, not a check: a sync of the room running now read it without the space.
         for room in organizations::created_room_ids(&mut tx, organization.id).await? {
             jobs::enqueue_recheck(&mut tx, JobKey::Room(room), now).await?;
         }
@@ -668,9 +661,13 @@ impl Reconciler {
                 Action::SetPowerLevels(levels) => {
                     hs.set_state(room_id, "m.room.power_levels", levels).await?
                 }
-                Action::SetParent(space) => {
-                    let content = json!({"via": [hs.ids().server_name()], "canonical": true});
-                    hs.set_state_keyed(room_id, "m.space.parent", space.as_str(), content).await?
+                Action::SetParent { space, present } => {
+                    let content = if present {
+                        json!({"via": [hs.ids().server_name()], "canonical": true})
+                    } else {
+                        json!({})
+                    };
+                    hs.set_state_keyed(room_id, "m.space.parent", &space, content).await?
                 }
                 Action::SetChild { room, present } => {
                     let content = if present { json!({"via": [hs.ids().server_name()]}) } else { json!({}) };
@@ -753,32 +750,20 @@ impl Reconciler {
         room: &Chatroom,
         members: &BTreeMap<OwnedUserId, Role>,
     ) -> Result<OwnedRoomId, SyncError> {
-        let hs = &self.homeserver;
-        let alias = room_alias(&room.matrix_alias, hs.ids().server_name()).map_err(SyncError::Invalid)?;
-        let room_id = match hs.resolve_alias(&alias).await? {
-            Some(existing) => existing,
-            None => {
-                let room_version = self.room_version().await?;
-                let new_room = NewRoom {
-                    alias_localpart: room.matrix_alias.clone(),
-                    name: room.name.clone(),
-                    avatar: room.avatar_url.clone(),
-                    topic: room.settings.topic.as_ref().map(|topic| topic.as_str().to_owned()),
-                    events_default: power_levels::events_default(room.settings.read_only),
-                    power_users: plan::initial_power_users(members, hs.ids().bot(), &room_version),
-                    room_version: Some(room_version),
-                    invite: members.keys().cloned().collect(),
-                    space: false,
-                };
-                match hs.create_room(&new_room).await? {
-                    Some(created) => created,
-                    // The alias appeared between our lookup and createRoom: a concurrent attempt won.
-                    None => hs.resolve_alias(&alias).await?.ok_or_else(|| {
-                        SyncError::Invalid(format!("alias {alias} is taken but resolves to no room"))
-                    })?,
-                }
-            }
-        };
+        let bot = self.homeserver.ids().bot();
+        let room_id = self
+            .create_or_find(&room.matrix_alias, |room_version| NewRoom {
+                alias_localpart: room.matrix_alias.clone(),
+                name: room.name.clone(),
+                avatar: room.avatar_url.clone(),
+                topic: room.settings.topic.as_ref().map(|topic| topic.as_str().to_owned()),
+                events_default: power_levels::events_default(room.settings.read_only),
+                power_users: plan::initial_power_users(members, bot, &room_version),
+                room_version: Some(room_version),
+                invite: members.keys().cloned().collect(),
+                space: false,
+            })
+            .await?;
         let mut tx = self.store.begin().await?;
         chatrooms::set_matrix_room_id(&mut tx, room.id, &room_id).await?;
         // The space takes the new room as a child.
@@ -790,6 +775,29 @@ impl Reconciler {
         self.metrics.rooms_created.inc();
         tracing::info!(chatroom = room.id, room = %room_id, "matrix room created");
         Ok(room_id)
+    }
+
+    /// The room behind the alias, created from `new_room` (given the room version) unless an
+    /// earlier attempt did: createRoom under an alias is idempotent across crashes.
+    async fn create_or_find(
+        &self,
+        alias_localpart: &str,
+        new_room: impl FnOnce(String) -> NewRoom,
+    ) -> Result<OwnedRoomId, SyncError> {
+        let hs = &self.homeserver;
+        let alias = room_alias(alias_localpart, hs.ids().server_name()).map_err(SyncError::Invalid)?;
+        if let Some(existing) = hs.resolve_alias(&alias).await? {
+            return Ok(existing);
+        }
+        let new_room = new_room(self.room_version().await?);
+        match hs.create_room(&new_room).await? {
+            Some(created) => Ok(created),
+            // The alias appeared between our lookup and createRoom: a concurrent attempt won.
+            None => hs
+                .resolve_alias(&alias)
+                .await?
+                .ok_or_else(|| SyncError::Invalid(format!("alias {alias} is taken but resolves to no room"))),
+        }
     }
 
     /// The room's state, or that a crash left it half-made.

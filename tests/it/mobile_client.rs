@@ -64,6 +64,12 @@ async fn a_mobile_client_logs_in_through_the_service_and_sees_exactly_its_rooms(
     let gamma = app.create_room(json!({"organizationID": org, "name": "Gamma", "assignedUsers": [me]})).await;
     app.create_room(json!({"organizationID": org, "name": "Not mine", "admins": [other]})).await;
 
+    // The organization's space is made beside the rooms: wait for it, it is joined too.
+    crate::harness::eventually("the organization's space", std::time::Duration::from_secs(20), || async {
+        let (_, organization) = app.send(app.request(Method::GET, &format!("/organizations/{org}"))).await;
+        organization["syncStatus"] == "synced" && organization["matrixSpaceID"].is_string()
+    })
+    .await;
     let token = jwt(json!(me.to_string()), json!([]), 600);
     let session = login(&app, &token, json!({"deviceID": "PHONE1"})).await;
     assert_eq!(session["userID"], app.user_id(me));
