@@ -75,8 +75,8 @@ async fn store(
     if update.automation_enabled.is_some() {
         // The organization's lock before the room's (as roster writes take them): the roster
         // the room follows from now on is not being changed meanwhile.
-        if let Some(room) = chatrooms::find(&mut tx, id).await? {
-            organizations::lock(&mut tx, room.organization_id, state.clock.now_ms()).await?;
+        if let Some(org) = chatrooms::organization_of(&mut tx, id).await? {
+            organizations::lock(&mut tx, org, state.clock.now_ms()).await?;
         }
     }
     if !chatrooms::update(&mut tx, id, &changes, state.clock.now_ms()).await? {

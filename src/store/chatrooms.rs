@@ -205,6 +205,17 @@ async fn attach_roles(conn: &mut AnyConnection, rooms: &mut [Chatroom]) -> sqlx:
     Ok(())
 }
 
+/// The organization a chatroom (live or being deleted) belongs to, without loading the room.
+pub async fn organization_of(
+    conn: &mut AnyConnection,
+    id: ChatroomId,
+) -> sqlx::Result<Option<OrganizationId>> {
+    sqlx::query_scalar("SELECT organization_id FROM chatrooms WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+}
+
 /// A live (not deleted) chatroom.
 pub async fn find(conn: &mut AnyConnection, id: ChatroomId) -> sqlx::Result<Option<Chatroom>> {
     Ok(find_including_deleted(conn, id).await?.filter(|room| !room.deleted))

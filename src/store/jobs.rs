@@ -85,12 +85,7 @@ pub async fn enqueue_space(conn: &mut AnyConnection, org: OrganizationId, now: i
 /// it is queued too.
 pub async fn enqueue(conn: &mut AnyConnection, id: ChatroomId, now: i64) -> sqlx::Result<()> {
     enqueue_change(conn, JobKey::Room(id), now).await?;
-    let org: Option<OrganizationId> =
-        sqlx::query_scalar("SELECT organization_id FROM chatrooms WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    match org {
+    match super::chatrooms::organization_of(conn, id).await? {
         Some(org) => enqueue_space(conn, org, now).await,
         None => Ok(()),
     }

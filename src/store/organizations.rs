@@ -60,17 +60,29 @@ pub async fn find(conn: &mut AnyConnection, org: OrganizationId) -> sqlx::Result
     }))
 }
 
-/// Makes sure the organization has a row (with the alias its space will have); returns it.
-pub async fn ensure(conn: &mut AnyConnection, org: OrganizationId, now: i64) -> sqlx::Result<Organization> {
+/// Makes the organization's row (with the alias its space will have) unless it exists; then
+/// `on_conflict` for an existing one.
+async fn insert(
+    conn: &mut AnyConnection,
+    org: OrganizationId,
+    now: i64,
+    on_conflict: &str,
+) -> sqlx::Result<()> {
     let alias = format!("chatrooms_space_{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
-    sqlx::query(
-        "INSERT INTO organizations (id, space_alias, updated_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
-    )
+    sqlx::query(&format!(
+        "INSERT INTO organizations (id, space_alias, updated_at) VALUES ($1, $2, $3) ON CONFLICT (id) {on_conflict}"
+    ))
     .bind(org)
     .bind(alias)
     .bind(now)
     .execute(&mut *conn)
-    .await?;
+    .await
+    .map(|_| ())
+}
+
+/// Makes sure the organization has a row; returns it.
+pub async fn ensure(conn: &mut AnyConnection, org: OrganizationId, now: i64) -> sqlx::Result<Organization> {
+    insert(conn, org, now, "DO NOTHING").await?;
     find(conn, org).await?.ok_or(sqlx::Error::RowNotFound)
 }
 
@@ -78,17 +90,7 @@ pub async fn ensure(conn: &mut AnyConnection, org: OrganizationId, now: i64) -> 
 /// needed): roster writes, room creations and automation switches of one organization happen
 /// one after the other.
 pub async fn lock(tx: &mut Tx, org: OrganizationId, now: i64) -> sqlx::Result<()> {
-    let alias = format!("chatrooms_space_{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
-    sqlx::query(
-        "INSERT INTO organizations (id, space_alias, updated_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at",
-    )
-    .bind(org)
-    .bind(alias)
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map(|_| ())
+    insert(tx, org, now, "DO UPDATE SET updated_at = excluded.updated_at").await
 }
 
 /// Sets the name and avatar the organization's space shows.
@@ -99,7 +101,7 @@ pub async fn set_profile(
     avatar: Option<&OwnedMxcUri>,
     now: i64,
 ) -> sqlx::Result<()> {
-    ensure(tx, org, now).await?;
+    lock(tx, org, now).await?;
     sqlx::query("UPDATE organizations SET name = $2, avatar_url = $3, updated_at = $4 WHERE id = $1")
         .bind(org)
         .bind(name)

@@ -539,7 +539,10 @@ impl Reconciler {
         if live_rooms == 0 && known.as_ref().and_then(|o| o.matrix_space_id.as_ref()).is_none() {
             return Ok(false); // No room yet: no space either.
         }
-        let organization = organizations::ensure(&mut conn, org, self.clock.now_ms()).await?;
+        let organization = match known {
+            Some(organization) => organization,
+            None => organizations::ensure(&mut conn, org, self.clock.now_ms()).await?,
+        };
         let roles = organizations::space_members(&mut conn, org).await?;
         drop(conn);
         let ids = self.homeserver.ids();

@@ -280,3 +280,31 @@ async fn a_roster_of_ten_thousand_users_is_stored_and_read_back_in_pages() {
     let (_, everyone) = app.send(app.request(Method::GET, &format!("{path}?all=true"))).await;
     assert_eq!(everyone["entries"].as_array().unwrap().len(), 10_000);
 }
+
+#[tokio::test]
+async fn concurrent_roster_puts_end_as_one_of_them_and_too_many_admins_are_refused() {
+    let app = TestApp::spawn().await;
+    let org = fresh_org();
+    let path = format!("/organizations/{org}/members");
+    let base = fresh_users(1)[0];
+    // Two disjoint whole lists, sent at once: the roster is one of them, never a mix.
+    let first: Vec<(i64, &str)> = (0..300).map(|i| (base + i, "member")).collect();
+    let second: Vec<(i64, &str)> = (300..600).map(|i| (base + i, "member")).collect();
+    let (a, b) = tokio::join!(
+        app.send(app.request(Method::PUT, &path).json(&members(&first))),
+        app.send(app.request(Method::PUT, &path).json(&members(&second)))
+    );
+    assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK), "{} {}", a.1, b.1);
+    let (_, page) = app.send(app.request(Method::GET, &format!("{path}?all=true"))).await;
+    let users: Vec<i64> =
+        page["entries"].as_array().unwrap().iter().map(|e| e["userID"].as_i64().unwrap()).collect();
+    let either = |list: &[(i64, &str)]| users == list.iter().map(|(u, _)| *u).collect::<Vec<_>>();
+    assert!(either(&first) || either(&second), "a mix of both lists: {} users", users.len());
+
+    // The organization's admins are its space's admins: more than its power levels hold is a 422.
+    let admins: Vec<(i64, &str)> = (0..2_500).map(|i| (base + 1_000 + i, "admin")).collect();
+    let (status, refused) = app.send(app.request(Method::PUT, &path).json(&members(&admins))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    let (_, after) = app.send(app.request(Method::GET, &format!("{path}?limit=1"))).await;
+    assert_eq!(after["total"], 300, "nothing changed");
+}
