@@ -393,9 +393,21 @@ async fn password(app: &TestApp, user: i64) -> String {
 #[tokio::test]
 async fn a_change_that_arrives_during_a_failing_attempt_starts_with_a_clean_slate() {
     use chatrooms::store::jobs::{self, Failure, JobKey, Lease};
-    let app = TestApp::spawn().await;
-    let room = app.create_room(json!({"organizationID": fresh_org(), "name": "Racing"})).await;
+    // The worker runs only when the test wakes it: it must not take the job the test leases.
+    let app = TestApp::spawn_with(|env| {
+        env.insert("CHATROOMS_WORKER_POLL_MS".into(), "3600000".into());
+    })
+    .await;
+    let org = fresh_org();
+    let room = app.create_room(json!({"organizationID": org, "name": "Racing"})).await;
     let id = room["id"].as_i64().unwrap();
+    // The organization's space is made first, so that nothing wakes the worker meanwhile.
+    app.state.reconciler.wake_worker();
+    eventually("the organization's space is made", Duration::from_secs(30), || async {
+        let (_, organization) = app.send(app.request(Method::GET, &format!("/organizations/{org}"))).await;
+        organization["syncStatus"] == "synced" && organization["matrixSpaceID"].is_string()
+    })
+    .await;
     let mut conn = app.state.store.pool().acquire().await.unwrap();
     // An attempt takes the room (as a stuck worker would) ...
     let now = app.state.clock.now_ms();
@@ -425,6 +437,7 @@ async fn a_change_that_arrives_during_a_failing_attempt_starts_with_a_clean_slat
     assert_eq!((failed, refusals, locked), (0, 0, None), "the new change is not failed by the old attempt");
     assert!(next <= now, "and is due at once");
     drop(conn);
+    app.state.reconciler.wake_worker();
     eventually("the new change is synced", Duration::from_secs(30), || async {
         get(&app, &room["id"]).await.1["syncStatus"] == "synced"
     })
