@@ -91,8 +91,13 @@ pub struct SyncConfig {
     pub join_concurrency: usize,
     /// Rooms synced at once by the worker.
     pub concurrency: usize,
-    /// How often every room is checked for drift; `None` turns the check off.
+    /// How often the periodic drift pass runs; `None` turns it off.
     pub reconcile_interval: Option<Duration>,
+    /// Rooms and spaces the pass reads from the homeserver per second, at most.
+    pub reconcile_rate: u32,
+    /// The longest a room goes without being read, even while the homeserver's pushes vouch
+    /// for it.
+    pub reconcile_max_age: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -305,6 +310,8 @@ impl Config {
                 concurrency: parse_num("CHATROOMS_SYNC_CONCURRENCY", 8, 1, 1_000)?,
                 reconcile_interval: Some(parse_ms("CHATROOMS_RECONCILE_INTERVAL_MS", 300_000)?)
                     .filter(|interval| !interval.is_zero()),
+                reconcile_rate: parse_num("CHATROOMS_RECONCILE_ROOMS_PER_SECOND", 5, 1, 1_000)? as u32,
+                reconcile_max_age: parse_ms("CHATROOMS_RECONCILE_MAX_AGE_MS", 86_400_000)?,
             },
             default_room_name: or("CHATROOMS_DEFAULT_ROOM_NAME", "General"),
             log_format: match or("CHATROOMS_LOG_FORMAT", "text").as_str() {

@@ -103,6 +103,7 @@ impl Application {
             state.store.clone(),
             state.clock.clone(),
             state.config.sync.clone(),
+            state.config.matrix.appservice_id.clone(),
         );
         // Intake's sweep and the webhook deliveries, beside the sync loops.
         let (stop_extra, extra_stopped) = tokio::sync::watch::channel(false);

@@ -189,7 +189,7 @@ pub async fn list_chatrooms(
         _ => None,
     };
     let page = if query.all.unwrap_or(false) { None } else { Some((limit, offset)) };
-    let mut conn = state.store.pool().acquire().await?;
+    let mut conn = state.store.reader().acquire().await?;
     let (rooms, total) = chatrooms::list(&mut conn, &ListQuery { organization_id, member, page }).await?;
     Ok(Json(ChatroomPage { entries: rooms.into_iter().map(Into::into).collect(), total }))
 }
@@ -226,7 +226,7 @@ pub async fn chatroom_by_event(
     let Id(org) =
         query.organization_id.ok_or_else(|| ApiError::bad_request("organization_id is required"))?;
     let Id(event) = query.event_id.ok_or_else(|| ApiError::bad_request("event_id is required"))?;
-    let mut conn = state.store.pool().acquire().await?;
+    let mut conn = state.store.reader().acquire().await?;
     let room = chatrooms::find_for_event(&mut conn, org, event)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("event {event} of organization {org} has no chatroom")))?;

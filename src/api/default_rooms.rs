@@ -83,7 +83,7 @@ pub async fn create_default_chatroom(
 }
 
 async fn exists_error(state: &AppState, org: OrganizationId) -> ApiError {
-    let existing = match state.store.pool().acquire().await {
+    let existing = match state.store.reader().acquire().await {
         Ok(mut conn) => chatrooms::find_default(&mut conn, org).await.ok().flatten().map(|room| room.id),
         Err(_) => None,
     };

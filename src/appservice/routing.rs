@@ -85,7 +85,7 @@ enum Managed {
 }
 
 async fn managed_room(state: &AppState, room: &str) -> Result<Managed, RoomError> {
-    let mut conn = state.store.pool().acquire().await?;
+    let mut conn = state.store.reader().acquire().await?;
     if let Some(chatroom) = chatrooms::find_by_matrix_room(&mut conn, room).await? {
         return Ok(Managed::Room(Arc::new(chatroom)));
     }

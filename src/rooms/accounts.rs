@@ -20,7 +20,7 @@ pub struct ProvisionedAccount {
 pub async fn provision_account(state: &AppState, user: AppUserId) -> RoomResult<ProvisionedAccount> {
     let matrix_user = state.homeserver.ids().user_id(user).map_err(RoomError::Invalid)?;
     let account = {
-        let mut conn = state.store.pool().acquire().await?;
+        let mut conn = state.store.reader().acquire().await?;
         accounts::find(&mut conn, user).await?
     };
     let password_key = match account {

@@ -20,7 +20,7 @@ use crate::{
 };
 
 pub async fn organization_blocklist(state: &AppState, org: OrganizationId) -> RoomResult<(Blocklist, i64)> {
-    let mut conn = state.store.pool().acquire().await?;
+    let mut conn = state.store.reader().acquire().await?;
     Ok(blocklists::get(&mut conn, Scope::Organization(org)).await?)
 }
 
@@ -43,7 +43,7 @@ pub async fn put_organization_blocklist(
 
 /// The room's additions to its organization's list.
 pub async fn room_blocklist(state: &AppState, id: ChatroomId) -> RoomResult<(Blocklist, i64)> {
-    let mut conn = state.store.pool().acquire().await?;
+    let mut conn = state.store.reader().acquire().await?;
     Ok(blocklists::get(&mut conn, Scope::Room(id)).await?)
 }
 

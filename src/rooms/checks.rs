@@ -73,7 +73,7 @@ pub fn check_capacity(max_users: Option<i64>, before: usize, after: usize) -> Ro
 /// Refuses role lists naming deactivated users: their accounts can no longer join rooms.
 pub async fn check_users_active(state: &AppState, roles: &RoleLists) -> RoomResult<()> {
     let users: Vec<_> = roles.iter().map(|(user, _)| user).collect();
-    let mut conn = state.store.pool().acquire().await?;
+    let mut conn = state.store.reader().acquire().await?;
     let accounts = accounts::find_many(&mut conn, &users).await?;
     let deactivated: Vec<_> =
         users.iter().copied().filter(|user| accounts.get(user).is_some_and(|a| a.deactivated)).collect();

@@ -122,7 +122,7 @@ pub struct Written {
 }
 
 pub async fn load(state: &AppState, id: ChatroomId) -> RoomResult<Chatroom> {
-    let mut conn = state.store.pool().acquire().await?;
+    let mut conn = state.store.reader().acquire().await?;
     chatrooms::find(&mut conn, id).await?.ok_or(RoomError::NotFound(id))
 }
 

@@ -281,7 +281,7 @@ async fn adopt_in(
 
 /// Whether a ban of the user is in force in the room.
 pub async fn is_banned(state: &AppState, id: ChatroomId, user: AppUserId) -> RoomResult<bool> {
-    let mut conn = state.store.pool().acquire().await?;
+    let mut conn = state.store.reader().acquire().await?;
     Ok(moderation::ban_rank(&mut conn, id, user).await?.is_some())
 }
 
@@ -291,12 +291,12 @@ pub async fn ban_of(state: &AppState, id: ChatroomId, user: AppUserId) -> RoomRe
 }
 
 pub async fn bans(state: &AppState, id: ChatroomId) -> RoomResult<Vec<Ban>> {
-    let mut conn = state.store.pool().acquire().await?;
+    let mut conn = state.store.reader().acquire().await?;
     Ok(moderation::bans(&mut conn, id).await?)
 }
 
 pub async fn mutes(state: &AppState, id: ChatroomId) -> RoomResult<Vec<Mute>> {
-    let mut conn = state.store.pool().acquire().await?;
+    let mut conn = state.store.reader().acquire().await?;
     Ok(moderation::mutes(&mut conn, id).await?)
 }
 

@@ -19,7 +19,7 @@ use crate::{
 /// The organization as the API shows it: as stored, or its defaults when the service has
 /// nothing on it yet.
 pub async fn organization(state: &AppState, org: OrganizationId) -> RoomResult<Organization> {
-    let mut conn = state.store.pool().acquire().await?;
+    let mut conn = state.store.reader().acquire().await?;
     Ok(organizations::find(&mut conn, org).await?.unwrap_or_else(|| Organization {
         id: org,
         name: None,

@@ -203,7 +203,7 @@ pub async fn members_page(
     limit: i64,
     offset: i64,
 ) -> RoomResult<(Vec<(AppUserId, crate::domain::OrganizationRole)>, i64)> {
-    let mut conn = state.store.pool().acquire().await?;
+    let mut conn = state.store.reader().acquire().await?;
     Ok(rosters::members_page(&mut conn, org, limit, offset).await?)
 }
 
@@ -215,6 +215,6 @@ pub async fn participants_page(
     limit: i64,
     offset: i64,
 ) -> RoomResult<(Vec<AppUserId>, i64)> {
-    let mut conn = state.store.pool().acquire().await?;
+    let mut conn = state.store.reader().acquire().await?;
     Ok(rosters::participants_page(&mut conn, org, event, limit, offset).await?)
 }

@@ -26,7 +26,7 @@ impl JobKey {
             Self::Space(_) => "organization_id",
         }
     }
-    fn id(self) -> i64 {
+    pub(super) fn id(self) -> i64 {
         match self {
             Self::Room(id) | Self::Space(id) => id,
         }

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod appservice;
 pub mod blocklists;
 pub mod chatrooms;
+pub mod drift;
 pub mod idempotency;
 pub mod jobs;
 pub mod moderation;
@@ -31,9 +32,18 @@ pub enum Backend {
 
 #[derive(Clone)]
 pub struct Store {
+    /// Every write, and reads that must see a write's own transaction. SQLite: one connection.
     pool: AnyPool,
+    /// Reads that no write should hold up. SQLite (in WAL mode) serves them from connections of
+    /// their own beside the writer; Postgres from the same pool.
+    reader: AnyPool,
     backend: Backend,
 }
+
+/// SQLite's page cache per connection, in KiB (negative: a size, not a page count): the
+/// writer's holds the hot indexes of 100,000 rooms; readers share the operating system's cache.
+const SQLITE_WRITER_CACHE: &str = "PRAGMA cache_size = -16384;";
+const SQLITE_READER_CACHE: &str = "PRAGMA cache_size = -4096;";
 
 impl Store {
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
@@ -52,23 +62,29 @@ impl Store {
         let options = AnyConnectOptions::from_str(&url)
             .with_context(|| "parsing DATABASE_URL")?
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
-        let pool = AnyPoolOptions::new()
+        let pool = match backend {
             // SQLite has one writer; a single connection turns lock errors into queueing.
-            .max_connections(if backend == Backend::Sqlite { 1 } else { max_connections })
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
-                            .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
-            .await
-            .context("connecting to the database")?;
-        Ok(Self { pool, backend })
+            Backend::Sqlite => {
+                let setup =
+                    "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;";
+                sqlite_pool(&options, 1, format!("{setup} {SQLITE_WRITER_CACHE}")).await?
+            }
+            Backend::Postgres => AnyPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options.clone())
+                .await
+                .context("connecting to the database")?,
+        };
+        let reader = match backend {
+            // Made after the writer switched the file to WAL, where readers never wait for it.
+            Backend::Sqlite => {
+                let setup = "PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;";
+                sqlite_pool(&options, max_connections, format!("{setup} {SQLITE_READER_CACHE}")).await?
+            }
+            Backend::Postgres => pool.clone(),
+        };
+        Ok(Self { pool, reader, backend })
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
@@ -83,21 +99,41 @@ impl Store {
         &self.pool
     }
 
+    /// For reads that need not see an uncommitted write of the caller's: they never queue
+    /// behind the writer.
+    pub fn reader(&self) -> &AnyPool {
+        &self.reader
+    }
+
     pub async fn begin(&self) -> sqlx::Result<Tx> {
         self.pool.begin().await
     }
 
     pub async fn ping(&self) -> sqlx::Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+        sqlx::query("SELECT 1").execute(&self.reader).await.map(|_| ())
     }
 
     pub async fn backlog(&self) -> sqlx::Result<jobs::Backlog> {
-        jobs::backlog(&mut *self.pool.acquire().await?).await
+        jobs::backlog(&mut *self.reader.acquire().await?).await
     }
 
     pub async fn close(&self) {
+        self.reader.close().await;
         self.pool.close().await;
     }
+}
+
+async fn sqlite_pool(options: &AnyConnectOptions, size: u32, setup: String) -> anyhow::Result<AnyPool> {
+    AnyPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _| {
+            let setup = setup.clone();
+            Box::pin(async move { conn.execute(setup.as_str()).await.map(|_| ()) })
+        })
+        .connect_with(options.clone())
+        .await
+        .context("connecting to the database")
 }
 
 /// Creates the SQLite file's directory, and the file itself on first run.

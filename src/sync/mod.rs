@@ -8,5 +8,5 @@ mod worker;
 
 pub use reconciler::{Reconciler, SyncError, SyncOutcome};
 pub use worker::{
-    end_due_moderation, queue_drift_checks, spawn_background, start_due_deletions, BackgroundTasks,
+    end_due_moderation, queue_drift_checks, spawn_background, start_due_deletions, BackgroundTasks, DriftPass,
 };

@@ -25,6 +25,7 @@ use crate::{
     store::{
         accounts,
         chatrooms::{self, Chatroom},
+        drift,
         jobs::{self, Failure, JobKey, Lease},
         moderation::{self, RoomModeration},
         organizations, Store,
@@ -208,6 +209,13 @@ impl Reconciler {
         }
     }
 
+    /// Whether the homeserver's pushes reach this service: it answered the homeserver's
+    /// appservice ping, asked for now (a slow answer counts as none).
+    pub async fn pushes_arrive(&self, appservice_id: &str) -> bool {
+        let ping = self.homeserver.ping_appservice(appservice_id);
+        matches!(tokio::time::timeout(Duration::from_secs(10), ping).await, Ok(Ok(_)))
+    }
+
     /// Lets the worker look for due jobs now rather than at its next poll (a drift check the
     /// homeserver's push queued, a client's moderation adopted).
     pub fn wake_worker(&self) {
@@ -352,6 +360,8 @@ impl Reconciler {
         match result {
             Ok(changed) => {
                 let closed = jobs::complete(&mut conn, id, version, &self.owner).await?;
+                // Read and put in step as of the lease: the periodic pass can skip it a while.
+                drift::mark_checked(&mut conn, id, now).await?;
                 self.metrics.syncs_succeeded.inc();
                 if drift_check && changed {
                     self.metrics.drift_repairs.inc();

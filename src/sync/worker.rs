@@ -19,9 +19,9 @@ use crate::{
     domain::ChatroomId,
     metrics::Metrics,
     store::{
-        chatrooms, idempotency,
+        chatrooms, drift, idempotency,
         jobs::{self, JobKey},
-        moderation, organizations, Store,
+        moderation, Store,
     },
 };
 
@@ -54,6 +54,7 @@ pub fn spawn_background(
     store: Store,
     clock: Arc<dyn Clock>,
     config: SyncConfig,
+    appservice_id: String,
 ) -> BackgroundTasks {
     let (shutdown, stopped) = watch::channel(false);
     let worker = tokio::spawn(run_worker(
@@ -65,7 +66,11 @@ pub fn spawn_background(
     ));
     let mut handles = vec![worker];
     if let Some(interval) = config.reconcile_interval {
-        handles.push(tokio::spawn(run_drift_checks(store.clone(), clock.clone(), interval, stopped.clone())));
+        let max_age_ms = config.reconcile_max_age.as_millis() as i64;
+        let pace = Pace { interval, rate: config.reconcile_rate, max_age_ms, appservice_id };
+        let checks =
+            run_drift_checks(reconciler.clone(), store.clone(), clock.clone(), pace, stopped.clone());
+        handles.push(tokio::spawn(checks));
     }
     handles.push(tokio::spawn(run_retired_purges(reconciler.clone(), config.clone(), stopped.clone())));
     let metrics = reconciler.metrics().clone();
@@ -95,7 +100,7 @@ async fn run_worker(
     loop {
         let free = config.concurrency.saturating_sub(running.len());
         if free > 0 && !*stopped.borrow() {
-            let due = match store.pool().acquire().await {
+            let due = match store.reader().acquire().await {
                 Ok(mut conn) => jobs::due(&mut conn, clock.now_ms(), (free + in_flight.len()) as i64).await,
                 Err(e) => Err(e),
             };
@@ -141,36 +146,78 @@ async fn run_worker(
 
 /// Queues a drift check for every room the homeserver has; the worker runs them with its
 /// bounded concurrency, and a room whose state differs is restored and counted.
+/// How the periodic drift pass runs: every `interval`, reading at most `rate` rooms and spaces
+/// per second, none unread longer than `max_age_ms`; the service's appservice id is what the
+/// homeserver's ping names.
+struct Pace {
+    interval: Duration,
+    rate: u32,
+    max_age_ms: i64,
+    appservice_id: String,
+}
+
 async fn run_drift_checks(
+    reconciler: Arc<Reconciler>,
     store: Store,
     clock: Arc<dyn Clock>,
-    interval: Duration,
+    pace: Pace,
     mut stopped: watch::Receiver<bool>,
 ) {
     loop {
-        if wait_or_stop(&mut stopped, interval).await {
+        if wait_or_stop(&mut stopped, pace.interval).await {
             return;
         }
-        if let Err(e) = queue_drift_checks(&store, clock.as_ref()).await {
-            tracing::warn!(error = %e, "queueing drift checks failed");
+        let pushes_arrive = reconciler.pushes_arrive(&pace.appservice_id).await;
+        let now = clock.now_ms();
+        let queued = match store.pool().acquire().await {
+            Ok(mut conn) => match drift::record_intake(&mut conn, pushes_arrive, now).await {
+                Ok(proven_since) => {
+                    drop(conn);
+                    // Vouched for: checked since the proof began, and not longer ago than the
+                    // longest a room goes unread (what no push can tell: the bot's own token
+                    // used by hand, a restored homeserver).
+                    let read_before = proven_since.map(|since| since.max(now - pace.max_age_ms));
+                    let pass = DriftPass::paced(now, pace.interval, pace.rate, read_before);
+                    queue_drift_checks(&store, &pass).await
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        match queued {
+            Ok(queued) => tracing::debug!(queued, pushes_arrive, "drift checks queued"),
+            Err(e) => tracing::warn!(error = %e, "queueing drift checks failed"),
         }
     }
 }
 
-/// Queues a drift check of every room the homeserver has, and of every organization's space
-/// (which makes the spaces of organizations whose rooms predate them). The rooms checked.
-pub async fn queue_drift_checks(store: &Store, clock: &dyn Clock) -> sqlx::Result<usize> {
-    let mut conn = store.pool().acquire().await?;
-    let rooms = chatrooms::created_room_ids(&mut conn).await?;
-    for &id in &rooms {
-        jobs::enqueue_check(&mut conn, JobKey::Room(id), clock.now_ms()).await?;
+/// What one periodic pass reads: at most `rate` rooms and spaces per second of its interval,
+/// the longest-unchecked first, each read `1 / rate` seconds after the one before.
+pub struct DriftPass(drift::Pass);
+
+impl DriftPass {
+    /// `read_before`: rooms and spaces checked at or after it are skipped (`None`: none are).
+    pub fn paced(now: i64, interval: Duration, rate: u32, read_before: Option<i64>) -> Self {
+        let rate = i64::from(rate.max(1));
+        let seconds = (interval.as_millis() as i64 / 1000).max(1);
+        Self(drift::Pass {
+            limit: rate.saturating_mul(seconds),
+            start: now,
+            spacing_ms: 1000 / rate,
+            checked_before: read_before,
+        })
     }
-    let spaces = organizations::with_rooms_or_space(&mut conn).await?;
-    for &org in &spaces {
-        jobs::enqueue_check(&mut conn, JobKey::Space(org), clock.now_ms()).await?;
+
+    /// Every room and space on the homeserver, due at once (tests, operators' tools).
+    pub fn everything(now: i64) -> Self {
+        Self(drift::Pass { limit: i64::MAX, start: now, spacing_ms: 0, checked_before: None })
     }
-    tracing::debug!(rooms = rooms.len(), spaces = spaces.len(), "drift checks queued");
-    Ok(rooms.len())
+}
+
+/// Queues the pass's drift checks (rooms and spaces that have a job already keep it), in
+/// statements that each hold the writer briefly. How many it queued.
+pub async fn queue_drift_checks(store: &Store, pass: &DriftPass) -> sqlx::Result<i64> {
+    drift::queue(store.pool(), &pass.0).await
 }
 
 /// Starts due deletions; the worker purges them alongside other rooms, each in its own slot.

@@ -8,6 +8,7 @@ mod chatrooms;
 mod client_moderation;
 mod concurrency;
 mod crash;
+mod drift_pass;
 mod fault_injection;
 mod faults;
 mod harness;

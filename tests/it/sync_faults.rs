@@ -72,7 +72,8 @@ async fn a_panic_in_one_rooms_sync_fails_that_room_releases_its_lease_and_the_wo
 
     // Drift checks run in the worker only: one room's sync panics, the other must be repaired.
     faults.panic_in(cursed["matrixRoomID"].as_str().unwrap());
-    chatrooms::sync::queue_drift_checks(&app.state.store, app.state.clock.as_ref()).await.unwrap();
+    let everything = chatrooms::sync::DriftPass::everything(app.state.clock.now_ms());
+    chatrooms::sync::queue_drift_checks(&app.state.store, &everything).await.unwrap();
     eventually("the worker repairs the other room", Duration::from_secs(30), || async {
         matrix.room(healthy_room).await.name.as_deref() == Some("Healthy")
     })
@@ -97,7 +98,8 @@ async fn a_panic_in_one_rooms_sync_fails_that_room_releases_its_lease_and_the_wo
     let (status, _) =
         matrix.call(Method::PUT, &name_path, matrix.as_token(), Some(json!({"name": "Again"}))).await;
     assert_eq!(status, StatusCode::OK);
-    chatrooms::sync::queue_drift_checks(&app.state.store, app.state.clock.as_ref()).await.unwrap();
+    let everything = chatrooms::sync::DriftPass::everything(app.state.clock.now_ms());
+    chatrooms::sync::queue_drift_checks(&app.state.store, &everything).await.unwrap();
     eventually("the worker repairs it again", Duration::from_secs(30), || async {
         matrix.room(healthy_room).await.name.as_deref() == Some("Healthy")
     })
