@@ -137,6 +137,9 @@ async fn a_requests_log_lines_all_carry_its_request_id() {
         .envs(base_env(homeserver(), &database.url))
         .env("CHATROOMS_LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
+        // The worker stays idle: its syncs of the room (after making the organization's space)
+        // are nobody's request.
+        .env("CHATROOMS_WORKER_POLL_MS", "3600000")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
