@@ -43,6 +43,11 @@ pub struct MatrixConfig {
     /// Room version for new rooms; `None` uses the homeserver's default.
     pub room_version: Option<String>,
     pub request_timeout: Duration,
+    /// Homeserver calls in flight across the service; the rest queue (their timeout starts
+    /// once they are sent).
+    pub concurrency: usize,
+    /// Of those, room and space creations (slow on Synapse).
+    pub create_concurrency: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -273,6 +278,8 @@ impl Config {
                 admin_localpart: or("CHATROOMS_MATRIX_ADMIN_LOCALPART", "chatrooms-admin"),
                 room_version: get("CHATROOMS_MATRIX_ROOM_VERSION"),
                 request_timeout: at_least("CHATROOMS_HOMESERVER_TIMEOUT_MS", 15_000, 100)?,
+                concurrency: parse_num("CHATROOMS_HOMESERVER_CONCURRENCY", 32, 1, 10_000)?,
+                create_concurrency: parse_num("CHATROOMS_HOMESERVER_CREATE_CONCURRENCY", 4, 1, 1_000)?,
             },
             auth: AuthConfig { api_tokens, jwt, credentials_secret },
             limits: Limits {
@@ -300,7 +307,7 @@ impl Config {
                     as u32,
             },
             sync: SyncConfig {
-                request_wait: parse_ms("CHATROOMS_SYNC_WAIT_MS", 30_000)?,
+                request_wait: parse_ms("CHATROOMS_SYNC_WAIT_MS", 10_000)?,
                 worker_poll: at_least("CHATROOMS_WORKER_POLL_MS", 1_000, 10)?,
                 scheduler_interval: at_least("CHATROOMS_SCHEDULER_INTERVAL_MS", 10_000, 10)?,
                 retry_base,

@@ -44,6 +44,11 @@ struct HomeserverLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -82,6 +87,7 @@ pub struct Metrics {
     client_moderation: Family<OutcomeLabels, Counter>,
     http_requests: Histograms<HttpLabels>,
     homeserver_calls: Histograms<HomeserverLabels>,
+    homeserver_queue: Histograms<OperationLabels>,
     jobs_pending: Gauge,
     oldest_job_age: Gauge<f64, AtomicU64>,
     rooms: Family<SyncStatusLabels, Gauge>,
@@ -159,6 +165,12 @@ impl Default for Metrics {
             "Calls to the homeserver, by operation and outcome",
             homeserver_calls.clone(),
         );
+        let homeserver_queue: Histograms<OperationLabels> = Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "chatrooms_homeserver_queue_seconds",
+            "How long calls to the homeserver waited for a free slot, by operation",
+            homeserver_queue.clone(),
+        );
         let jobs_pending = Gauge::default();
         registry.register(
             "chatrooms_sync_jobs_pending",
@@ -188,6 +200,7 @@ impl Default for Metrics {
             client_moderation,
             http_requests,
             homeserver_calls,
+            homeserver_queue,
             jobs_pending,
             oldest_job_age,
             rooms,
@@ -217,6 +230,10 @@ impl Metrics {
         self.homeserver_calls
             .get_or_create(&HomeserverLabels { operation, outcome })
             .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn observe_homeserver_queue(&self, operation: &'static str, waited: Duration) {
+        self.homeserver_queue.get_or_create(&OperationLabels { operation }).observe(waited.as_secs_f64());
     }
 
     /// The exposition, with the backlog gauges as of `now_ms` (read from the database per scrape,

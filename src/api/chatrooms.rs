@@ -137,7 +137,8 @@ pub struct ListChatroomsQuery {
     /// Id of the organization.
     #[param(required = true, value_type = Option<i64>, minimum = 1)]
     pub organization_id: Option<Id>,
-    /// Return all entries, ignoring `limit` and `offset`.
+    /// Return all entries, ignoring `limit` and `offset`: at most 1,000 (`MAX_LIST_ALL`); an
+    /// organization with more answers `400` (`too_many_to_list`), to be paged instead.
     pub all: Option<bool>,
     /// Page size, 1 to 50 (default 10).
     #[param(minimum = 1, maximum = 50)]
@@ -146,6 +147,9 @@ pub struct ListChatroomsQuery {
     #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
+
+/// The most rooms `all=true` lists: a bound on one answer's size and memory.
+pub const MAX_LIST_ALL: i64 = 1_000;
 
 /// A page of chatrooms.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -164,7 +168,7 @@ pub struct ChatroomPage {
     params(ListChatroomsQuery),
     responses(
         (status = 200, description = "The page", body = ChatroomPage),
-        (status = 400, description = "Missing organization_id or not a positive integer, limit outside 1-50, negative offset, wrong types", body = ErrorBody),
+        (status = 400, description = "Missing organization_id or not a positive integer, limit outside 1-50, negative offset, wrong types (`invalid_request`); `all=true` for more than 1,000 rooms (`too_many_to_list`)", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
     ),
     security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
@@ -188,9 +192,21 @@ pub async fn list_chatrooms(
         Caller::User(user) if !caller.may_manage(organization_id) => Some(user.id),
         _ => None,
     };
-    let page = if query.all.unwrap_or(false) { None } else { Some((limit, offset)) };
+    let all = query.all.unwrap_or(false);
+    // One more than `all` may list: enough to tell that there are too many.
+    let page = if all { (MAX_LIST_ALL + 1, 0) } else { (limit, offset) };
     let mut conn = state.store.reader().acquire().await?;
     let (rooms, total) = chatrooms::list(&mut conn, &ListQuery { organization_id, member, page }).await?;
+    if all && total > MAX_LIST_ALL {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "too_many_to_list",
+            format!(
+                "organization {organization_id} has {total} chatrooms; all=true lists at most \
+                 {MAX_LIST_ALL}: page through them with limit and offset"
+            ),
+        ));
+    }
     Ok(Json(ChatroomPage { entries: rooms.into_iter().map(Into::into).collect(), total }))
 }
 

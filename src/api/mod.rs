@@ -12,6 +12,7 @@ pub mod members;
 pub mod messages;
 pub mod moderation;
 pub mod organizations;
+mod prefer;
 mod room_errors;
 pub mod rosters;
 mod standing;
@@ -157,7 +158,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document, as committed in `openapi/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    with_rate_limit_responses(api_routes().into_openapi())
+    with_prefer_header(with_rate_limit_responses(api_routes().into_openapi()))
 }
 
 /// Adds the `429` to every operation the caller's rate limit applies to ([`Kind::of`] decides
@@ -191,6 +192,49 @@ fn with_rate_limit_responses(mut spec: utoipa::openapi::OpenApi) -> utoipa::open
     spec
 }
 
+/// Every operation that can answer `202` (a change still reaching the homeserver) takes
+/// `Prefer: wait=N` / `respond-async`, and names an honoured one in `Preference-Applied`.
+fn with_prefer_header(mut spec: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{
+        header::Header,
+        path::{ParameterBuilder, ParameterIn},
+        ObjectBuilder, RefOr, Required, Type,
+    };
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    let parameter = ParameterBuilder::new()
+        .name("Prefer")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(format!(
+            "RFC 7240: `wait=N` waits up to N seconds (at most {}) for the homeserver before \
+             answering `202`; `respond-async` answers at once (with `wait`, `wait` says how long \
+             to try first). Without it a write waits `CHATROOMS_SYNC_WAIT_MS`. Other preferences \
+             are ignored.",
+            prefer::MAX_WAIT.as_secs()
+        )))
+        .schema(Some(string()))
+        .build();
+    let applied = Header::builder()
+        .schema(string())
+        .description(Some("The `Prefer` preference honoured (`wait=N` or `respond-async`)".to_owned()))
+        .build();
+    for item in spec.paths.paths.values_mut() {
+        let operations = [&mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
+        for operation in operations.into_iter().flatten() {
+            if !operation.responses.responses.contains_key("202") {
+                continue;
+            }
+            operation.parameters.get_or_insert_with(Vec::new).push(parameter.clone());
+            for (code, response) in operation.responses.responses.iter_mut() {
+                if let (true, RefOr::T(response)) = (code.starts_with('2'), response) {
+                    response.headers.insert("Preference-Applied".to_owned(), applied.clone());
+                }
+            }
+        }
+    }
+    spec
+}
+
 pub fn openapi_json() -> String {
     openapi().to_pretty_json().expect("the OpenAPI document serializes")
 }
@@ -198,7 +242,7 @@ pub fn openapi_json() -> String {
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.limits.body_max_bytes;
     let (router, spec) = api_routes().split_for_parts();
-    let spec = with_rate_limit_responses(spec);
+    let spec = with_prefer_header(with_rate_limit_responses(spec));
     let spec_json = spec.clone();
     router
         .route("/openapi.json", axum::routing::get(move || async move { Json(spec_json) }))
@@ -214,6 +258,7 @@ pub fn router(state: AppState) -> Router {
         })
         // Enforced where bodies are read (the JSON extractor), so the 413 has our error shape.
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(prefer::honour_prefer))
         .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track_http))
         // Outermost first: the id is set (or the caller's kept), the request's span carries it,
         // and the response echoes it.

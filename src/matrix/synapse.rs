@@ -14,7 +14,7 @@ use ruma::{
     EventId, MxcUri, OwnedDeviceId, OwnedEventId, OwnedMxcUri, OwnedRoomId, RoomAliasId, RoomId, UserId,
 };
 use serde_json::{json, Value};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 
 use super::{
     Device, HomeserverError, HsResult, MatrixIds, MessagePage, NewRoom, PurgeStatus, RoomState, Session,
@@ -32,6 +32,10 @@ pub struct Synapse {
     ids: MatrixIds,
     admin: AdminToken,
     metrics: Arc<Metrics>,
+    /// Calls in flight, and room creations among them: a burst queues here instead of piling
+    /// onto the homeserver until its calls time out.
+    slots: Semaphore,
+    create_slots: Semaphore,
 }
 
 /// The admin token is fetched on first use, so the service starts while the homeserver is down.
@@ -74,13 +78,23 @@ impl Synapse {
                 cached: Mutex::new(None),
             },
             metrics,
+            slots: Semaphore::new(config.concurrency),
+            create_slots: Semaphore::new(config.create_concurrency),
         })
     }
 
     /// Sends a request, timing it by operation and outcome: the class of the answer, not what
     /// the caller makes of it (an unknown alias on lookup is a `client_error` too).
     async fn send(&self, operation: &'static str, request: RequestBuilder) -> HsResult<Value> {
+        let queued = Instant::now();
+        // Never closed, so acquiring cannot fail.
+        let _create_slot = match operation {
+            "create room" | "create space" => self.create_slots.acquire().await.ok(),
+            _ => None,
+        };
+        let _slot = self.slots.acquire().await.ok();
         let started = Instant::now();
+        self.metrics.observe_homeserver_queue(operation, started - queued);
         let result = match request.send().await {
             Ok(response) => answer(operation, response).await,
             Err(e) => Err(transport_error(operation, e)),

@@ -275,7 +275,7 @@ pub async fn truncate(state: &AppState, id: ChatroomId) -> RoomResult<Truncation
     chatrooms::record_truncation(&mut conn, id, &purge_id, state.clock.now_ms()).await?;
     drop(conn);
     tracing::info!(chatroom = id, purge = %purge_id, "history truncation started");
-    let deadline = tokio::time::Instant::now() + state.config.sync.request_wait;
+    let deadline = tokio::time::Instant::now() + crate::sync::request_wait(state.config.sync.request_wait);
     let mut delay = std::time::Duration::from_millis(50);
     loop {
         // Once started, a failure to ask is "still running": the caller polls with the id.

@@ -55,6 +55,16 @@ pub struct ChatroomResponse {
     pub sync_status: SyncStatus,
     /// The last homeserver error while the room is not in sync.
     pub sync_error: Option<String>,
+    /// While `pending`, once the sync has joins to make: how many of the listed users are
+    /// joined on the homeserver so far. Null otherwise.
+    pub sync_progress: Option<SyncProgress>,
+}
+
+/// Of the users the room's lists (and roster) want joined, how many are.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SyncProgress {
+    pub joined: i64,
+    pub listed: i64,
 }
 
 /// An automated room's users by roster: an organization's admins are its admins; its members,
@@ -108,6 +118,10 @@ impl From<Chatroom> for ChatroomResponse {
             },
             sync_status,
             sync_error: room.sync.last_error,
+            sync_progress: room
+                .sync
+                .progress
+                .map(|progress| SyncProgress { joined: progress.joined, listed: progress.listed }),
         }
     }
 }

@@ -81,6 +81,15 @@ pub struct SyncState {
     pub pending: bool,
     pub failed: bool,
     pub last_error: Option<String>,
+    /// While pending, how far the last sync with joins to make got.
+    pub progress: Option<MembersProgress>,
+}
+
+/// Of the users a room's lists want joined, how many were when its sync last counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MembersProgress {
+    pub joined: i64,
+    pub listed: i64,
 }
 
 pub struct NewChatroom<'a> {
@@ -108,7 +117,8 @@ const COLUMNS: &str =
     "c.id, c.kind, c.organization_id, c.event_id, c.name, c.avatar_url, c.automation_enabled, \
      c.scheduled_deletion, c.matrix_room_id, c.matrix_alias, c.deleted_at, c.topic, c.read_only, c.max_users, c.pinned_events, \
      j.chatroom_id AS job_room, j.failed AS job_failed, j.last_error AS job_error, j.reason AS job_reason, \
-     j.attempts AS job_attempts, o.matrix_space_id AS space_id";
+     j.attempts AS job_attempts, j.members_listed AS job_listed, j.members_joined AS job_joined, \
+     o.matrix_space_id AS space_id";
 const FROM: &str = "chatrooms c LEFT JOIN sync_jobs j ON j.chatroom_id = c.id \
      LEFT JOIN organizations o ON o.id = c.organization_id";
 
@@ -152,6 +162,10 @@ fn from_row(row: &AnyRow) -> sqlx::Result<Chatroom> {
             pending,
             failed: row.try_get::<Option<i64>, _>("job_failed")?.unwrap_or(0) != 0,
             last_error: row.try_get("job_error")?,
+            progress: match (row.try_get::<Option<i64>, _>("job_joined")?, row.try_get("job_listed")?) {
+                (Some(joined), Some(listed)) if pending => Some(MembersProgress { joined, listed }),
+                _ => None,
+            },
         },
     })
 }
@@ -267,8 +281,8 @@ pub struct ListQuery {
     pub organization_id: OrganizationId,
     /// Only rooms this user holds a role in (callers who do not manage the organization).
     pub member: Option<AppUserId>,
-    /// `None` lists everything.
-    pub page: Option<(i64, i64)>,
+    /// How many rooms, after how many.
+    pub page: (i64, i64),
 }
 
 /// A page of rooms in id order, and how many rooms there are in all.
@@ -284,13 +298,11 @@ pub async fn list(conn: &mut AnyConnection, query: &ListQuery) -> sqlx::Result<(
         " AND $2 IS NULL"
     };
     let filter = format!("c.organization_id = $1 AND c.deleted_at IS NULL{member_filter}");
-    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM chatrooms c WHERE {filter}"))
-        .bind(query.organization_id)
-        .bind(query.member)
-        .fetch_one(&mut *conn)
-        .await?;
-    let (limit, offset) = query.page.unwrap_or((i64::MAX, 0));
-    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE {filter} ORDER BY c.id LIMIT $3 OFFSET $4");
+    let (limit, offset) = query.page;
+    // The total comes with the page (one round trip), in the (organization_id, id) index's order.
+    let sql = format!(
+        "SELECT {COLUMNS}, COUNT(*) OVER () AS total FROM {FROM} WHERE {filter} ORDER BY c.id LIMIT $3 OFFSET $4"
+    );
     let rows = sqlx::query(&sql)
         .bind(query.organization_id)
         .bind(query.member)
@@ -298,6 +310,18 @@ pub async fn list(conn: &mut AnyConnection, query: &ListQuery) -> sqlx::Result<(
         .bind(offset)
         .fetch_all(&mut *conn)
         .await?;
+    let total: i64 = match rows.first() {
+        Some(row) => row.try_get("total")?,
+        None if offset == 0 => 0,
+        // A page past the end: only the count is left to ask.
+        None => {
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM chatrooms c WHERE {filter}"))
+                .bind(query.organization_id)
+                .bind(query.member)
+                .fetch_one(&mut *conn)
+                .await?
+        }
+    };
     let mut rooms = rows.iter().map(from_row).collect::<sqlx::Result<Vec<_>>>()?;
     attach_roles(conn, &mut rooms).await?;
     Ok((rooms, total))

@@ -323,6 +323,34 @@ pub async fn release_all(conn: &mut AnyConnection, owner: &str) -> sqlx::Result<
     Ok(released)
 }
 
+/// A room's sync is about to make joins: `joined` of the `listed` users are in already.
+pub async fn start_progress(
+    conn: &mut AnyConnection,
+    id: ChatroomId,
+    joined: i64,
+    listed: i64,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE sync_jobs SET members_joined = $2, members_listed = $3 WHERE chatroom_id = $1")
+        .bind(id)
+        .bind(joined)
+        .bind(listed)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+}
+
+/// One more of the room's listed users joined.
+pub async fn count_join(conn: &mut AnyConnection, id: ChatroomId) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE sync_jobs SET members_joined = members_joined + 1 \
+         WHERE chatroom_id = $1 AND members_joined < members_listed",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .map(|_| ())
+}
+
 /// The outbox at a glance, for the metrics gauges.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Backlog {

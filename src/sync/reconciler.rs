@@ -170,6 +170,16 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// What a room's sync reports of its joins (shown with a `202`).
+enum JoinProgress {
+    /// About to join users: `joined` of the `listed` are in already.
+    Starting {
+        joined: i64,
+        listed: i64,
+    },
+    OneMore,
+}
+
 pub struct Reconciler {
     store: Store,
     homeserver: Arc<dyn Homeserver>,
@@ -253,7 +263,7 @@ impl Reconciler {
         self: &Arc<Self>,
         ids: Vec<JobKey>,
     ) -> Vec<Option<SyncOutcome>> {
-        let deadline = Instant::now() + self.config.request_wait;
+        let deadline = Instant::now() + super::request_wait(self.config.request_wait);
         let count = ids.len();
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
         let this = Arc::clone(self);
@@ -278,6 +288,10 @@ impl Reconciler {
             }
         };
         let _ = tokio::time::timeout_at(deadline, collect).await;
+        // What the wait left (all of it, for a caller who would not wait) is the worker's now.
+        if outcomes.iter().any(|outcome| matches!(outcome, None | Some(SyncOutcome::Busy))) {
+            self.wake_worker();
+        }
         outcomes
     }
 
@@ -528,7 +542,20 @@ impl Reconciler {
         let changed = !plan.is_empty();
         if changed {
             tracing::info!(chatroom = id, room = %room_id, ?plan, "applying changes to the homeserver");
-            self.execute(&room_id, plan).await?;
+            let joins = plan.actions.iter().any(
+                |action| matches!(action, Action::Membership { steps, .. } if steps.contains(&Step::Join)),
+            );
+            let progress = joins.then_some(id);
+            if joins {
+                let joined = desired
+                    .members
+                    .keys()
+                    .filter(|user| actual.members.get(*user) == Some(&Membership::Join))
+                    .count() as i64;
+                let listed = desired.members.len() as i64;
+                self.note_progress(id, JoinProgress::Starting { joined, listed }).await;
+            }
+            self.execute(&room_id, plan, progress).await?;
         }
         if !moderation.lifted.is_empty() {
             // Their unbans are done; a lift made since this sync read them stays for the next.
@@ -592,7 +619,7 @@ impl Reconciler {
         let changed = !plan.is_empty();
         if changed {
             tracing::info!(organization = org, space = %space_id, ?plan, "applying changes to the space");
-            self.execute(&space_id, plan).await?;
+            self.execute(&space_id, plan, None).await?;
         }
         Ok(created || changed)
     }
@@ -657,9 +684,31 @@ impl Reconciler {
         Ok(moderation)
     }
 
+    /// Records how far a room's sync is with its joins; a failure to record is only logged.
+    async fn note_progress(&self, id: ChatroomId, progress: JoinProgress) {
+        let result = async {
+            let mut conn = self.store.pool().acquire().await?;
+            match progress {
+                JoinProgress::Starting { joined, listed } => {
+                    jobs::start_progress(&mut conn, id, joined, listed).await
+                }
+                JoinProgress::OneMore => jobs::count_join(&mut conn, id).await,
+            }
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(chatroom = id, error = %e, "recording a sync's progress failed");
+        }
+    }
+
     /// Runs the plan's actions in order; the membership actions (one user each) side by side,
-    /// at most `join_concurrency` at once.
-    async fn execute(&self, room_id: &RoomId, plan: plan::Plan) -> Result<(), SyncError> {
+    /// at most `join_concurrency` at once. With `progress`, each join is counted for that room.
+    async fn execute(
+        &self,
+        room_id: &RoomId,
+        plan: plan::Plan,
+        progress: Option<ChatroomId>,
+    ) -> Result<(), SyncError> {
         let hs = &self.homeserver;
         let mut memberships = Vec::new();
         for action in plan.actions {
@@ -699,7 +748,12 @@ impl Reconciler {
                     match step {
                         Step::Unban => hs.unban(room_id, &user).await?,
                         Step::Invite => hs.invite(room_id, &user).await?,
-                        Step::Join => hs.join_as(room_id, &user).await?,
+                        Step::Join => {
+                            hs.join_as(room_id, &user).await?;
+                            if let Some(id) = progress {
+                                self.note_progress(id, JoinProgress::OneMore).await;
+                            }
+                        }
                         Step::Kick => self.kick(room_id, &user).await?,
                     }
                 }

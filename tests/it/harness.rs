@@ -223,6 +223,8 @@ pub fn base_env(hs: &Homeserver, database_url: &str) -> HashMap<String, String> 
         ("CHATROOMS_SCHEDULER_INTERVAL_MS".to_owned(), "100".to_owned()),
         ("CHATROOMS_RETRY_BASE_MS".to_owned(), "100".to_owned()),
         ("CHATROOMS_RETRY_CAP_MS".to_owned(), "1000".to_owned()),
+        // Longer than the default: the parallel suite slows Synapse down.
+        ("CHATROOMS_SYNC_WAIT_MS".to_owned(), "30000".to_owned()),
     ]);
     vars
 }
