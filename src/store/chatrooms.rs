@@ -563,15 +563,6 @@ pub async fn remove(tx: &mut Tx, id: ChatroomId) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM chatrooms WHERE id = $1").bind(id).execute(&mut **tx).await.map(|_| ())
 }
 
-/// Live rooms that exist on the homeserver: the drift check's work list.
-pub async fn created_room_ids(conn: &mut AnyConnection) -> sqlx::Result<Vec<ChatroomId>> {
-    sqlx::query_scalar(
-        "SELECT id FROM chatrooms WHERE deleted_at IS NULL AND matrix_room_id IS NOT NULL ORDER BY id",
-    )
-    .fetch_all(&mut *conn)
-    .await
-}
-
 /// Live rooms whose scheduled deletion time has come.
 pub async fn due_for_deletion(
     conn: &mut AnyConnection,

@@ -187,16 +187,6 @@ pub async fn space_members(
     Ok(members)
 }
 
-/// Organizations with a live room or a space: the spaces' drift check's work list.
-pub async fn with_rooms_or_space(conn: &mut AnyConnection) -> sqlx::Result<Vec<OrganizationId>> {
-    sqlx::query_scalar(
-        "SELECT organization_id FROM chatrooms WHERE deleted_at IS NULL \
-         UNION SELECT id FROM organizations WHERE matrix_space_id IS NOT NULL ORDER BY 1",
-    )
-    .fetch_all(&mut *conn)
-    .await
-}
-
 /// The organization's live rooms on the homeserver (each must name the space as its parent).
 pub async fn created_room_ids(conn: &mut AnyConnection, org: OrganizationId) -> sqlx::Result<Vec<i64>> {
     sqlx::query_scalar(

@@ -144,8 +144,6 @@ async fn run_worker(
     }
 }
 
-/// Queues a drift check for every room the homeserver has; the worker runs them with its
-/// bounded concurrency, and a room whose state differs is restored and counted.
 /// How the periodic drift pass runs: every `interval`, reading at most `rate` rooms and spaces
 /// per second, none unread longer than `max_age_ms`; the service's appservice id is what the
 /// homeserver's ping names.
@@ -156,6 +154,9 @@ struct Pace {
     appservice_id: String,
 }
 
+/// The periodic drift pass: asks the homeserver to ping the service, then queues the checks
+/// its pushes cannot vouch for; the worker runs them with its bounded concurrency, and a room
+/// whose state differs is restored and counted.
 async fn run_drift_checks(
     reconciler: Arc<Reconciler>,
     store: Store,
@@ -208,7 +209,7 @@ impl DriftPass {
         })
     }
 
-    /// Every room and space on the homeserver, due at once (tests, operators' tools).
+    /// Every room and space on the homeserver, due at once (tests).
     pub fn everything(now: i64) -> Self {
         Self(drift::Pass { limit: i64::MAX, start: now, spacing_ms: 0, checked_before: None })
     }
