@@ -14,7 +14,9 @@ pub use secrecy::SecretString as Secret;
 pub struct Config {
     pub bind_addr: SocketAddr,
     pub database_url: String,
-    pub database_max_connections: u32,
+    /// Postgres: the pool's size; SQLite: the read connections beside the writer. `None`: the
+    /// store's default for the backend.
+    pub database_max_connections: Option<u32>,
     pub matrix: MatrixConfig,
     pub auth: AuthConfig,
     pub limits: Limits,
@@ -261,7 +263,9 @@ impl Config {
                 .parse()
                 .context("CHATROOMS_BIND_ADDR must be host:port")?,
             database_url: or("DATABASE_URL", "sqlite://data/chatrooms.db"),
-            database_max_connections: parse_num("CHATROOMS_DATABASE_MAX_CONNECTIONS", 10, 1, 10_000)? as u32,
+            database_max_connections: get("CHATROOMS_DATABASE_MAX_CONNECTIONS")
+                .map(|_| parse_num("CHATROOMS_DATABASE_MAX_CONNECTIONS", 10, 1, 10_000).map(|n| n as u32))
+                .transpose()?,
             matrix: MatrixConfig {
                 homeserver_url: or("CHATROOMS_HOMESERVER_URL", "http://127.0.0.1:8008")
                     .trim_end_matches('/')
@@ -391,7 +395,7 @@ mod tests {
     #[test]
     fn defaults_hold_and_the_credentials_secret_is_not_derived_from_the_appservice_token() {
         let config = Config::from_map(&vars(&[])).unwrap();
-        assert_eq!(config.database_max_connections, 10);
+        assert_eq!(config.database_max_connections, None);
         assert_eq!(config.sync.lease, Duration::from_secs(30));
         let limits = &config.rate_limits;
         assert_eq!(

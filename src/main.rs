@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             let config = Config::from_env().context("reading configuration")?;
             telemetry::init(config.log_format);
-            let store = chatrooms::store::Store::connect(&config.database_url, 1).await?;
+            let store = chatrooms::store::Store::connect(&config.database_url, Some(1)).await?;
             store.migrate().await?;
             tracing::info!("migrations applied");
             Ok(())

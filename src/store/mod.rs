@@ -46,7 +46,10 @@ const SQLITE_WRITER_CACHE: &str = "PRAGMA cache_size = -16384;";
 const SQLITE_READER_CACHE: &str = "PRAGMA cache_size = -4096;";
 
 impl Store {
-    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+    /// `connections`: Postgres's pool size (default 10); SQLite's read connections beside the
+    /// writer (default 4: reads are served from the operating system's cache, more than the
+    /// cores add only memory).
+    pub async fn connect(url: &str, connections: Option<u32>) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -70,7 +73,7 @@ impl Store {
                 sqlite_pool(&options, 1, format!("{setup} {SQLITE_WRITER_CACHE}")).await?
             }
             Backend::Postgres => AnyPoolOptions::new()
-                .max_connections(max_connections)
+                .max_connections(connections.unwrap_or(10))
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options.clone())
                 .await
@@ -80,7 +83,8 @@ impl Store {
             // Made after the writer switched the file to WAL, where readers never wait for it.
             Backend::Sqlite => {
                 let setup = "PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;";
-                sqlite_pool(&options, max_connections, format!("{setup} {SQLITE_READER_CACHE}")).await?
+                let readers = connections.unwrap_or(4);
+                sqlite_pool(&options, readers, format!("{setup} {SQLITE_READER_CACHE}")).await?
             }
             Backend::Postgres => pool.clone(),
         };
