@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::{
-    harness::{eventually, fresh_org, fresh_users, jwt, TestApp},
+    harness::{eventually, fresh_org, fresh_users, jwt, metric, TestApp},
     mobile_client::client_of,
 };
 
@@ -42,9 +42,7 @@ async fn send(app: &TestApp, room: &Value, sender: i64, body: &str) -> String {
 }
 
 async fn blocked_count(app: &TestApp, rule: &str) -> u64 {
-    let text = app.anonymous(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
-    let prefix = format!("chatrooms_messages_blocked_total{{rule=\"{rule}\"}} ");
-    text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok()).unwrap_or(0)
+    metric(app, &format!("chatrooms_messages_blocked_total{{rule=\"{rule}\"}}")).await.unwrap_or(0.0) as u64
 }
 
 #[tokio::test]

@@ -785,12 +785,15 @@ pub async fn seed_roles(app: &TestApp, room: i64, roles: &[(i64, chatrooms::doma
     tx.commit().await.expect("roles committed");
 }
 
+/// A sample from the service's `/metrics`, by its name and labels as served
+/// (`name{label="value"}`); `None` when it is not served (yet).
+pub async fn metric(app: &TestApp, series: &str) -> Option<f64> {
+    let text = app.anonymous(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
+    let prefix = format!("{series} ");
+    text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok())
+}
+
 /// A counter from the service's `/metrics`.
 pub async fn counter(app: &TestApp, name: &str) -> u64 {
-    let text = app.anonymous(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
-    let prefix = format!("{name} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.parse().ok())
-        .expect("the counter is served")
+    metric(app, name).await.expect("the counter is served") as u64
 }

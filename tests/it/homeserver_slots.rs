@@ -4,13 +4,10 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::harness::{fresh_org, TestApp};
+use crate::harness::{fresh_org, metric, TestApp};
 
-/// A sample of the service's `/metrics` by its full name with labels.
 async fn sample(app: &TestApp, series: &str) -> f64 {
-    let text = app.anonymous(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
-    let prefix = format!("{series} ");
-    text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+    metric(app, series).await.unwrap_or(0.0)
 }
 
 #[tokio::test]
