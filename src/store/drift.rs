@@ -5,7 +5,7 @@ use sqlx::{AnyConnection, AnyPool};
 
 use super::jobs::JobKey;
 
-/// Rows queued per statement: each statement holds SQLite's writer for a few milliseconds.
+/// Rows queued per statement: a write waits behind one such batch at most.
 const QUEUE_BATCH: i64 = 200;
 
 /// Which rooms and spaces a pass queues, and how it spreads their reads over time.
@@ -79,9 +79,13 @@ pub async fn record_intake(conn: &mut AnyConnection, reached: bool, now: i64) ->
         sqlx::query("DELETE FROM intake_proof").execute(&mut *conn).await?;
         return Ok(None);
     }
-    sqlx::query("INSERT INTO intake_proof (id, since) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query_scalar("SELECT since FROM intake_proof WHERE id = 1").fetch_optional(&mut *conn).await
+    // The proof runs from the first ping that worked: an existing row keeps its time.
+    sqlx::query_scalar(
+        "INSERT INTO intake_proof (id, since) VALUES (1, $1) \
+         ON CONFLICT (id) DO UPDATE SET since = intake_proof.since RETURNING since",
+    )
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await
+    .map(Some)
 }

@@ -74,6 +74,12 @@ async fn enqueue_change(conn: &mut AnyConnection, key: JobKey, now: i64) -> sqlx
     .map(|_| ())
 }
 
+/// Records that the room must name its organization's newly made space: a change of the room
+/// alone (the space's own sync is the one asking).
+pub async fn enqueue_space_link(conn: &mut AnyConnection, id: ChatroomId, now: i64) -> sqlx::Result<()> {
+    enqueue_change(conn, JobKey::Room(id), now).await
+}
+
 /// Records that the organization's space must change (its name, children or members).
 pub async fn enqueue_space(conn: &mut AnyConnection, org: OrganizationId, now: i64) -> sqlx::Result<()> {
     enqueue_change(conn, JobKey::Space(org), now).await
@@ -100,20 +106,6 @@ pub async fn enqueue_recheck(conn: &mut AnyConnection, key: JobKey, now: i64) ->
         "INSERT INTO {table} ({column}, version, attempts, next_attempt_at, failed, reason, queued_at) \
          VALUES ($1, 1, 0, $2, 0, 'reconcile', $2) \
          ON CONFLICT ({column}) DO UPDATE SET version = {table}.version + 1"
-    ))
-    .bind(key.id())
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .map(|_| ())
-}
-
-/// Queues a drift check of the room (or space) unless a sync is queued already.
-pub async fn enqueue_check(conn: &mut AnyConnection, key: JobKey, now: i64) -> sqlx::Result<()> {
-    let (table, column) = (key.table(), key.column());
-    sqlx::query(&format!(
-        "INSERT INTO {table} ({column}, version, attempts, next_attempt_at, failed, reason, queued_at) \
-         VALUES ($1, 1, 0, $2, 0, 'reconcile', $2) ON CONFLICT ({column}) DO NOTHING"
     ))
     .bind(key.id())
     .bind(now)

@@ -91,7 +91,7 @@ async fn a_room_lease_held_by_one_instance_excludes_the_other_until_it_expires()
     let mut a = first.state.store.pool().acquire().await.unwrap();
     let mut b = second.state.store.pool().acquire().await.unwrap();
     // Queue a drift check so there is a job to hold, then take it from both sides.
-    jobs::enqueue_check(&mut a, JobKey::Room(id), now).await.unwrap();
+    jobs::enqueue_recheck(&mut a, JobKey::Room(id), now).await.unwrap();
     assert!(matches!(
         jobs::lease(&mut a, JobKey::Room(id), "instance-a", now, now + 30_000).await.unwrap(),
         Lease::Held { .. }

@@ -213,14 +213,25 @@ async fn a_topic_or_read_only_changed_by_hand_on_the_homeserver_is_restored() {
     let state = |event: &str| {
         format!("/_matrix/client/v3/rooms/{}/state/{event}/", urlencoding::encode(matrix_id(&room)))
     };
-    // The room's recheck after its organization's space is made would repair the hand edits
-    // below before the test reads them: let it pass first (the room then names the space).
+    // The room's sync that links it to its organization's space, once made, would repair the
+    // hand edits below before the test reads them: let it pass first (the room then names the
+    // space).
     crate::harness::eventually("the room names its space", std::time::Duration::from_secs(30), || async {
         let (_, events) =
             matrix.call(Method::GET, &state("").replace("/state//", "/state"), matrix.as_token(), None).await;
         events.as_array().is_some_and(|events| events.iter().any(|e| e["type"] == "m.space.parent"))
     })
     .await;
+    crate::harness::eventually("the link's sync completes", std::time::Duration::from_secs(30), || async {
+        let (_, room) = app.send(app.request(Method::GET, &format!("/chatrooms/{}", room["id"]))).await;
+        room["syncStatus"] == "synced"
+    })
+    .await;
+    assert_eq!(
+        crate::harness::counter(&app, "chatrooms_drift_repairs_total").await,
+        0,
+        "linking a room to its new space is no drift repair"
+    );
     let (status, _) = matrix
         .call(Method::PUT, &state("m.room.topic"), matrix.as_token(), Some(json!({"topic": "Theirs"})))
         .await;
