@@ -74,12 +74,6 @@ async fn enqueue_change(conn: &mut AnyConnection, key: JobKey, now: i64) -> sqlx
     .map(|_| ())
 }
 
-/// Records that the room must name its organization's newly made space: a change of the room
-/// alone (the space's own sync is the one asking).
-pub async fn enqueue_space_link(conn: &mut AnyConnection, id: ChatroomId, now: i64) -> sqlx::Result<()> {
-    enqueue_change(conn, JobKey::Room(id), now).await
-}
-
 /// Records that the organization's space must change (its name, children or members).
 pub async fn enqueue_space(conn: &mut AnyConnection, org: OrganizationId, now: i64) -> sqlx::Result<()> {
     enqueue_change(conn, JobKey::Space(org), now).await

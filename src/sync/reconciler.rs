@@ -651,12 +651,11 @@ impl Reconciler {
         // SQLite's pool has one connection: the transaction below needs it.
         drop(conn);
         // The rooms read after the id is committed: a room created meanwhile either is among
-        // them or reads the space itself when it plans. A change (a new version), not a drift
-        // check: a sync of the room running now read it without the space, and linking it is
-        // no repair.
+        // them or reads the space itself when it plans. A recheck, not a check: a sync of the
+        // room running now read it without the space.
         let mut tx = self.store.begin().await?;
         for room in organizations::created_room_ids(&mut tx, organization.id).await? {
-            jobs::enqueue_space_link(&mut tx, room, now).await?;
+            jobs::enqueue_recheck(&mut tx, JobKey::Room(room), now).await?;
         }
         tx.commit().await?;
         tracing::info!(organization = organization.id, space = %space_id, "matrix space created");
