@@ -40,14 +40,16 @@ pub struct Store {
     backend: Backend,
 }
 
-/// SQLite's page cache per connection, in KiB (negative: a size, not a page count): the
-/// writer's holds the hot indexes of 100,000 rooms; readers share the operating system's cache.
-const SQLITE_WRITER_CACHE: &str = "PRAGMA cache_size = -16384;";
-const SQLITE_READER_CACHE: &str = "PRAGMA cache_size = -4096;";
+/// SQLite's page cache per connection, in KiB (negative: a size, not a page count). Each
+/// connection has its own; pages past it come from the operating system's cache, which all
+/// share. Measured at 100,000 rooms (scripts/bench-scale.sh), bigger caches bought no latency
+/// and cost the memory target.
+const SQLITE_WRITER_CACHE: &str = "PRAGMA cache_size = -8192;";
+const SQLITE_READER_CACHE: &str = "PRAGMA cache_size = -2048;";
 
 impl Store {
     /// `connections`: Postgres's pool size (default 10); SQLite's read connections beside the
-    /// writer (default 4: reads are served from the operating system's cache, more than the
+    /// writer (default one per core: a read runs on its connection's thread, so more than the
     /// cores add only memory).
     pub async fn connect(url: &str, connections: Option<u32>) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
@@ -83,7 +85,8 @@ impl Store {
             // Made after the writer switched the file to WAL, where readers never wait for it.
             Backend::Sqlite => {
                 let setup = "PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;";
-                let readers = connections.unwrap_or(4);
+                let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+                let readers = connections.unwrap_or(cores);
                 sqlite_pool(&options, readers, format!("{setup} {SQLITE_READER_CACHE}")).await?
             }
             Backend::Postgres => pool.clone(),

@@ -214,11 +214,13 @@ pub async fn drop_mutes_of_unassigned(tx: &mut Tx, room: ChatroomId) -> sqlx::Re
 
 /// Ends the bans and mutes whose time has come, and queues their rooms, in the transaction:
 /// an expiry happens once, whichever instance gets there first. The rooms, one per room.
+/// A live room is asked per due row (`EXISTS`): `IN (SELECT ...)` made SQLite list every live
+/// room on each scheduler tick.
 pub async fn expire(tx: &mut Tx, now: i64) -> sqlx::Result<Vec<ChatroomId>> {
     let mut rooms: Vec<ChatroomId> = sqlx::query_scalar(
         "UPDATE room_bans SET lifted_at = $1 WHERE lifted_at IS NULL AND expires_at IS NOT NULL \
-         AND expires_at <= $1 AND chatroom_id IN (SELECT id FROM chatrooms WHERE deleted_at IS NULL) \
-         RETURNING chatroom_id",
+         AND expires_at <= $1 AND EXISTS (SELECT 1 FROM chatrooms c WHERE c.id = room_bans.chatroom_id \
+           AND c.deleted_at IS NULL) RETURNING chatroom_id",
     )
     .bind(now)
     .fetch_all(&mut **tx)
@@ -226,7 +228,8 @@ pub async fn expire(tx: &mut Tx, now: i64) -> sqlx::Result<Vec<ChatroomId>> {
     rooms.extend(
         sqlx::query_scalar::<_, ChatroomId>(
             "DELETE FROM room_mutes WHERE expires_at IS NOT NULL AND expires_at <= $1 \
-             AND chatroom_id IN (SELECT id FROM chatrooms WHERE deleted_at IS NULL) RETURNING chatroom_id",
+             AND EXISTS (SELECT 1 FROM chatrooms c WHERE c.id = room_mutes.chatroom_id AND c.deleted_at IS NULL) \
+             RETURNING chatroom_id",
         )
         .bind(now)
         .fetch_all(&mut **tx)
