@@ -97,6 +97,27 @@ impl Caller {
         }
     }
 
+    /// The organizations in which the caller may list `user`'s rooms: all of them (`None`) for
+    /// the backend and the user themselves, else those the caller administers (a `403` when
+    /// there are none).
+    pub fn rooms_scope(&self, user: AppUserId) -> Result<Option<Vec<OrganizationId>>, ApiError> {
+        match self {
+            Caller::Backend => Ok(None),
+            Caller::User(me) if me.id == user => Ok(None),
+            Caller::User(me) => {
+                let mut managed: Vec<OrganizationId> =
+                    me.organizations.iter().filter(|(_, admin)| **admin).map(|(org, _)| *org).collect();
+                if managed.is_empty() {
+                    return Err(ApiError::forbidden(
+                        "you may list your own rooms, or other users' as an organization admin",
+                    ));
+                }
+                managed.sort_unstable();
+                Ok(Some(managed))
+            }
+        }
+    }
+
     /// The app user the caller is, if an app user.
     pub fn app_user(&self) -> Option<AppUserId> {
         match self {

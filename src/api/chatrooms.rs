@@ -5,12 +5,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    extract::{ApiJson, ApiPath, ApiQuery, IdempotencyKey},
+    extract::{self, ApiJson, ApiPath, ApiQuery, ArchivedParam, IdempotencyKey},
     standing,
 };
 use crate::{
     auth::Caller,
-    domain::{check_id, AvatarInput, Id, RoomKind},
+    domain::{check_id, AvatarInput, Id, Role, RoomKind},
     error::{ApiError, ApiResult, ErrorBody},
     rooms::{self, Idempotency, RoomDraft, RoomError, RoomUpdate},
     state::AppState,
@@ -146,6 +146,8 @@ pub struct ListChatroomsQuery {
     /// Rooms to skip, 0 or more (default 0).
     #[param(minimum = 0)]
     pub offset: Option<i64>,
+    /// `false` (default): rooms in use; `true`: archived rooms only; `any`: both.
+    pub archived: Option<ArchivedParam>,
 }
 
 /// The most rooms `all=true` lists: a bound on one answer's size and memory.
@@ -168,7 +170,7 @@ pub struct ChatroomPage {
     params(ListChatroomsQuery),
     responses(
         (status = 200, description = "The page", body = ChatroomPage),
-        (status = 400, description = "Missing organization_id or not a positive integer, limit outside 1-50, negative offset, wrong types (`invalid_request`); `all=true` for more than 1,000 rooms (`too_many_to_list`)", body = ErrorBody),
+        (status = 400, description = "Missing organization_id or not a positive integer, limit outside 1-50, negative offset, archived not true, false or any, wrong types (`invalid_request`); `all=true` for more than 1,000 rooms (`too_many_to_list`)", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
     ),
     security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
@@ -180,23 +182,20 @@ pub async fn list_chatrooms(
 ) -> ApiResult<Json<ChatroomPage>> {
     let Id(organization_id) =
         query.organization_id.ok_or_else(|| ApiError::bad_request("organization_id is required"))?;
-    let limit = query.limit.unwrap_or(10);
-    if !(1..=50).contains(&limit) {
-        return Err(ApiError::bad_request(format!("limit must be between 1 and 50, not {limit}")));
-    }
-    let offset = query.offset.unwrap_or(0);
-    if offset < 0 {
-        return Err(ApiError::bad_request(format!("offset must not be negative, not {offset}")));
-    }
+    let page = extract::page(query.limit, query.offset, 10, 50)?;
     let member = match &caller {
         Caller::User(user) if !caller.may_manage(organization_id) => Some(user.id),
         _ => None,
     };
     let all = query.all.unwrap_or(false);
     // One more than `all` may list: enough to tell that there are too many.
-    let page = if all { (MAX_LIST_ALL + 1, 0) } else { (limit, offset) };
+    let page = if all { (MAX_LIST_ALL + 1, 0) } else { page };
     let mut conn = state.store.reader().acquire().await?;
-    let (rooms, total) = chatrooms::list(&mut conn, &ListQuery { organization_id, member, page }).await?;
+    let (rooms, total) = chatrooms::list(
+        &mut conn,
+        &ListQuery { organization_id, member, archived: query.archived.unwrap_or_default().into(), page },
+    )
+    .await?;
     if all && total > MAX_LIST_ALL {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -430,4 +429,72 @@ pub async fn sync_chatroom(
     let room = rooms::load(&state, id).await?;
     caller.require_manage(room.organization_id)?;
     Ok(written(rooms::resync(&state, id).await?, StatusCode::OK))
+}
+
+/// Archives a chatroom: members keep it and its history, nobody but the service posts.
+///
+/// Every message and state change then takes a level above the room's admins (in rooms of
+/// version 12 and later; before that the admins keep posting). Role lists, bans and mutes still
+/// work; sending through the API answers `409` (`room_archived`). Archiving an archived room
+/// changes nothing. For the backend, organization admins and the room's admins.
+#[utoipa::path(
+    post, path = "/chatrooms/{roomID}/archive", tag = "chatrooms",
+    params(("roomID" = i64, Path, description = "Id of the chatroom", minimum = 1)),
+    responses(
+        (status = 200, description = "Archived on the homeserver", body = ChatroomResponse),
+        (status = 202, description = "Stored; the homeserver has not caught up yet (syncStatus tells)", body = ChatroomResponse),
+        (status = 400, description = "roomID is not a positive integer", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Not the backend, an organization admin or one of the room's admins", body = ErrorBody),
+        (status = 404, description = "No such chatroom, or it is being deleted", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn archive_chatroom(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(Id(id)): ApiPath<Id>,
+) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
+    set_archived(state, caller, id, true).await
+}
+
+/// Unarchives a chatroom: the levels its settings imply come back (read-only, mutes).
+///
+/// Unarchiving a room in use changes nothing. For the backend, organization admins and the
+/// room's admins.
+#[utoipa::path(
+    post, path = "/chatrooms/{roomID}/unarchive", tag = "chatrooms",
+    params(("roomID" = i64, Path, description = "Id of the chatroom", minimum = 1)),
+    responses(
+        (status = 200, description = "In use again on the homeserver", body = ChatroomResponse),
+        (status = 202, description = "Stored; the homeserver has not caught up yet (syncStatus tells)", body = ChatroomResponse),
+        (status = 400, description = "roomID is not a positive integer", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Not the backend, an organization admin or one of the room's admins", body = ErrorBody),
+        (status = 404, description = "No such chatroom, or it is being deleted", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn unarchive_chatroom(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(Id(id)): ApiPath<Id>,
+) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
+    set_archived(state, caller, id, false).await
+}
+
+async fn set_archived(
+    state: AppState,
+    caller: Caller,
+    id: i64,
+    archived: bool,
+) -> ApiResult<(StatusCode, Json<ChatroomResponse>)> {
+    let room = rooms::load(&state, id).await?;
+    if !caller.may_manage(room.organization_id) {
+        let rank = standing::moderation_rank(&state, &caller, &room).await?;
+        if rank < Role::rank(Some(Role::Admin)) {
+            return Err(ApiError::forbidden(format!("only the admins of chatroom {id} may archive it")));
+        }
+    }
+    Ok(written(rooms::set_archived(&state, id, archived).await?, StatusCode::OK))
 }

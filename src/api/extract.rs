@@ -193,3 +193,36 @@ impl FromRequestParts<AppState> for Caller {
         Ok(caller)
     }
 }
+
+/// A `limit`/`offset` page: `limit` from 1 to `max` (`default` when absent), `offset` 0 or more.
+pub fn page(limit: Option<i64>, offset: Option<i64>, default: i64, max: i64) -> Result<(i64, i64), ApiError> {
+    let limit = limit.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be between 1 and {max}, not {limit}")));
+    }
+    let offset = offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::bad_request(format!("offset must not be negative, not {offset}")));
+    }
+    Ok((limit, offset))
+}
+
+/// `archived=`: rooms in use (`false`, the default), archived ones (`true`), or both (`any`).
+#[derive(Clone, Copy, Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchivedParam {
+    #[default]
+    False,
+    True,
+    Any,
+}
+
+impl From<ArchivedParam> for crate::store::chatrooms::Archived {
+    fn from(param: ArchivedParam) -> Self {
+        match param {
+            ArchivedParam::False => Self::Exclude,
+            ArchivedParam::True => Self::Only,
+            ArchivedParam::Any => Self::Any,
+        }
+    }
+}

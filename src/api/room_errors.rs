@@ -13,6 +13,7 @@ impl From<RoomError> for ApiError {
             RoomError::OnlyByRoster { .. } => ApiError::conflict("by_roster", err.to_string()),
             RoomError::NotMutable { .. } => ApiError::conflict("not_mutable", err.to_string()),
             RoomError::NoSuchMessage(_) | RoomError::NotPinned(_) => ApiError::not_found(err.to_string()),
+            RoomError::Archived(_) => ApiError::conflict("room_archived", err.to_string()),
             RoomError::TruncationRunning(_) => ApiError::conflict("truncation_running", err.to_string()),
             RoomError::TruncationFailed(_) => {
                 ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "truncation_failed", err.to_string())

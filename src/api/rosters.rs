@@ -5,7 +5,7 @@ use axum::{extract::State, http::StatusCode, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::extract::{self, ApiJson, ApiPath, ApiQuery};
 use crate::{
     auth::Caller,
     domain::{schema::PositiveId, Id, OrganizationRoster, Participants},
@@ -84,15 +84,8 @@ pub struct RosterPageQuery {
 
 impl RosterPageQuery {
     fn page(&self) -> ApiResult<(i64, i64)> {
-        let limit = self.limit.unwrap_or(100);
-        if !(1..=1000).contains(&limit) {
-            return Err(ApiError::bad_request(format!("limit must be between 1 and 1000, not {limit}")));
-        }
-        let offset = self.offset.unwrap_or(0);
-        if offset < 0 {
-            return Err(ApiError::bad_request(format!("offset must not be negative, not {offset}")));
-        }
-        Ok(if self.all.unwrap_or(false) { (i64::MAX, 0) } else { (limit, offset) })
+        let page = extract::page(self.limit, self.offset, 100, 1000)?;
+        Ok(if self.all.unwrap_or(false) { (i64::MAX, 0) } else { page })
     }
 }
 

@@ -3,14 +3,14 @@
 use axum::{extract::State, http::StatusCode, Json};
 use ruma::OwnedMxcUri;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiJson, ApiPath};
+use super::extract::{self, ApiJson, ApiPath, ApiQuery, ArchivedParam};
 use crate::{
     auth::Caller,
-    domain::Id,
+    domain::{Id, Role},
     error::{ApiError, ApiResult, ErrorBody},
-    rooms::{self, discard_upload, upload_avatar},
+    rooms::{self, discard_upload, upload_avatar, ChatroomResponse, RoleSource, UserRoom},
     state::AppState,
 };
 use crate::{domain::schema::Byte, rooms::input::parse_avatar, rooms::provision_account};
@@ -135,4 +135,115 @@ pub async fn deactivate_user(
     caller.require_backend()?;
     let all_synced = rooms::deactivate_user(&state, user).await?;
     Ok(if all_synced { StatusCode::NO_CONTENT } else { StatusCode::ACCEPTED })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserChatroomsQuery {
+    /// Only the rooms of this organization.
+    #[param(value_type = Option<i64>, minimum = 1)]
+    pub organization_id: Option<Id>,
+    /// Page size, 1 to 50 (default 10).
+    #[param(minimum = 1, maximum = 50)]
+    pub limit: Option<i64>,
+    /// Rooms to skip, 0 or more (default 0).
+    #[param(minimum = 0)]
+    pub offset: Option<i64>,
+    /// `false` (default): rooms in use; `true`: archived rooms only; `any`: both.
+    pub archived: Option<ArchivedParam>,
+}
+
+/// A user's role in a room.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomRole {
+    Admin,
+    Moderator,
+    Assigned,
+}
+
+/// Where a user's role comes from: the room's own lists, or the roster an automated room
+/// follows.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleOrigin {
+    List,
+    Roster,
+}
+
+/// One of a user's rooms: the room as `GET /chatrooms/{roomID}` returns it, and what the user
+/// is there.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserChatroom {
+    #[serde(flatten)]
+    pub room: ChatroomResponse,
+    /// The user's role, or null when only a ban ties them to the room.
+    pub role: Option<RoomRole>,
+    /// Where the role comes from; null with no role.
+    pub role_source: Option<RoleOrigin>,
+    /// A ban is in force: the user is kept out of the room on the homeserver.
+    pub banned: bool,
+}
+
+/// A page of a user's chatrooms.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UserChatroomPage {
+    pub entries: Vec<UserChatroom>,
+    /// How many of the user's chatrooms the caller may see, across all pages.
+    pub total: i64,
+}
+
+impl From<UserRoom> for UserChatroom {
+    fn from(entry: UserRoom) -> Self {
+        let role = entry.role.map(|(role, _)| match role {
+            Role::Admin => RoomRole::Admin,
+            Role::Moderator => RoomRole::Moderator,
+            Role::Assigned => RoomRole::Assigned,
+        });
+        let role_source = entry.role.map(|(_, source)| match source {
+            RoleSource::List => RoleOrigin::List,
+            RoleSource::Roster => RoleOrigin::Roster,
+        });
+        Self { room: entry.room.into(), role, role_source, banned: entry.banned }
+    }
+}
+
+/// Returns a paginated list of the rooms a user is in, in creation order.
+///
+/// The rooms whose lists name the user, the automated rooms whose roster does, and those the
+/// user is banned from (marked, not hidden). An app user may list their own rooms; an
+/// organization admin the user's rooms in the organizations they administer; the backend
+/// anyone's. A user without rooms gets an empty page.
+#[utoipa::path(
+    get, path = "/users/{userID}/chatrooms", tag = "users",
+    params(("userID" = i64, Path, description = "Id of the app user", minimum = 1), UserChatroomsQuery),
+    responses(
+        (status = 200, description = "The page", body = UserChatroomPage),
+        (status = 400, description = "userID or organization_id not a positive integer, limit outside 1-50, negative offset, archived not true, false or any, wrong types (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Another user's rooms, and the caller administers no organization (or not organization_id)", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn list_user_chatrooms(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(Id(user)): ApiPath<Id>,
+    ApiQuery(query): ApiQuery<UserChatroomsQuery>,
+) -> ApiResult<Json<UserChatroomPage>> {
+    let page = extract::page(query.limit, query.offset, 10, 50)?;
+    let visible = caller.rooms_scope(user)?;
+    let organizations = match (query.organization_id, visible) {
+        (None, visible) => visible,
+        (Some(Id(org)), None) => Some(vec![org]),
+        (Some(Id(org)), Some(_)) => {
+            caller.require_manage(org)?;
+            Some(vec![org])
+        }
+    };
+    let archived = query.archived.unwrap_or_default().into();
+    let (entries, total) =
+        rooms::rooms_of_user(&state, user, organizations.as_deref(), archived, page).await?;
+    Ok(Json(UserChatroomPage { entries: entries.into_iter().map(Into::into).collect(), total }))
 }

@@ -40,32 +40,98 @@ pub fn events_default(read_only: bool) -> i64 {
     }
 }
 
-/// The current content with `users` and `events_default` replaced, or `None` when both
-/// already match (the other keys are left as they are).
-pub fn with_levels(
-    current: &Value,
-    users: &BTreeMap<OwnedUserId, i64>,
-    events_default: i64,
-) -> Option<Value> {
-    let wanted: serde_json::Map<String, Value> =
-        users.iter().map(|(user, level)| (user.to_string(), json!(level))).collect();
-    let actual = current.get("users").and_then(Value::as_object);
-    let same = actual.is_some_and(|actual| {
-        actual.len() == wanted.len()
-            && wanted.iter().all(|(user, level)| actual.get(user).and_then(Value::as_i64) == level.as_i64())
-    });
-    // An absent `events_default` means 0 (the Matrix default).
-    let same_default = current.get("events_default").and_then(Value::as_i64).unwrap_or(0) == events_default;
-    if same && same_default {
-        return None;
+/// What an archived room asks of every message and state change: above the admins' 100, so
+/// that only the bot posts (from room version 12 it is the creator, above every level). Before
+/// version 12 the bot is listed at 100 like the admins and may not rise above them: their
+/// admins keep posting there.
+pub fn archived_level(room_version: &str) -> i64 {
+    if creator_listed(room_version) {
+        100
+    } else {
+        101
     }
-    let mut content = match current {
+}
+
+/// The thresholds a room's settings ask for, beyond `users`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Thresholds {
+    /// What posting takes while the room is in use ([`events_default`]).
+    pub events_default: i64,
+    pub archived: bool,
+    /// [`archived_level`] of the room's version.
+    pub archived_level: i64,
+}
+
+/// Synapse's level for a state event of a new room: what an archive's end restores.
+fn standard_state_level(event_type: &str) -> i64 {
+    match event_type {
+        "m.room.power_levels"
+        | "m.room.history_visibility"
+        | "m.room.server_acl"
+        | "m.room.encryption"
+        | "m.room.tombstone" => 100,
+        _ => 50,
+    }
+}
+
+/// Matrix's values for absent keys.
+const ABSENT_EVENTS_DEFAULT: i64 = 0;
+const ABSENT_STATE_DEFAULT: i64 = 50;
+
+/// The current content with `users` replaced and the thresholds applied, or `None` when it
+/// already matches. Archived: posting, every state event and the default for others at the
+/// archived level (higher entries, as the tombstone's 150, stay). Back in use, a room that
+/// still looks archived gets Synapse's standard levels back. Other keys are left as they are.
+pub fn with_levels(current: &Value, users: &BTreeMap<OwnedUserId, i64>, wanted: Thresholds) -> Option<Value> {
+    let original = match current {
         Value::Object(map) => map.clone(),
         _ => serde_json::Map::new(),
     };
-    content.insert("users".into(), Value::Object(wanted));
-    content.insert("events_default".into(), json!(events_default));
-    Some(Value::Object(content))
+    let mut content = original.clone();
+    let level_of = |key: &str, absent: i64| original.get(key).and_then(Value::as_i64).unwrap_or(absent);
+    let users_wanted: serde_json::Map<String, Value> =
+        users.iter().map(|(user, level)| (user.to_string(), json!(level))).collect();
+    let same_users = original.get("users").and_then(Value::as_object).is_some_and(|actual| {
+        actual.len() == users_wanted.len()
+            && users_wanted
+                .iter()
+                .all(|(user, level)| actual.get(user).and_then(Value::as_i64) == level.as_i64())
+    });
+    if !same_users {
+        content.insert("users".into(), Value::Object(users_wanted));
+    }
+    let archived_level = wanted.archived_level;
+    let looks_archived = level_of("events_default", ABSENT_EVENTS_DEFAULT) >= archived_level
+        && level_of("state_default", ABSENT_STATE_DEFAULT) >= archived_level;
+    let (events_default, state_default) = match (wanted.archived, looks_archived) {
+        (true, _) => {
+            (archived_level, Some(level_of("state_default", ABSENT_STATE_DEFAULT).max(archived_level)))
+        }
+        (false, true) => (wanted.events_default, Some(ABSENT_STATE_DEFAULT)),
+        (false, false) => (wanted.events_default, None),
+    };
+    if level_of("events_default", ABSENT_EVENTS_DEFAULT) != events_default {
+        content.insert("events_default".into(), json!(events_default));
+    }
+    if let Some(state_default) =
+        state_default.filter(|level| *level != level_of("state_default", ABSENT_STATE_DEFAULT))
+    {
+        content.insert("state_default".into(), json!(state_default));
+    }
+    if wanted.archived || looks_archived {
+        if let Some(Value::Object(events)) = content.get_mut("events") {
+            for (event_type, level) in events.iter_mut() {
+                let Some(current) = level.as_i64() else { continue };
+                let next = match wanted.archived {
+                    true => current.max(archived_level),
+                    false if current == archived_level => standard_state_level(event_type),
+                    false => current,
+                };
+                *level = json!(next);
+            }
+        }
+    }
+    (content != original).then_some(Value::Object(content))
 }
 
 /// Matrix caps a whole event at 64 KiB; the envelope (hashes, signatures, auth and prev events)
@@ -102,21 +168,56 @@ mod tests {
         assert_eq!(v11.len(), 3);
     }
 
+    fn in_use(events_default: i64) -> Thresholds {
+        Thresholds { events_default, archived: false, archived_level: 101 }
+    }
+
+    #[test]
+    fn an_archive_raises_posting_and_every_state_event_above_the_admins_and_its_end_restores_them() {
+        // Synapse's levels of a new version 12 room, a read-only one.
+        let standard = json!({"users": {"@app_1:hs": 100, "@app_2:hs": -1}, "events_default": 50, "state_default": 50,
+            "ban": 50, "events": {"m.room.name": 50, "m.room.power_levels": 100, "m.room.tombstone": 150,
+            "m.room.history_visibility": 100, "m.room.avatar": 50}});
+        let users = BTreeMap::from([(uid("@app_1:hs"), 100), (uid("@app_2:hs"), -1)]);
+        let archived = Thresholds { archived: true, ..in_use(50) };
+        let closed = with_levels(&standard, &users, archived).expect("archiving changes the levels");
+        assert_eq!(
+            (closed["events_default"].clone(), closed["state_default"].clone()),
+            (json!(101), json!(101))
+        );
+        assert_eq!(
+            closed["events"],
+            json!({"m.room.name": 101, "m.room.power_levels": 101, "m.room.tombstone": 150,
+                "m.room.history_visibility": 101, "m.room.avatar": 101})
+        );
+        assert_eq!((closed["users"].clone(), closed["ban"].clone()), (standard["users"].clone(), json!(50)));
+        assert_eq!(with_levels(&closed, &users, archived), None, "archived already");
+        let reopened = with_levels(&closed, &users, in_use(50)).expect("unarchiving restores");
+        assert_eq!(reopened, standard, "exactly the levels before, read-only and mute included");
+        assert_eq!(with_levels(&standard, &users, in_use(50)), None);
+        // A room never archived keeps levels set by hand.
+        let by_hand = json!({"users": {"@app_1:hs": 100, "@app_2:hs": -1}, "events_default": 50,
+            "events": {"m.room.name": 101}});
+        assert_eq!(with_levels(&by_hand, &users, in_use(50)), None);
+        // Before version 12 the archived level is the admins' own.
+        assert_eq!((archived_level("11"), archived_level("12")), (100, 101));
+    }
+
     #[test]
     fn users_are_replaced_exactly_and_other_keys_kept() {
         // A namespaced user without a role and a stranger promoted by hand both lose their entry.
         let current = json!({"ban": 50, "events": {"m.room.name": 50},
             "users": {"@app_1:hs": 100, "@app_9:hs": 50, "@someone:elsewhere": 50}});
         let wanted = BTreeMap::from([(uid("@app_1:hs"), 100), (uid("@app_2:hs"), 50)]);
-        let next = with_levels(&current, &wanted, 0).unwrap();
+        let next = with_levels(&current, &wanted, in_use(0)).unwrap();
         assert_eq!(next["users"], json!({"@app_1:hs": 100, "@app_2:hs": 50}));
         assert_eq!(next["ban"], json!(50));
         assert_eq!(next["events"], json!({"m.room.name": 50}));
-        assert_eq!(with_levels(&next, &wanted, 0), None, "a matching map needs no write");
-        let read_only = with_levels(&next, &wanted, 50).expect("read-only changes events_default");
+        assert_eq!(with_levels(&next, &wanted, in_use(0)), None, "a matching map needs no write");
+        let read_only = with_levels(&next, &wanted, in_use(50)).expect("read-only changes events_default");
         assert_eq!(read_only["events_default"], 50);
         assert_eq!(read_only["users"], next["users"]);
-        assert_eq!(with_levels(&read_only, &wanted, 50), None);
+        assert_eq!(with_levels(&read_only, &wanted, in_use(50)), None);
     }
 
     fn users_on(server: &str, n: i64) -> BTreeMap<OwnedUserId, i64> {

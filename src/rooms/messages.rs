@@ -144,6 +144,10 @@ pub async fn send(
             }
         }
     }
+    // After the replay above: a message sent before the archive is still its own answer.
+    if room.archived_at.is_some() {
+        return Err(RoomError::Archived(id));
+    }
     let txn_id = transaction_id(idempotency);
     let event = state.homeserver.send_message(&matrix_room, as_user.as_deref(), &txn_id, content).await?;
     tracing::info!(chatroom = id, event = %event, sender = ?sender, "message sent");

@@ -3,6 +3,7 @@
 //! a typed error; the HTTP layer only maps that error to a status.
 
 mod accounts;
+mod archive;
 mod avatar;
 pub mod blocklists;
 mod checks;
@@ -17,6 +18,7 @@ pub mod moderation;
 pub mod organizations;
 pub mod rosters;
 mod update;
+mod user_rooms;
 mod view;
 
 use crate::{
@@ -31,6 +33,7 @@ use crate::{
 };
 
 pub use accounts::{provision_account, ProvisionedAccount};
+pub use archive::set_archived;
 pub use avatar::{discard_upload, upload_avatar};
 pub use create::{create, Idempotency, RoomDraft};
 pub use deactivate::deactivate_user;
@@ -38,6 +41,7 @@ pub use delete::delete;
 pub use event_room::put_event_room;
 pub use members::{add_members, claim, recheck, remove_member, resync};
 pub use update::{update, RoomUpdate};
+pub use user_rooms::{rooms_of_user, RoleSource, UserRoom};
 pub use view::{deleted, written, ChatroomResponse, SyncStatus};
 
 /// Why a use case refused or failed.
@@ -73,6 +77,9 @@ pub enum RoomError {
     /// A history page token the homeserver does not know.
     #[error("{0}")]
     BadPageToken(String),
+    /// Nobody posts in an archived room.
+    #[error("chatroom {0} is archived: unarchive it to post")]
+    Archived(ChatroomId),
     #[error("a truncation of chatroom {0} is running already")]
     TruncationRunning(ChatroomId),
     #[error("the homeserver could not purge the history (purge {0})")]

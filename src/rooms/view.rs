@@ -42,6 +42,10 @@ pub struct ChatroomResponse {
     pub pinned_event_ids: Vec<String>,
     /// When the room will be deleted (RFC 3339), or null.
     pub scheduled_deletion: Option<DateTime<Utc>>,
+    /// Closed: members read the history, nobody but the service's bot posts or changes state.
+    pub archived: bool,
+    /// When it was archived (RFC 3339), or null.
+    pub archived_at: Option<DateTime<Utc>>,
     /// The Matrix room id; null until the homeserver has created the room.
     #[serde(rename = "matrixRoomID")]
     pub matrix_room_id: Option<String>,
@@ -108,6 +112,8 @@ impl From<Chatroom> for ChatroomResponse {
             max_users: room.settings.max_users,
             pinned_event_ids: room.pinned,
             scheduled_deletion: room.scheduled_deletion.and_then(to_datetime),
+            archived: room.archived_at.is_some(),
+            archived_at: room.archived_at.and_then(to_datetime),
             matrix_room_id: room.matrix_room_id.map(|id| id.to_string()),
             admins: room.roles.explicit.users_with(Role::Admin),
             moderators: room.roles.explicit.users_with(Role::Moderator),

@@ -28,6 +28,8 @@ pub struct Chatroom {
     /// The organization's Matrix space, once made: the room's canonical parent.
     pub space_id: Option<OwnedRoomId>,
     pub deleted: bool,
+    /// When the room was archived (Unix milliseconds), or None.
+    pub archived_at: Option<i64>,
     pub settings: RoomSettings,
     /// Pinned messages (event ids) as last seen on the homeserver.
     pub pinned: Vec<String>,
@@ -115,7 +117,7 @@ pub struct ChatroomChanges<'a> {
 
 const COLUMNS: &str =
     "c.id, c.kind, c.organization_id, c.event_id, c.name, c.avatar_url, c.automation_enabled, \
-     c.scheduled_deletion, c.matrix_room_id, c.matrix_alias, c.deleted_at, c.topic, c.read_only, c.max_users, c.pinned_events, \
+     c.scheduled_deletion, c.matrix_room_id, c.matrix_alias, c.deleted_at, c.topic, c.read_only, c.max_users, c.pinned_events, c.archived_at, \
      j.chatroom_id AS job_room, j.failed AS job_failed, j.last_error AS job_error, j.reason AS job_reason, \
      j.attempts AS job_attempts, j.members_listed AS job_listed, j.members_joined AS job_joined, \
      o.matrix_space_id AS space_id";
@@ -148,6 +150,7 @@ fn from_row(row: &AnyRow) -> sqlx::Result<Chatroom> {
         matrix_alias: row.try_get("matrix_alias")?,
         space_id: row.try_get::<Option<String>, _>("space_id")?.and_then(|id| RoomId::parse(id).ok()),
         deleted: deleted_at.is_some(),
+        archived_at: row.try_get("archived_at")?,
         settings: RoomSettings {
             topic: row.try_get::<Option<String>, _>("topic")?.map(RoomTopic::stored),
             read_only: row.try_get::<i64, _>("read_only")? != 0,
@@ -276,11 +279,31 @@ async fn find_one<'q>(
     Ok(Some(room))
 }
 
+/// Which rooms a list shows, by whether they are archived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Archived {
+    /// Only rooms in use (the default).
+    Exclude,
+    Only,
+    Any,
+}
+
+impl Archived {
+    fn filter(self) -> &'static str {
+        match self {
+            Self::Exclude => " AND c.archived_at IS NULL",
+            Self::Only => " AND c.archived_at IS NOT NULL",
+            Self::Any => "",
+        }
+    }
+}
+
 /// Which page of an organization's rooms to list, and whose view.
 pub struct ListQuery {
     pub organization_id: OrganizationId,
     /// Only rooms this user holds a role in (callers who do not manage the organization).
     pub member: Option<AppUserId>,
+    pub archived: Archived,
     /// How many rooms, after how many.
     pub page: (i64, i64),
 }
@@ -297,34 +320,85 @@ pub async fn list(conn: &mut AnyConnection, query: &ListQuery) -> sqlx::Result<(
     } else {
         " AND $2 IS NULL"
     };
-    let filter = format!("c.organization_id = $1 AND c.deleted_at IS NULL{member_filter}");
-    let (limit, offset) = query.page;
-    // The total comes with the page (one round trip), in the (organization_id, id) index's order.
+    // In the (organization_id, id) index's order.
     let sql = format!(
-        "SELECT {COLUMNS}, COUNT(*) OVER () AS total FROM {FROM} WHERE {filter} ORDER BY c.id LIMIT $3 OFFSET $4"
+        "SELECT {COLUMNS}, COUNT(*) OVER () AS total FROM {FROM} \
+         WHERE c.organization_id = $1 AND c.deleted_at IS NULL{member_filter}{archived} ORDER BY c.id LIMIT $3 OFFSET $4",
+        archived = query.archived.filter()
     );
-    let rows = sqlx::query(&sql)
-        .bind(query.organization_id)
-        .bind(query.member)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&mut *conn)
-        .await?;
-    let total: i64 = match rows.first() {
-        Some(row) => row.try_get("total")?,
-        None if offset == 0 => 0,
-        // A page past the end: only the count is left to ask.
-        None => {
-            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM chatrooms c WHERE {filter}"))
-                .bind(query.organization_id)
-                .bind(query.member)
-                .fetch_one(&mut *conn)
-                .await?
+    fetch_page(conn, query.page, |limit, offset| {
+        sqlx::query(&sql).bind(query.organization_id).bind(query.member).bind(limit).bind(offset)
+    })
+    .await
+}
+
+/// Which of a user's rooms to list: within these organizations only, when given.
+pub struct UserRoomsQuery<'a> {
+    pub user: AppUserId,
+    pub organizations: Option<&'a [OrganizationId]>,
+    pub archived: Archived,
+    /// How many rooms, after how many.
+    pub page: (i64, i64),
+}
+
+/// A page of the live rooms a user is in, in id order, and how many there are in all: those
+/// whose lists name them, automated rooms whose roster does, and those they are banned from.
+pub async fn list_of_user(
+    conn: &mut AnyConnection,
+    query: &UserRoomsQuery<'_>,
+) -> sqlx::Result<(Vec<Chatroom>, i64)> {
+    let scope = match query.organizations {
+        None => String::new(),
+        Some([]) => return Ok((Vec::new(), 0)),
+        Some(orgs) => {
+            let placeholders: Vec<String> = (4..4 + orgs.len()).map(|i| format!("${i}")).collect();
+            format!(" AND c.organization_id IN ({})", placeholders.join(", "))
+        }
+    };
+    // Each branch reads an index by user; the rooms are then looked up by id.
+    let sql = format!(
+        "WITH theirs (id) AS ( \
+           SELECT chatroom_id FROM chatroom_members WHERE app_user_id = $1 \
+           UNION SELECT r.id FROM organization_members m JOIN chatrooms r ON r.organization_id = m.organization_id \
+             WHERE m.app_user_id = $1 AND r.kind = 'default' AND r.automation_enabled <> 0 AND r.deleted_at IS NULL \
+           UNION SELECT r.id FROM event_participants p JOIN chatrooms r \
+             ON r.organization_id = p.organization_id AND r.event_id = p.event_id \
+             WHERE p.app_user_id = $1 AND r.kind = 'event' AND r.automation_enabled <> 0 AND r.deleted_at IS NULL \
+           UNION SELECT chatroom_id FROM room_bans WHERE app_user_id = $1 AND lifted_at IS NULL) \
+         SELECT {COLUMNS}, COUNT(*) OVER () AS total FROM {FROM} \
+         WHERE c.id IN (SELECT id FROM theirs) AND c.deleted_at IS NULL{scope}{archived} \
+         ORDER BY c.id LIMIT $2 OFFSET $3",
+        archived = query.archived.filter()
+    );
+    fetch_page(conn, query.page, |limit, offset| {
+        let mut page = sqlx::query(&sql).bind(query.user).bind(limit).bind(offset);
+        for org in query.organizations.unwrap_or_default() {
+            page = page.bind(*org);
+        }
+        page
+    })
+    .await
+}
+
+/// The rooms of a `(limit, offset)` page, with their roles, and the total their rows carry
+/// (`COUNT(*) OVER ()`, one round trip).
+async fn fetch_page<'q>(
+    conn: &mut AnyConnection,
+    (limit, offset): (i64, i64),
+    query: impl Fn(i64, i64) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+) -> sqlx::Result<(Vec<Chatroom>, i64)> {
+    let rows = query(limit, offset).fetch_all(&mut *conn).await?;
+    let first = match (rows.first(), offset) {
+        (Some(row), _) => Some(row.try_get("total")?),
+        (None, 0) => None,
+        // A page past the end: the first page's row still carries the total.
+        (None, _) => {
+            query(1, 0).fetch_optional(&mut *conn).await?.map(|row| row.try_get("total")).transpose()?
         }
     };
     let mut rooms = rows.iter().map(from_row).collect::<sqlx::Result<Vec<_>>>()?;
     attach_roles(conn, &mut rooms).await?;
-    Ok((rooms, total))
+    Ok((rooms, first.unwrap_or(0)))
 }
 
 pub async fn insert(tx: &mut Tx, room: &NewChatroom<'_>, now: i64) -> sqlx::Result<ChatroomId> {
@@ -347,6 +421,21 @@ pub async fn insert(tx: &mut Tx, room: &NewChatroom<'_>, now: i64) -> sqlx::Resu
     .bind(room.settings.max_users)
     .fetch_one(&mut **tx)
     .await
+}
+
+/// Archives (`Some(at)`) or unarchives (`None`) a live room; false when it already was, or is
+/// gone or being deleted (nothing was written).
+pub async fn set_archived(tx: &mut Tx, id: ChatroomId, at: Option<i64>, now: i64) -> sqlx::Result<bool> {
+    let changed = sqlx::query(
+        "UPDATE chatrooms SET archived_at = $2, updated_at = $3 \
+         WHERE id = $1 AND deleted_at IS NULL AND (archived_at IS NULL) <> ($2 IS NULL)",
+    )
+    .bind(id)
+    .bind(at)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(changed.rows_affected() == 1)
 }
 
 /// Changes a live room; false when it is gone or being deleted (nothing was written).

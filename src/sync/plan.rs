@@ -16,6 +16,8 @@ pub struct DesiredRoom {
     pub avatar: Option<String>,
     pub topic: Option<String>,
     pub read_only: bool,
+    /// Nobody but the bot posts or changes state; members keep reading.
+    pub archived: bool,
     /// The users to have joined with their role: the lists, banned users left out.
     pub members: BTreeMap<OwnedUserId, Role>,
     /// Users to keep banned while their ban lasts, with its reason.
@@ -115,9 +117,13 @@ pub fn plan(desired: &DesiredRoom, actual: &RoomState, ids: &MatrixIds) -> Plan 
         None => desired.muted.contains(user).then(|| (user.clone(), MUTED_LEVEL)),
     });
     let users = power_levels::desired_users(levels, ids.bot(), &actual.room_version);
-    let events_default = power_levels::events_default(desired.read_only);
+    let thresholds = power_levels::Thresholds {
+        events_default: power_levels::events_default(desired.read_only),
+        archived: desired.archived,
+        archived_level: power_levels::archived_level(&actual.room_version),
+    };
     actions.extend(
-        power_levels::with_levels(&actual.power_levels, &users, events_default).map(Action::SetPowerLevels),
+        power_levels::with_levels(&actual.power_levels, &users, thresholds).map(Action::SetPowerLevels),
     );
 
     for user in desired.members.keys() {
@@ -233,6 +239,7 @@ mod tests {
             avatar: None,
             topic: None,
             read_only: false,
+            archived: false,
             banned: BTreeMap::new(),
             unbanned: BTreeSet::new(),
             muted: BTreeSet::new(),

@@ -9,6 +9,10 @@ pub enum EventType {
     RoomCreated,
     #[serde(rename = "room.deleted")]
     RoomDeleted,
+    #[serde(rename = "room.archived")]
+    RoomArchived,
+    #[serde(rename = "room.unarchived")]
+    RoomUnarchived,
     #[serde(rename = "room.sync_failed")]
     RoomSyncFailed,
     #[serde(rename = "member.joined")]
@@ -33,9 +37,11 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 12] = [
+    pub const ALL: [EventType; 14] = [
         Self::RoomCreated,
         Self::RoomDeleted,
+        Self::RoomArchived,
+        Self::RoomUnarchived,
         Self::RoomSyncFailed,
         Self::MemberJoined,
         Self::MemberLeft,
@@ -52,6 +58,8 @@ impl EventType {
         match self {
             Self::RoomCreated => "room.created",
             Self::RoomDeleted => "room.deleted",
+            Self::RoomArchived => "room.archived",
+            Self::RoomUnarchived => "room.unarchived",
             Self::RoomSyncFailed => "room.sync_failed",
             Self::MemberJoined => "member.joined",
             Self::MemberLeft => "member.left",

@@ -373,6 +373,8 @@ pub struct SeenRoom {
     pub power_users: BTreeMap<String, i64>,
     /// `events_default` of the power levels (0 when absent).
     pub events_default: i64,
+    /// The whole `m.room.power_levels` content.
+    pub power_levels: Value,
     pub joined: Vec<String>,
     /// Every user's membership (`join`, `invite`, `leave`, `ban`...).
     pub memberships: BTreeMap<String, String>,
@@ -445,6 +447,7 @@ impl MatrixView {
                 .and_then(|c| c["topic"].as_str().filter(|t| !t.is_empty()).map(str::to_owned)),
             power_users: serde_json::from_value(power_users).unwrap_or_default(),
             events_default: levels["events_default"].as_i64().unwrap_or(0),
+            power_levels: levels.clone(),
             joined,
             join_rule: find("m.room.join_rules").and_then(|c| c["join_rule"].as_str().map(str::to_owned)),
             guest_access: find("m.room.guest_access")

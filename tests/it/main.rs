@@ -2,6 +2,7 @@
 //! database (SQLite, or Postgres with CHATROOMS_TEST_DATABASE=postgres).
 
 mod appservice;
+mod archive;
 mod auth;
 mod blocklists;
 mod chatrooms;
@@ -30,5 +31,6 @@ mod room_settings;
 mod rosters;
 mod spaces;
 mod sync_faults;
+mod user_rooms;
 mod validation;
 mod webhooks;

@@ -360,3 +360,31 @@ async fn subscriptions_are_the_backends_validated_and_keep_their_secret_to_the_c
     let (status, _) = app.send(app.request(Method::GET, &format!("/webhooks/{id}/deliveries"))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn archiving_and_unarchiving_are_reported_once_each() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start(false, false).await;
+    let org = fresh_org();
+    subscribe(
+        &app,
+        &receiver,
+        json!({"organizationID": org, "eventTypes": ["room.archived", "room.unarchived"]}),
+    )
+    .await;
+    let room = app.create_room(json!({"organizationID": org, "name": "Seasonal"})).await;
+    let id = room["id"].as_i64().unwrap();
+    for action in ["archive", "archive", "unarchive", "unarchive"] {
+        let (status, body) = app.send(app.request(Method::POST, &format!("/chatrooms/{id}/{action}"))).await;
+        assert_eq!(status, StatusCode::OK, "{action}: {body}");
+    }
+    eventually("both are reported", Duration::from_secs(15), || async { receiver.delivered().len() >= 2 })
+        .await;
+    let delivered = receiver.delivered();
+    assert_eq!(
+        types_of(&delivered, id),
+        ["room.archived", "room.unarchived"],
+        "a repeat reports nothing: {delivered:?}"
+    );
+    assert_eq!(delivered[0]["data"]["name"], "Seasonal");
+}
