@@ -18,7 +18,8 @@ For each database (SQLite, Postgres) it:
    spaces, the rooms (each organization a default room, then event and custom rooms in turn,
    ids interleaved across organizations, fake but well-formed `!bench<N>:<server>` room ids),
    the role entries (per room a tenth admins, a fifth moderators, the rest assigned users, drawn
-   from a pool of users per organization) and a Matrix account for every user, so that the
+   from a pool of users per organization; and 100 busy users, each an assigned user of 50 rooms
+   across organizations) and a Matrix account for every user, so that the
    service sees every room as created and in sync (no sync job) and registers nobody. The
    same seeded data goes into both databases; Postgres is vacuumed and analyzed after the load;
    SQLite is left without ANALYZE, as the service leaves it;
@@ -29,15 +30,19 @@ For each database (SQLite, Postgres) it:
 4. sends an open-loop load at a fixed total rate: each request goes out at its scheduled time
    whether or not earlier ones have finished, and its latency is measured from that scheduled
    time to the end of the response (no coordinated omission); a mix of GET /chatrooms/{id},
-   GET /chatrooms?organization_id=&limit=50&offset= (a random page) and ...&all=true, random
-   rooms and organizations, with the API token. A warm-up at the same rate is not counted;
+   GET /chatrooms?organization_id=&limit=50&offset= (a random page), ...&all=true and
+   GET /users/{userID}/chatrooms?limit=50 of a busy user, random rooms, organizations and busy
+   users, with the API token. A warm-up at the same rate is not counted;
 5. reports per request kind the count, the errors (non-2xx, connection errors, timeouts, by
    status or exception) and p50/p99/max latency over all requests, errors included; the
    longest read while a periodic pass runs; the service's peak RSS (VmHWM, read before it
    stops) and CPU, Synapse's CPU during the measured phase (utime+stime from /proc, as seconds
    and as % of one core: the load never reaches Synapse, so this is what the periodic pass
    costs it, idle Synapse included) and the load generator's own send lag (how late requests
-   left: a large one means the client, not the service, was the bottleneck).
+   left: a large one means the client, not the service, was the bottleneck);
+6. then reads GET /export (everything) to its end and reports its time, lines and size, and
+   how far the service's memory rose above its RSS just before (VmHWM reset through
+   /proc/<pid>/clear_refs first).
 
 Periodic-pass windows come from the service's log: the drift loop sleeps the interval, queues
 the pass's checks and logs "drift checks queued" (debug, src/sync/worker.rs), then the worker
@@ -90,7 +95,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SYNAPSE_SH = ROOT / "scripts" / "synapse.sh"
 BENCH_DATABASE = "chatrooms_bench"
 SEED = 20251201
-KINDS = ("get", "list50", "listall")
+KINDS = ("get", "list50", "listall", "userrooms")
+# Users in many rooms, for "a user's rooms": this many of them, each in this many rooms.
+BUSY_USERS = 100
+ROOMS_PER_BUSY_USER = 50
 DEFAULT_INTERVAL_MS = "20000"
 # The service's own default filter (src/telemetry.rs), plus the sync loops' debug lines.
 DEFAULT_RUST_LOG = "info,sqlx=warn,tower_http=info,hyper=warn,reqwest=warn"
@@ -107,8 +115,8 @@ def mix_weights(text: str) -> list[float]:
         weights = [float(w) for w in text.split(",")]
     except ValueError:
         weights = []
-    if len(weights) != 3 or min(weights) < 0 or sum(weights) <= 0:
-        raise argparse.ArgumentTypeError("three non-negative weights, e.g. 70,25,5")
+    if len(weights) != len(KINDS) or min(weights) < 0 or sum(weights) <= 0:
+        raise argparse.ArgumentTypeError("four non-negative weights, e.g. 65,25,5,5")
     return weights
 
 
@@ -127,7 +135,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second, all kinds together")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds measured")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of load before, not counted")
-    parser.add_argument("--mix", type=mix_weights, default="70,25,5", help="weights of get, list50, listall")
+    parser.add_argument("--mix", type=mix_weights, default="65,25,5,5",
+                        help="weights of get, list50, listall, userrooms")
     databases = ("sqlite", "postgres")
     parser.add_argument("--databases", nargs="+", choices=databases, default=databases, help="which, in turn")
     parser.add_argument(
@@ -171,6 +180,11 @@ class Layout:
     def users_per_org(self) -> int:
         return max(self.roles, self.rooms_of(1) * self.roles // 2)
 
+    @property
+    def first_busy_user(self) -> int:
+        """After every organization's pool."""
+        return self.organizations * self.users_per_org + 1
+
 
 def organization_rows(layout: Layout, server: str, now: int):
     for org in range(1, layout.organizations + 1):
@@ -206,10 +220,14 @@ def member_rows(layout: Layout):
         first = (layout.org_of(room) - 1) * pool + 1
         for role, user in zip(roles, rng.sample(range(pool), layout.roles)):
             yield room, first + user, role
+    # The busy users: each an assigned user of rooms drawn across all organizations.
+    for busy in range(BUSY_USERS):
+        for room in rng.sample(range(1, layout.rooms + 1), min(ROOMS_PER_BUSY_USER, layout.rooms)):
+            yield room, layout.first_busy_user + busy, "assigned"
 
 
 def account_rows(layout: Layout, now: int):
-    for user in range(1, layout.organizations * layout.users_per_org + 1):
+    for user in range(1, layout.first_busy_user + BUSY_USERS):
         yield user, now
 
 
@@ -399,6 +417,33 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_mib(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise BenchError(f"no {field} in /proc/{pid}/status")
+
+
+def export_everything(bench, pid: int) -> dict:
+    """GET /export read to its end, after the load: how long it takes, how much it holds and how
+    far the service's memory rises above what it used just before (its peak is reset first)."""
+    before = rss_mib(pid, "VmRSS")
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    request = urllib.request.Request(f"{bench.base}/export", headers={"API-TOKEN": bench.token})
+    started, size, lines = time.monotonic(), 0, 0
+    with urllib.request.urlopen(request, timeout=600) as response:
+        while chunk := response.read(1 << 16):
+            size += len(chunk)
+            lines += chunk.count(b"\n")
+    return {
+        "seconds": round(time.monotonic() - started, 1),
+        "lines": lines,
+        "mib": round(size / (1 << 20), 1),
+        "rss_before_mib": round(before, 1),
+        "peak_rise_mib": round(rss_mib(pid, "VmHWM") - before, 1),
+    }
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -425,6 +470,7 @@ class Run:
     before: dict  # usage() as the measured phase began
     after: dict  # and as it ended
     peak_rss_mib: float
+    export: dict  # export_everything()
 
 
 def request_picker(layout: Layout, mix: list[float]):
@@ -434,6 +480,8 @@ def request_picker(layout: Layout, mix: list[float]):
         kind = rng.choices(KINDS, weights=mix)[0]
         if kind == "get":
             return kind, f"/chatrooms/{rng.randint(1, layout.rooms)}"
+        if kind == "userrooms":
+            return kind, f"/users/{layout.first_busy_user + rng.randrange(BUSY_USERS)}/chatrooms?limit=50"
         org = rng.randint(1, layout.organizations)
         if kind == "listall":
             return kind, f"/chatrooms?organization_id={org}&all=true"
@@ -596,6 +644,7 @@ def database_result(run: Run, build_s: float, passes: dict) -> dict:
         "synapse_cpu_seconds": round(synapse_s, 2),
         "synapse_cpu_percent": round(100 * synapse_s / elapsed, 2),
         "client_send_lag_p99_ms": ms(percentile(sorted(s.lag for s in samples), 99)),
+        "export": run.export,
     }
 
 
@@ -666,7 +715,9 @@ def measure(bench: Bench, db: str, env: dict, log: Path) -> Run:
         pids = {"service": proc.pid, "synapse": bench.synapse_pid}
         pick = request_picker(bench.layout, args.mix)
         samples, before, after = asyncio.run(load(bench.base, bench.token, args, pick, pids))
-        return Run(launched, samples, before, after, peak_rss_mib(proc.pid))
+        peak = peak_rss_mib(proc.pid)
+        print(f"{db}: exporting everything", flush=True)
+        return Run(launched, samples, before, after, peak, export_everything(bench, proc.pid))
     finally:
         stop(proc)
 
@@ -726,6 +777,14 @@ def markdown(results: dict) -> str:
             f"| {r['longest_read_ms']} | {r['service_peak_rss_mib']} | {r['service_cpu_percent']} "
             f"| {r['synapse_cpu_seconds']} ({r['synapse_cpu_percent']} %) | {r['client_send_lag_p99_ms']} |"
         )
+    lines += [
+        "",
+        "| database | export of everything: s | lines | MiB | service RSS before, MiB | its rise during the export, MiB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for db, r in results.items():
+        e = r["export"]
+        lines.append(f"| {db} | {e['seconds']} | {e['lines']} | {e['mib']} | {e['rss_before_mib']} | {e['peak_rise_mib']} |")
     return "\n".join(lines)
 
 
@@ -737,7 +796,7 @@ def write_json(path: Path, args, env: dict, results: dict) -> None:
         "rate_per_s": args.rate,
         "duration_s": args.duration,
         "warmup_s": args.warmup,
-        "mix_get_list50_listall": args.mix,
+        "mix_get_list50_listall_userrooms": args.mix,
         "reconcile_interval_ms": int(env["CHATROOMS_RECONCILE_INTERVAL_MS"]),
         "binary": str(args.bin),
     }

@@ -6,6 +6,7 @@ pub mod blocklists;
 pub mod chatrooms;
 pub mod default_rooms;
 pub mod event_rooms;
+pub mod export;
 mod extract;
 pub mod health;
 pub mod members;
@@ -22,12 +23,13 @@ pub mod webhooks;
 
 use axum::{
     extract::{DefaultBodyLimit, MatchedPath},
-    http::{Method, StatusCode},
+    http::{header, Extensions, HeaderMap, Method, StatusCode},
     response::IntoResponse,
     Json, Router,
 };
 use tower::ServiceBuilder;
 use tower_http::{
+    compression::CompressionLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::{DefaultOnResponse, TraceLayer},
 };
@@ -153,6 +155,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::get_subscription, webhooks::delete_subscription))
         .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(organizations::get_organization, organizations::put_organization))
+        .routes(routes!(export::export_organization))
+        .routes(routes!(export::export_everything))
         .routes(routes!(rosters::put_members, rosters::add_members, rosters::list_members))
         .routes(routes!(rosters::remove_member))
         .routes(routes!(rosters::put_participants, rosters::add_participants, rosters::list_participants))
@@ -261,6 +265,12 @@ pub fn router(state: AppState) -> Router {
         })
         // Enforced where bodies are read (the JSON extractor), so the 413 has our error shape.
         .layer(DefaultBodyLimit::max(body_limit))
+        // Exports only: the other answers are small, and compressing them costs more than it saves.
+        .layer(CompressionLayer::new().gzip(true).compress_when(
+            |_, _, headers: &HeaderMap, _: &Extensions| {
+                headers.get(header::CONTENT_TYPE).is_some_and(|kind| kind == export::NDJSON)
+            },
+        ))
         .layer(axum::middleware::from_fn(prefer::honour_prefer))
         .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track_http))
         // Outermost first: the id is set (or the caller's kept), the request's span carries it,

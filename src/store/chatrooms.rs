@@ -380,6 +380,25 @@ pub async fn list_of_user(
     .await
 }
 
+/// Up to `limit` live rooms after `after` in id order (of one organization, when given),
+/// archived ones included, with their roles.
+pub async fn page_after(
+    conn: &mut AnyConnection,
+    org: Option<OrganizationId>,
+    after: ChatroomId,
+    limit: i64,
+) -> sqlx::Result<Vec<Chatroom>> {
+    // Each form reads its own index: (organization_id, id) or the primary key.
+    let scope = if org.is_some() { "c.organization_id = $1" } else { "$1 IS NULL" };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE {scope} AND c.id > $2 AND c.deleted_at IS NULL ORDER BY c.id LIMIT $3"
+    );
+    let rows = sqlx::query(&sql).bind(org).bind(after).bind(limit).fetch_all(&mut *conn).await?;
+    let mut rooms = rows.iter().map(from_row).collect::<sqlx::Result<Vec<_>>>()?;
+    attach_roles(conn, &mut rooms).await?;
+    Ok(rooms)
+}
+
 /// The rooms of a `(limit, offset)` page, with their roles, and the total their rows carry
 /// (`COUNT(*) OVER ()`, one round trip).
 async fn fetch_page<'q>(

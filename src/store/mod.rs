@@ -6,6 +6,7 @@ pub mod appservice;
 pub mod blocklists;
 pub mod chatrooms;
 pub mod drift;
+pub mod export;
 pub mod idempotency;
 pub mod jobs;
 pub mod moderation;

@@ -1,8 +1,10 @@
 //! Bans and mutes of a room's users, and their expiries.
 
+use std::collections::BTreeMap;
+
 use sqlx::{AnyConnection, Row};
 
-use super::Tx;
+use super::{fetch_where_in, Tx};
 use crate::domain::{AppUserId, ChatroomId, Role};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,46 +108,54 @@ pub async fn banned_rooms_of(conn: &mut AnyConnection, user: AppUserId) -> sqlx:
 }
 
 pub async fn bans(conn: &mut AnyConnection, room: ChatroomId) -> sqlx::Result<Vec<Ban>> {
-    let rows = sqlx::query(
-        "SELECT app_user_id, reason, actor, actor_rank, created_at, expires_at FROM room_bans \
-         WHERE chatroom_id = $1 AND lifted_at IS NULL ORDER BY app_user_id",
-    )
-    .bind(room)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Ban {
-                user: row.try_get("app_user_id")?,
-                reason: row.try_get("reason")?,
-                actor: row.try_get("actor")?,
-                actor_rank: row.try_get("actor_rank")?,
-                created_at: row.try_get("created_at")?,
-                expires_at: row.try_get("expires_at")?,
-            })
-        })
-        .collect()
+    Ok(bans_in(conn, &[room]).await?.remove(&room).unwrap_or_default())
 }
 
 pub async fn mutes(conn: &mut AnyConnection, room: ChatroomId) -> sqlx::Result<Vec<Mute>> {
-    let rows = sqlx::query(
-        "SELECT app_user_id, actor, actor_rank, created_at, expires_at FROM room_mutes WHERE chatroom_id = $1 \
-         ORDER BY app_user_id",
-    )
-    .bind(room)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Mute {
-                user: row.try_get("app_user_id")?,
-                actor: row.try_get("actor")?,
-                actor_rank: row.try_get("actor_rank")?,
-                created_at: row.try_get("created_at")?,
-                expires_at: row.try_get("expires_at")?,
-            })
-        })
-        .collect()
+    Ok(mutes_in(conn, &[room]).await?.remove(&room).unwrap_or_default())
+}
+
+/// The bans in force in each of `rooms`, by user id.
+pub async fn bans_in(
+    conn: &mut AnyConnection,
+    rooms: &[ChatroomId],
+) -> sqlx::Result<BTreeMap<ChatroomId, Vec<Ban>>> {
+    let select = "SELECT chatroom_id, app_user_id, reason, actor, actor_rank, created_at, expires_at \
+                  FROM room_bans WHERE lifted_at IS NULL AND chatroom_id";
+    let mut bans: BTreeMap<ChatroomId, Vec<Ban>> = BTreeMap::new();
+    for row in fetch_where_in(conn, select, rooms).await? {
+        bans.entry(row.try_get("chatroom_id")?).or_default().push(Ban {
+            user: row.try_get("app_user_id")?,
+            reason: row.try_get("reason")?,
+            actor: row.try_get("actor")?,
+            actor_rank: row.try_get("actor_rank")?,
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+        });
+    }
+    bans.values_mut().for_each(|list| list.sort_by_key(|ban| ban.user));
+    Ok(bans)
+}
+
+/// The mutes of each of `rooms`, by user id.
+pub async fn mutes_in(
+    conn: &mut AnyConnection,
+    rooms: &[ChatroomId],
+) -> sqlx::Result<BTreeMap<ChatroomId, Vec<Mute>>> {
+    let select =
+        "SELECT chatroom_id, app_user_id, actor, actor_rank, created_at, expires_at FROM room_mutes WHERE chatroom_id";
+    let mut mutes: BTreeMap<ChatroomId, Vec<Mute>> = BTreeMap::new();
+    for row in fetch_where_in(conn, select, rooms).await? {
+        mutes.entry(row.try_get("chatroom_id")?).or_default().push(Mute {
+            user: row.try_get("app_user_id")?,
+            actor: row.try_get("actor")?,
+            actor_rank: row.try_get("actor_rank")?,
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+        });
+    }
+    mutes.values_mut().for_each(|list| list.sort_by_key(|mute| mute.user));
+    Ok(mutes)
 }
 
 /// The room's bans, lifted bans and mutes, read in one transaction (one snapshot).

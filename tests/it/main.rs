@@ -10,6 +10,7 @@ mod client_moderation;
 mod concurrency;
 mod crash;
 mod drift_pass;
+mod export;
 mod fault_injection;
 mod faults;
 mod harness;
