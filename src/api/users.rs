@@ -1,4 +1,4 @@
-//! App users as the backend manages them: profile and deactivation.
+//! App users: their profile and deactivation (the backend), and the rooms a user is in.
 
 use axum::{extract::State, http::StatusCode, Json};
 use ruma::OwnedMxcUri;
