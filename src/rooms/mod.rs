@@ -40,7 +40,7 @@ pub use create::{create, Idempotency, RoomDraft};
 pub use deactivate::deactivate_user;
 pub use delete::delete;
 pub use event_room::put_event_room;
-pub use export::{export, ExportLine, ExportedBan, ExportedMute, ExportedRoom, FORMAT_VERSION};
+pub use export::{export, ExportLine};
 pub use members::{add_members, claim, recheck, remove_member, resync};
 pub use update::{update, RoomUpdate};
 pub use user_rooms::{rooms_of_user, RoleSource, UserRoom};
