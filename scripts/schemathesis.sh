@@ -77,5 +77,6 @@ cd "$work"
   --no-color || status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- service log (last 50 lines)"; tail -n 50 "$work/service.log"
+  echo "--- Synapse log (errors)"; grep -E "ERROR|Traceback" -A8 "$work/synapse.log" | tail -n 60 || true
 fi
 exit "$status"

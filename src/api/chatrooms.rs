@@ -147,6 +147,7 @@ pub struct ListChatroomsQuery {
     #[param(minimum = 0)]
     pub offset: Option<i64>,
     /// `false` (default): rooms in use; `true`: archived rooms only; `any`: both.
+    #[param(inline)]
     pub archived: Option<ArchivedParam>,
 }
 

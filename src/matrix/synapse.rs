@@ -25,6 +25,10 @@ use crate::{
     metrics::Metrics,
 };
 
+/// Pauses before an idempotent call is sent again after a passing fault.
+const REPEAT_PAUSES: [Duration; 3] =
+    [Duration::from_millis(50), Duration::from_millis(200), Duration::from_millis(500)];
+
 pub struct Synapse {
     http: reqwest::Client,
     base: String,
@@ -83,9 +87,32 @@ impl Synapse {
         })
     }
 
-    /// Sends a request, timing it by operation and outcome: the class of the answer, not what
-    /// the caller makes of it (an unknown alias on lookup is a `client_error` too).
+    /// Sends a request. An idempotent one (GET, PUT, DELETE) that met a passing fault — a 5xx,
+    /// a dropped connection — is sent again after a short pause, a few times: Synapse answers
+    /// `500` when its own database is briefly busy, and no caller should fail for one such answer.
+    /// A timeout is not repeated (the caller already waited the whole timeout), nor is a POST
+    /// (repeating a room creation would make a second room).
     async fn send(&self, operation: &'static str, request: RequestBuilder) -> HsResult<Value> {
+        let mut request = request.build().map_err(|e| transport_error(operation, e))?;
+        let idempotent = request.method().is_idempotent();
+        let mut pauses = REPEAT_PAUSES.iter();
+        loop {
+            let copy = if idempotent { request.try_clone() } else { None };
+            let (result, passing) = self.send_once(operation, request).await;
+            match (result, copy, pauses.next()) {
+                (Err(_), Some(copy), Some(pause)) if passing => {
+                    tokio::time::sleep(*pause).await;
+                    request = copy;
+                }
+                (result, ..) => return result,
+            }
+        }
+    }
+
+    /// One call, timed by operation and outcome: the class of the answer, not what the caller
+    /// makes of it (an unknown alias on lookup is a `client_error` too). The flag says whether a
+    /// failure was a passing fault worth one more try.
+    async fn send_once(&self, operation: &'static str, request: reqwest::Request) -> (HsResult<Value>, bool) {
         let queued = Instant::now();
         // Never closed, so acquiring cannot fail.
         let _create_slot = match operation {
@@ -95,9 +122,15 @@ impl Synapse {
         let _slot = self.slots.acquire().await.ok();
         let started = Instant::now();
         self.metrics.observe_homeserver_queue(operation, started - queued);
-        let result = match request.send().await {
-            Ok(response) => answer(operation, response).await,
-            Err(e) => Err(transport_error(operation, e)),
+        let (result, passing) = match self.http.execute(request).await {
+            Ok(response) => {
+                let server_error = response.status().is_server_error();
+                (answer(operation, response).await, server_error)
+            }
+            Err(e) => {
+                let passing = !e.is_timeout();
+                (Err(transport_error(operation, e)), passing)
+            }
         };
         let outcome = match &result {
             Ok(_) => "success",
@@ -113,7 +146,7 @@ impl Synapse {
             "homeserver call"
         );
         self.metrics.observe_homeserver_call(operation, outcome, elapsed);
-        result
+        (result, passing)
     }
 
     fn url(&self, path: &str) -> String {
@@ -773,6 +806,92 @@ impl super::Homeserver for Synapse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::matrix::Homeserver;
+
+    /// A stand-in homeserver that answers `500` to the first `failures` calls, then `200`, and
+    /// counts the calls by method.
+    async fn flaky_homeserver(failures: usize) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+        let calls = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen = calls.clone();
+        let app = axum::Router::new().fallback(move |method: Method| {
+            let seen = seen.clone();
+            async move {
+                let mut calls = seen.lock().unwrap();
+                calls.push(method.to_string());
+                if calls.len() <= failures {
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        r#"{"errcode":"M_UNKNOWN","error":"Internal server error"}"#,
+                    )
+                } else {
+                    (StatusCode::OK, r#"{"room_id":"!a:localhost"}"#)
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, calls)
+    }
+
+    fn synapse_at(url: &str) -> Synapse {
+        let config = MatrixConfig {
+            homeserver_url: url.to_owned(),
+            server_name: "localhost".into(),
+            as_token: Secret::from("as".to_owned()),
+            hs_token: None,
+            bot_localpart: "chatrooms".into(),
+            appservice_id: "chatrooms".into(),
+            user_prefix: "app_".into(),
+            admin_token: Some(Secret::from("admin".to_owned())),
+            registration_shared_secret: None,
+            admin_localpart: "chatrooms-admin".into(),
+            room_version: None,
+            request_timeout: Duration::from_secs(5),
+            concurrency: 4,
+            create_concurrency: 1,
+        };
+        Synapse::new(&config, Arc::new(Metrics::default())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_idempotent_call_is_repeated_after_a_passing_server_error() {
+        let (url, calls) = flaky_homeserver(2).await;
+        let synapse = synapse_at(&url);
+        let user = UserId::parse("@app_1:localhost").unwrap();
+        synapse.set_avatar_url(&user, None).await.expect("the third try succeeds");
+        assert_eq!(*calls.lock().unwrap(), ["PUT", "PUT", "PUT"]);
+    }
+
+    #[tokio::test]
+    async fn an_idempotent_call_gives_up_after_its_repeats() {
+        let (url, calls) = flaky_homeserver(usize::MAX).await;
+        let synapse = synapse_at(&url);
+        let user = UserId::parse("@app_1:localhost").unwrap();
+        let err = synapse.set_avatar_url(&user, None).await.expect_err("always 500");
+        assert_eq!(err.status(), Some(500));
+        assert_eq!(calls.lock().unwrap().len(), 1 + REPEAT_PAUSES.len());
+    }
+
+    #[tokio::test]
+    async fn a_room_creation_is_never_repeated() {
+        let (url, calls) = flaky_homeserver(1).await;
+        let synapse = synapse_at(&url);
+        let room = NewRoom {
+            alias_localpart: "r".into(),
+            name: "r".into(),
+            avatar: None,
+            topic: None,
+            events_default: 0,
+            room_version: None,
+            power_users: Default::default(),
+            invite: vec![],
+            space: false,
+        };
+        let err = synapse.create_room(&room).await.expect_err("a second room must not be made");
+        assert_eq!(err.status(), Some(500));
+        assert_eq!(*calls.lock().unwrap(), ["POST"]);
+    }
 
     #[test]
     fn homeserver_errors_keep_errcode_and_retry_hint() {

@@ -1,15 +1,10 @@
 //! A user's rooms: where the role lists or a roster put them, and where they are banned.
 
-use std::collections::HashSet;
-
 use super::RoomResult;
 use crate::{
-    domain::{AppUserId, ChatroomId, OrganizationId, Role},
+    domain::{AppUserId, OrganizationId, Role},
     state::AppState,
-    store::{
-        chatrooms::{self, Archived, Chatroom, UserRoomsQuery},
-        moderation,
-    },
+    store::chatrooms::{self, Archived, Chatroom, UserRoomsQuery},
 };
 
 /// Where a user's role in a room comes from.
@@ -41,19 +36,14 @@ pub async fn rooms_of_user(
     let mut conn = state.store.reader().acquire().await?;
     let query = UserRoomsQuery { user, organizations, archived, page };
     let (rooms, total) = chatrooms::list_of_user(&mut conn, &query).await?;
-    let banned: HashSet<ChatroomId> = if rooms.is_empty() {
-        HashSet::new()
-    } else {
-        moderation::banned_rooms_of(&mut conn, user).await?.into_iter().collect()
-    };
     let entries = rooms
         .into_iter()
-        .map(|room| {
+        .map(|(room, banned)| {
             let role = match room.roles.explicit.role_of(user) {
                 Some(role) => Some((role, RoleSource::List)),
                 None => room.roles.role_of(user).map(|role| (role, RoleSource::Roster)),
             };
-            UserRoom { banned: banned.contains(&room.id), role, room }
+            UserRoom { banned, role, room }
         })
         .collect();
     Ok((entries, total))

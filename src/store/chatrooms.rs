@@ -341,12 +341,13 @@ pub struct UserRoomsQuery<'a> {
     pub page: (i64, i64),
 }
 
-/// A page of the live rooms a user is in, in id order, and how many there are in all: those
-/// whose lists name them, automated rooms whose roster does, and those they are banned from.
+/// A page of the live rooms a user is in, in id order, each with whether the user is banned
+/// there, and how many there are in all: those whose lists name them, automated rooms whose
+/// roster does, and those they are banned from.
 pub async fn list_of_user(
     conn: &mut AnyConnection,
     query: &UserRoomsQuery<'_>,
-) -> sqlx::Result<(Vec<Chatroom>, i64)> {
+) -> sqlx::Result<(Vec<(Chatroom, bool)>, i64)> {
     let scope = match query.organizations {
         None => String::new(),
         Some([]) => return Ok((Vec::new(), 0)),
@@ -365,19 +366,31 @@ pub async fn list_of_user(
              ON r.organization_id = p.organization_id AND r.event_id = p.event_id \
              WHERE p.app_user_id = $1 AND r.kind = 'event' AND r.automation_enabled <> 0 AND r.deleted_at IS NULL \
            UNION SELECT chatroom_id FROM room_bans WHERE app_user_id = $1 AND lifted_at IS NULL) \
-         SELECT {COLUMNS}, COUNT(*) OVER () AS total FROM {FROM} \
-         WHERE c.id IN (SELECT id FROM theirs) AND c.deleted_at IS NULL{scope}{archived} \
+         SELECT {COLUMNS}, COUNT(*) OVER () AS total, \
+           CAST(CASE WHEN EXISTS (SELECT 1 FROM room_bans b WHERE b.chatroom_id = c.id \
+             AND b.app_user_id = $1 AND b.lifted_at IS NULL) THEN 1 ELSE 0 END AS BIGINT) AS banned \
+         FROM {FROM} WHERE c.id IN (SELECT id FROM theirs) AND c.deleted_at IS NULL{scope}{archived} \
          ORDER BY c.id LIMIT $2 OFFSET $3",
         archived = query.archived.filter()
     );
-    fetch_page(conn, query.page, |limit, offset| {
+    let (rows, total) = page_rows(conn, query.page, |limit, offset| {
         let mut page = sqlx::query(&sql).bind(query.user).bind(limit).bind(offset);
         for org in query.organizations.unwrap_or_default() {
             page = page.bind(*org);
         }
         page
     })
-    .await
+    .await?;
+    let rooms = rooms_of_rows(conn, &rows).await?;
+    let banned = rows.iter().map(|row| row.try_get::<i64, _>("banned").map(|b| b != 0));
+    Ok((
+        rooms
+            .into_iter()
+            .zip(banned)
+            .map(|(room, banned)| Ok((room, banned?)))
+            .collect::<sqlx::Result<_>>()?,
+        total,
+    ))
 }
 
 /// Up to `limit` live rooms after `after` in id order (of one organization, when given),
@@ -403,9 +416,19 @@ pub async fn page_after(
 /// (`COUNT(*) OVER ()`, one round trip).
 async fn fetch_page<'q>(
     conn: &mut AnyConnection,
-    (limit, offset): (i64, i64),
+    page: (i64, i64),
     query: impl Fn(i64, i64) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
 ) -> sqlx::Result<(Vec<Chatroom>, i64)> {
+    let (rows, total) = page_rows(conn, page, query).await?;
+    Ok((rooms_of_rows(conn, &rows).await?, total))
+}
+
+/// The rows of a `(limit, offset)` page and the total they carry.
+async fn page_rows<'q>(
+    conn: &mut AnyConnection,
+    (limit, offset): (i64, i64),
+    query: impl Fn(i64, i64) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+) -> sqlx::Result<(Vec<AnyRow>, i64)> {
     let rows = query(limit, offset).fetch_all(&mut *conn).await?;
     let first = match (rows.first(), offset) {
         (Some(row), _) => Some(row.try_get("total")?),
@@ -415,9 +438,14 @@ async fn fetch_page<'q>(
             query(1, 0).fetch_optional(&mut *conn).await?.map(|row| row.try_get("total")).transpose()?
         }
     };
+    Ok((rows, first.unwrap_or(0)))
+}
+
+/// The rooms of some rows, with their roles.
+async fn rooms_of_rows(conn: &mut AnyConnection, rows: &[AnyRow]) -> sqlx::Result<Vec<Chatroom>> {
     let mut rooms = rows.iter().map(from_row).collect::<sqlx::Result<Vec<_>>>()?;
     attach_roles(conn, &mut rooms).await?;
-    Ok((rooms, first.unwrap_or(0)))
+    Ok(rooms)
 }
 
 pub async fn insert(tx: &mut Tx, room: &NewChatroom<'_>, now: i64) -> sqlx::Result<ChatroomId> {

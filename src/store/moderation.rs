@@ -99,14 +99,6 @@ pub async fn remove_mute(tx: &mut Tx, room: ChatroomId, user: AppUserId) -> sqlx
     Ok(done.rows_affected() > 0)
 }
 
-/// The rooms a user is banned from (bans in force).
-pub async fn banned_rooms_of(conn: &mut AnyConnection, user: AppUserId) -> sqlx::Result<Vec<ChatroomId>> {
-    sqlx::query_scalar("SELECT chatroom_id FROM room_bans WHERE app_user_id = $1 AND lifted_at IS NULL")
-        .bind(user)
-        .fetch_all(&mut *conn)
-        .await
-}
-
 pub async fn bans(conn: &mut AnyConnection, room: ChatroomId) -> sqlx::Result<Vec<Ban>> {
     Ok(bans_in(conn, &[room]).await?.remove(&room).unwrap_or_default())
 }

@@ -330,6 +330,33 @@ impl TestApp {
         room
     }
 
+    /// Waits until the room's organization has its space and no sync job of the room is left
+    /// (the space's sync queues the room's, to link it): a test that changes the room's state
+    /// behind the service's back must not race that job.
+    pub async fn settled(&self, room: &Value) {
+        let id = room["id"].as_i64().expect("a room id");
+        let org = room["organizationID"].as_i64().expect("an organization id");
+        eventually(
+            "the organization's space is made and the room linked",
+            Duration::from_secs(30),
+            || async {
+                self.state.reconciler.wake_worker();
+                let (_, organization) =
+                    self.send(self.request(Method::GET, &format!("/organizations/{org}"))).await;
+                let room_jobs: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM sync_jobs WHERE chatroom_id = $1")
+                        .bind(id)
+                        .fetch_one(self.state.store.pool())
+                        .await
+                        .unwrap();
+                organization["syncStatus"] == "synced"
+                    && organization["matrixSpaceID"].is_string()
+                    && room_jobs == 0
+            },
+        )
+        .await;
+    }
+
     pub async fn list_total(&self, org: i64) -> i64 {
         let (status, page) =
             self.send(self.request(Method::GET, &format!("/chatrooms?organization_id={org}&all=true"))).await;

@@ -403,22 +403,9 @@ async fn a_change_that_arrives_during_a_failing_attempt_starts_with_a_clean_slat
     let org = fresh_org();
     let room = app.create_room(json!({"organizationID": org, "name": "Racing"})).await;
     let id = room["id"].as_i64().unwrap();
-    // The organization's space is made first, and the room linked to it (the space's sync queues
-    // the room's), so that nothing wakes the worker meanwhile.
-    app.state.reconciler.wake_worker();
-    eventually("the organization's space is made and the room linked", Duration::from_secs(30), || async {
-        let (_, organization) = app.send(app.request(Method::GET, &format!("/organizations/{org}"))).await;
-        let room_jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sync_jobs WHERE chatroom_id = $1")
-            .bind(id)
-            .fetch_one(app.state.store.pool())
-            .await
-            .unwrap();
-        if room_jobs > 0 {
-            app.state.reconciler.wake_worker();
-        }
-        organization["syncStatus"] == "synced" && organization["matrixSpaceID"].is_string() && room_jobs == 0
-    })
-    .await;
+    // The organization's space is made first, and the room linked to it, so that nothing wakes
+    // the worker meanwhile.
+    app.settled(&room).await;
     let mut conn = app.state.store.pool().acquire().await.unwrap();
     // An attempt takes the room (as a stuck worker would) ...
     let now = app.state.clock.now_ms();
