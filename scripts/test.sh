@@ -13,6 +13,12 @@ scripts/synapse.sh install
 echo "== schemathesis against openapi/openapi.json"
 scripts/schemathesis.sh
 
+# The Matrix client with end-to-end encryption the encrypted-room test drives: its own
+# workspace (see tools/e2ee-client/Cargo.toml), built before the tests so none waits on it.
+E2EE_TARGET="${CARGO_TARGET_DIR:-$PWD/target}/e2ee-client"
+CARGO_TARGET_DIR="$E2EE_TARGET" cargo build --quiet --manifest-path tools/e2ee-client/Cargo.toml
+export CHATROOMS_E2EE_CLIENT="$E2EE_TARGET/debug/e2ee-client"
+
 echo "== tests on SQLite"
 # Not --all-targets: that would also run the benchmark, which belongs to `cargo bench`.
 cargo test --lib --bins --tests

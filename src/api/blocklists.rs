@@ -165,6 +165,7 @@ pub async fn get_room_blocklist(
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "Not one of the room's admins, nor an organization admin", body = ErrorBody),
         (status = 404, description = "No such chatroom", body = ErrorBody),
+        (status = 409, description = "The room is end-to-end encrypted (`room_encrypted`): the service never sees its messages", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 422, description = "Too many entries, an empty or overlong word, a pattern that does not compile or is too big, a bad domain, wrong types", body = ErrorBody),

@@ -73,6 +73,12 @@ pub struct CreateChatroomRequest {
     #[serde(default)]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub scheduled_deletion: serde_json::Value,
+    /// End-to-end encrypted (`m.room.encryption`, megolm, from the room's first event), for
+    /// good: it cannot be turned off. Membership, roles, bans, mutes and archive work as in any
+    /// room; what needs the messages' text (history, search, edits, sending through the API,
+    /// truncate, blocklists, message webhooks) answers `409` (`room_encrypted`). Default false.
+    #[serde(default)]
+    pub encrypted: bool,
 }
 
 /// Creates a custom chatroom for an organization.
@@ -123,6 +129,7 @@ pub async fn create_chatroom(
             .copy_from
             .map(|id| check_id("copyFrom", id).map_err(ApiError::unprocessable))
             .transpose()?,
+        encrypted: body.encrypted,
     };
     match rooms::create(&state, draft, Idempotency::for_caller(caller.key(), key).as_ref()).await {
         Ok(done) => Ok(written(done, StatusCode::CREATED)),
@@ -300,6 +307,9 @@ pub struct UpdateChatroomRequest {
     #[serde(default, with = "::serde_with::rust::double_option")]
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 10000)]
     pub max_users: Option<Option<i64>>,
+    /// Whether the room is end-to-end encrypted: chosen at creation, so only the room's own
+    /// value is accepted (another is a `409`, `encryption_fixed`).
+    pub encrypted: Option<bool>,
 }
 
 /// Updates a chatroom: `automationEnabled`, and (our extension) `name`, `avatar`,
@@ -320,7 +330,7 @@ pub struct UpdateChatroomRequest {
         (status = 404, description = "No such chatroom", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 409, description = "maxUsers below the users the room holds (`room_full`); nothing changed", body = ErrorBody),
+        (status = 409, description = "maxUsers below the users the room holds (`room_full`), or an `encrypted` other than the room's (`encryption_fixed`); nothing changed", body = ErrorBody),
         (status = 422, description = "Invalid field, or the body is not a JSON object", body = ErrorBody),
         (status = 503, description = "Homeserver unavailable for the avatar upload; nothing changed", body = ErrorBody),
         (status = 502, description = "The homeserver refused (code `homeserver_refused`; the message names the Matrix errcode); nothing changed", body = ErrorBody),
@@ -342,7 +352,8 @@ pub async fn update_chatroom(
         && body.avatar.is_none()
         && body.scheduled_deletion.is_none()
         && body.topic.is_none()
-        && body.max_users.is_none();
+        && body.max_users.is_none()
+        && body.encrypted.is_none();
     if read_only_alone && !caller.may_manage(room.organization_id) {
         standing::moderation_rank(&state, &caller, &room).await?;
     } else {
@@ -358,6 +369,7 @@ pub async fn update_chatroom(
         automation_enabled: body.automation_enabled,
         settings: parse_settings(body.topic, body.read_only, body.max_users)?,
         roles: None,
+        encrypted: body.encrypted,
     };
     Ok(written(rooms::update(&state, id, update).await?, StatusCode::OK))
 }

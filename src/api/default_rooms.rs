@@ -74,6 +74,7 @@ pub async fn create_default_chatroom(
         settings: Default::default(),
         copy_from: None,
         roles: RoleLists::default(),
+        encrypted: false,
     };
     match rooms::create(&state, draft, Idempotency::for_caller(caller.key(), key).as_ref()).await {
         Ok(done) => Ok(written(done, StatusCode::CREATED)),

@@ -59,6 +59,9 @@ pub struct PutEventChatroomRequest {
     #[serde(default, with = "::serde_with::rust::double_option")]
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 10000)]
     pub max_users: Option<Option<i64>>,
+    /// `true` creates the room end-to-end encrypted (see `POST /chatrooms`); on an existing
+    /// room only its own value is accepted (another is a `409`, `encryption_fixed`).
+    pub encrypted: Option<bool>,
 }
 
 type EventPath = (Id, Id);
@@ -80,7 +83,7 @@ type EventPath = (Id, Id);
         (status = 403, description = "Caller does not administer the organization", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 409, description = "The lists would hold more users than the room's maxUsers (`room_full`; the message says how many places are left); nothing changed", body = ErrorBody),
+        (status = 409, description = "The lists would hold more users than the room's maxUsers (`room_full`; the message says how many places are left); nothing changed; or an `encrypted` other than the existing room's (`encryption_fixed`)", body = ErrorBody),
         (status = 422, description = "Invalid field (role lists beyond their limits too), no name for a new room, or the body is not a JSON object", body = ErrorBody),
         (status = 503, description = "Homeserver unavailable for the avatar upload; nothing changed", body = ErrorBody),
         (status = 502, description = "The homeserver refused (code `homeserver_refused`; the message names the Matrix errcode); nothing changed", body = ErrorBody),
@@ -114,6 +117,7 @@ pub async fn put_event_chatroom(
         automation_enabled: body.automation_enabled,
         scheduled_deletion,
         settings: parse_settings(body.topic, body.read_only, body.max_users)?,
+        encrypted: body.encrypted,
     };
     let (done, created) = rooms::put_event_room(&state, org, event, change).await?;
     Ok(written(done, if created { StatusCode::CREATED } else { StatusCode::OK }))

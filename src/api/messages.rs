@@ -17,7 +17,7 @@ use crate::{
     matrix::PurgeStatus,
     rooms::{
         self,
-        messages::{self, Message, NewMessage, MAX_PAGE},
+        messages::{self, Message, NewMessage, SearchTerm, MAX_PAGE},
         moderation as room_moderation, Idempotency,
     },
     state::AppState,
@@ -64,12 +64,33 @@ pub struct HistoryQuery {
     /// The `next` token of the previous page.
     #[param(max_length = 512)]
     pub from: Option<String>,
+    /// Only messages whose text holds these words, in any case, through the homeserver's
+    /// own search: 1 to 200 characters. The pages' `next` tokens are search tokens then.
+    #[param(min_length = 1, max_length = 200)]
+    pub search: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// The words to find, in any case: 1 to 200 characters.
+    #[param(min_length = 1, max_length = 200)]
+    pub search: String,
+    /// Messages per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// The `next` token of the previous page.
+    #[param(max_length = 512)]
+    pub from: Option<String>,
 }
 
 /// One message of a room's history.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageEntry {
+    /// The chatroom it was sent in.
+    #[serde(rename = "roomID")]
+    pub room_id: i64,
     #[serde(rename = "eventID")]
     pub event_id: String,
     /// The app user who sent it; null for the service's bot and senders outside the app.
@@ -83,6 +104,10 @@ pub struct MessageEntry {
     pub notice: bool,
     pub timestamp: Option<DateTime<Utc>>,
     pub redacted: bool,
+    /// Whether its sender edited it; `body` and `formattedBody` are then the latest edit's.
+    pub edited: bool,
+    /// When the latest edit was made.
+    pub edited_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -104,6 +129,7 @@ pub struct RedactQuery {
 impl From<Message> for MessageEntry {
     fn from(message: Message) -> Self {
         Self {
+            room_id: message.chatroom_id,
             event_id: message.event_id,
             sender_id: message.sender_id,
             sender: message.sender,
@@ -112,6 +138,8 @@ impl From<Message> for MessageEntry {
             notice: message.notice,
             timestamp: message.timestamp.and_then(to_datetime),
             redacted: message.redacted,
+            edited: message.edited_at.is_some(),
+            edited_at: message.edited_at.and_then(to_datetime),
         }
     }
 }
@@ -138,7 +166,7 @@ impl From<Message> for MessageEntry {
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "The caller may not send as this sender here, or the sender may not post (`cannot_post`: banned, muted, read-only room)", body = ErrorBody),
         (status = 404, description = "No such chatroom", body = ErrorBody),
-        (status = 409, description = "The room is not on the homeserver yet (`room_pending`)", body = ErrorBody),
+        (status = 409, description = "The room is not on the homeserver yet (`room_pending`), archived (`room_archived`), or end-to-end encrypted (`room_encrypted`)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 422, description = "An empty or too long body, formattedBody over 32 KiB, a message too big for one Matrix event, a senderID below 1 or holding no role in the room, the body is not a JSON object, or an Idempotency-Key used for another message (`idempotency_key_reused`)", body = ErrorBody),
@@ -184,16 +212,18 @@ pub async fn send_message(
 }
 
 /// Reads a chatroom's messages, newest first, a page at a time (the backend, organization
-/// admins, and users holding a role in the room who are not banned from it).
+/// admins, and users holding a role in the room who are not banned from it); with `search`,
+/// only those that match. Messages show their latest edit by their sender.
 #[utoipa::path(
     get, path = "/chatrooms/{roomID}/messages", tag = "messages",
     params(("roomID" = i64, Path, description = "Id of the chatroom", minimum = 1), HistoryQuery),
     responses(
         (status = 200, description = "A page of messages", body = MessagePage),
-        (status = 400, description = "Bad roomID or limit, or a from that is not a page token `next` gave", body = ErrorBody),
+        (status = 400, description = "Bad roomID or limit, an empty or over-long search, or a from that is not a page token `next` gave", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "The caller may not read this room", body = ErrorBody),
         (status = 404, description = "No such chatroom", body = ErrorBody),
+        (status = 409, description = "The room is end-to-end encrypted (`room_encrypted`): its members' clients read it, the service cannot", body = ErrorBody),
         (status = 502, description = "The homeserver refused (code `homeserver_refused`)", body = ErrorBody),
         (status = 503, description = "Homeserver unavailable (with `Retry-After`)", body = ErrorBody),
         (status = 500, description = "A fault of ours, or the homeserver refuses this service's own credentials (code `homeserver_credentials_refused`)", body = ErrorBody),
@@ -206,15 +236,9 @@ pub async fn list_messages(
     ApiPath(Id(id)): ApiPath<Id>,
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Json<MessagePage>> {
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_PAGE}")));
-    }
-    if let Some(from) = &query.from {
-        if from.is_empty() || from.len() > 512 || !from.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ApiError::bad_request("from must be a page token as `next` gave it"));
-        }
-    }
+    let limit = page_size(query.limit)?;
+    check_page_token(query.from.as_deref())?;
+    let term = query.search.as_deref().map(parse_search).transpose()?;
     let room = rooms::load(&state, id).await?;
     caller.require_read(room.id, room.organization_id, &room.roles)?;
     if let Some(me) = caller.app_user().filter(|_| !caller.may_manage(room.organization_id)) {
@@ -222,8 +246,68 @@ pub async fn list_messages(
             return Err(ApiError::forbidden(format!("you are banned from chatroom {id}")));
         }
     }
-    let (entries, next) = messages::history(&state, id, query.from.as_deref(), limit).await?;
+    let from = query.from.as_deref();
+    let (entries, next) = match term {
+        None => messages::history(&state, id, from, limit).await?,
+        Some(term) => {
+            messages::search(&state, &messages::room_scope(&state, id).await?, &term, from, limit).await?
+        }
+    };
     Ok(Json(MessagePage { entries: entries.into_iter().map(MessageEntry::from).collect(), next }))
+}
+
+/// Searches the messages of an organization's rooms the caller may read, newest first: every
+/// room for the backend and the organization's admins, else the rooms the app user holds a
+/// role in and is not banned from (none: an empty page). Through the homeserver's own search;
+/// redacted messages never come back, edited ones show their latest text.
+#[utoipa::path(
+    get, path = "/organizations/{organizationID}/messages", tag = "messages",
+    params(("organizationID" = i64, Path, description = "Id of the organization", minimum = 1), SearchQuery),
+    responses(
+        (status = 200, description = "A page of matching messages, each with its room", body = MessagePage),
+        (status = 400, description = "Bad organizationID or limit, an empty or over-long search, or a from that is not a page token `next` gave", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 502, description = "The homeserver refused (code `homeserver_refused`)", body = ErrorBody),
+        (status = 503, description = "Homeserver unavailable (with `Retry-After`)", body = ErrorBody),
+        (status = 500, description = "A fault of ours, or the homeserver refuses this service's own credentials (code `homeserver_credentials_refused`)", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn search_organization_messages(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(Id(organization)): ApiPath<Id>,
+    ApiQuery(query): ApiQuery<SearchQuery>,
+) -> ApiResult<Json<MessagePage>> {
+    let limit = page_size(query.limit)?;
+    check_page_token(query.from.as_deref())?;
+    let term = parse_search(&query.search)?;
+    let reader = caller.app_user().filter(|_| !caller.may_manage(organization));
+    let scope = messages::organization_scope(&state, organization, reader).await?;
+    let (entries, next) = messages::search(&state, &scope, &term, query.from.as_deref(), limit).await?;
+    Ok(Json(MessagePage { entries: entries.into_iter().map(MessageEntry::from).collect(), next }))
+}
+
+fn page_size(limit: Option<u32>) -> ApiResult<u32> {
+    let limit = limit.unwrap_or(20);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_PAGE}")));
+    }
+    Ok(limit)
+}
+
+fn check_page_token(from: Option<&str>) -> ApiResult<()> {
+    match from {
+        Some(from) if from.is_empty() || from.len() > 512 || !from.bytes().all(|b| b.is_ascii_graphic()) => {
+            Err(ApiError::bad_request("from must be a page token as `next` gave it"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A bad search term is a bad query parameter: `400`, as a bad `limit` is.
+fn parse_search(raw: &str) -> ApiResult<SearchTerm> {
+    SearchTerm::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 /// A history truncation's progress.
@@ -259,7 +343,7 @@ fn status_name(status: PurgeStatus) -> &'static str {
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "The caller is neither the backend, an organization admin nor one of the room's admins", body = ErrorBody),
         (status = 404, description = "No such chatroom", body = ErrorBody),
-        (status = 409, description = "The room is not on the homeserver yet (`room_pending`), or a truncation of it is running (`truncation_running`)", body = ErrorBody),
+        (status = 409, description = "The room is not on the homeserver yet (`room_pending`), a truncation of it is running (`truncation_running`), or it is end-to-end encrypted (`room_encrypted`)", body = ErrorBody),
         (status = 502, description = "The homeserver refused (`homeserver_refused`), or its purge failed (`truncation_failed`)", body = ErrorBody),
         (status = 503, description = "Homeserver unavailable (with `Retry-After`)", body = ErrorBody),
         (status = 500, description = "A fault of ours, or the homeserver refuses this service's own credentials (code `homeserver_credentials_refused`)", body = ErrorBody),
@@ -449,4 +533,56 @@ pub async fn redact_message(
     require_staff(&state, &caller, id).await?;
     messages::redact(&state, id, &event, reason.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EditMessageRequest {
+    /// The new plain text, 1 to 16,000 characters.
+    #[schema(min_length = 1, max_length = 16000)]
+    pub body: String,
+    /// The new HTML (`org.matrix.custom.html`), at most 32 KiB.
+    pub formatted_body: Option<String>,
+}
+
+/// Edits a message (an `m.replace` on the homeserver, sent as the message's sender): the
+/// backend edits the bot's messages, an app user their own; anyone else is refused (`403`,
+/// `not_the_sender`). The sender must still be allowed to post. History and search then show
+/// the new text, with `edited` and `editedAt`; a blocklist applies to it as to a new message.
+#[utoipa::path(
+    patch, path = "/chatrooms/{roomID}/messages/{eventID}", tag = "messages",
+    params(
+        ("roomID" = i64, Path, description = "Id of the chatroom", minimum = 1),
+        ("eventID" = String, Path, description = "The message's Matrix event id"),
+    ),
+    request_body = EditMessageRequest,
+    responses(
+        (status = 200, description = "Edited: the message as history now shows it", body = MessageEntry),
+        (status = 400, description = "Malformed JSON, or a bad roomID or eventID", body = ErrorBody),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Not the message's sender (`not_the_sender`), or the sender may not post (`cannot_post`: banned, muted, read-only room)", body = ErrorBody),
+        (status = 404, description = "No such chatroom, or no such (unredacted) message in it", body = ErrorBody),
+        (status = 409, description = "The room is archived (`room_archived`) or end-to-end encrypted (`room_encrypted`)", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "An empty or too long body, formattedBody over 32 KiB, a message too big for one Matrix event, or the body is not a JSON object", body = ErrorBody),
+        (status = 502, description = "The homeserver refused (code `homeserver_refused`)", body = ErrorBody),
+        (status = 503, description = "Homeserver unavailable (with `Retry-After`)", body = ErrorBody),
+        (status = 500, description = "A fault of ours, or the homeserver refuses this service's own credentials (code `homeserver_credentials_refused`)", body = ErrorBody),
+    ),
+    security(("api_token" = []), ("personal_access_token" = []), ("bearer" = []))
+)]
+pub async fn edit_message(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((id, event)): ApiPath<(Id, String)>,
+    ApiJson(body): ApiJson<EditMessageRequest>,
+) -> ApiResult<Json<MessageEntry>> {
+    let Id(id) = id;
+    let event = parse_event_id(&event)?;
+    let message = NewMessage::parse(body.body, body.formatted_body, false)?;
+    // The backend speaks as the bot; an app user as themselves. The sender check is the
+    // use case's: it reads who sent the message.
+    let edited = messages::edit(&state, id, &event, caller.app_user(), message).await?;
+    Ok(Json(MessageEntry::from(edited)))
 }

@@ -14,6 +14,8 @@ impl From<RoomError> for ApiError {
             RoomError::NotMutable { .. } => ApiError::conflict("not_mutable", err.to_string()),
             RoomError::NoSuchMessage(_) | RoomError::NotPinned(_) => ApiError::not_found(err.to_string()),
             RoomError::Archived(_) => ApiError::conflict("room_archived", err.to_string()),
+            RoomError::Encrypted(_) => ApiError::conflict("room_encrypted", err.to_string()),
+            RoomError::EncryptionFixed(_) => ApiError::conflict("encryption_fixed", err.to_string()),
             RoomError::TruncationRunning(_) => ApiError::conflict("truncation_running", err.to_string()),
             RoomError::TruncationFailed(_) => {
                 ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "truncation_failed", err.to_string())
@@ -22,6 +24,7 @@ impl From<RoomError> for ApiError {
             RoomError::NotOnHomeserver(_) => ApiError::conflict("room_pending", err.to_string()),
             RoomError::SenderHoldsNoRole { .. } => ApiError::unprocessable(err.to_string()),
             RoomError::CannotPost(_) => ApiError::forbidden(err.to_string()).with_code("cannot_post"),
+            RoomError::NotTheSender(_) => ApiError::forbidden(err.to_string()).with_code("not_the_sender"),
             RoomError::HoldsNoRole { .. } | RoomError::Outranked(_) => ApiError::forbidden(err.to_string()),
             RoomError::UserDeactivated(_) => {
                 ApiError::forbidden(err.to_string()).with_code("user_deactivated")

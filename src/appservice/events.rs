@@ -31,8 +31,9 @@ pub enum Pushed<'a> {
     },
     /// A redaction; `redacts` is the event it removed.
     Redaction { redacts: &'a str, reason: Option<&'a str> },
-    /// A room message (`m.room.message`), its text and any edit's new text.
-    Message { text: Vec<&'a str> },
+    /// A room message (`m.room.message`), its text and any edit's new text; `edits` is the
+    /// event an edit (`m.replace`) replaces.
+    Message { text: Vec<&'a str>, edits: Option<&'a str> },
 }
 
 /// One pushed event, with what every kind has.
@@ -78,7 +79,9 @@ pub fn parse(event: &Value) -> Option<Event<'_>> {
                 .into_iter()
                 .filter_map(Value::as_str)
                 .collect();
-            Pushed::Message { text }
+            let relation = &content["m.relates_to"];
+            let edits = relation["event_id"].as_str().filter(|_| relation["rel_type"] == "m.replace");
+            Pushed::Message { text, edits }
         }
         _ => return None,
     };
@@ -155,9 +158,13 @@ mod tests {
         }
         let edit = event(
             "m.room.message",
-            json!({"content": {"body": "* hi", "m.new_content": {"body": "hi"}, "msgtype": "m.text"}}),
+            json!({"content": {"body": "* hi", "m.new_content": {"body": "hi"}, "msgtype": "m.text",
+                "m.relates_to": {"rel_type": "m.replace", "event_id": "$original"}}}),
         );
-        assert_eq!(parse(&edit).unwrap().what, Pushed::Message { text: vec!["* hi", "hi"] });
+        assert_eq!(
+            parse(&edit).unwrap().what,
+            Pushed::Message { text: vec!["* hi", "hi"], edits: Some("$original") }
+        );
     }
 
     #[test]

@@ -167,10 +167,19 @@ async fn report(state: &AppState, room: &RoomRef, event: &Event<'_>) -> Result<(
                 "reason": reason}));
             out.push((EventType::MessageRedacted, event.event_id.to_owned(), data));
         }
-        Pushed::Message { text } => {
+        Pushed::Message { text, edits: None } => {
             let data = fields(json!({"eventID": event.event_id, "senderID": ids.app_user(&event.sender),
                 "sender": event.sender.as_str(), "body": text.first()}));
             out.push((EventType::MessageCreated, event.event_id.to_owned(), data));
+        }
+        Pushed::Message { text, edits: Some(original) } => {
+            // Only the sender edits a message: a forged edit is stored, but shows nowhere.
+            if !is_senders_own(state, event, original).await? {
+                return Ok(());
+            }
+            let data = fields(json!({"eventID": original, "editID": event.event_id,
+                "senderID": ids.app_user(&event.sender), "sender": event.sender.as_str(), "body": text.last()}));
+            out.push((EventType::MessageEdited, event.event_id.to_owned(), data));
         }
     }
     if out.is_empty() {
@@ -182,6 +191,15 @@ async fn report(state: &AppState, room: &RoomRef, event: &Event<'_>) -> Result<(
         webhooks::emit(&mut conn, Outgoing { kind, room, source: &source, data, at }).await?;
     }
     Ok(())
+}
+
+/// Whether the edit's sender sent the message it edits.
+async fn is_senders_own(state: &AppState, edit: &Event<'_>, original: &str) -> Result<bool, RoomError> {
+    let (Ok(room), Ok(original)) = (ruma::RoomId::parse(edit.room), ruma::EventId::parse(original)) else {
+        return Ok(false);
+    };
+    let found = state.homeserver.event(&room, &original).await?;
+    Ok(found.is_some_and(|found| found["sender"] == edit.sender.as_str()))
 }
 
 /// Drift repair, moderation adoption and blocklists for an event someone other than the bot
@@ -220,7 +238,7 @@ async fn act(state: &AppState, chatroom: &Chatroom, event: Event<'_>) -> Result<
             }
             Ok(())
         }
-        Pushed::Message { text } => {
+        Pushed::Message { text, .. } => {
             let sender = ids.app_user(&event.sender);
             rooms::blocklists::enforce(state, chatroom, sender, event.event_id, &text).await.map(|_| ())
         }

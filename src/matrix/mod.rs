@@ -38,6 +38,8 @@ pub struct NewRoom {
     pub invite: Vec<OwnedUserId>,
     /// A space (`creation_content.type = m.space`) rather than a chat room.
     pub space: bool,
+    /// End-to-end encrypted from its first event (`m.room.encryption`, megolm).
+    pub encrypted: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,7 +136,8 @@ fn has_via(content: &serde_json::Value) -> bool {
     content["via"].as_array().is_some_and(|via| !via.is_empty())
 }
 
-/// A page of a room's messages (`m.room.message` events, raw), newest first.
+/// A page of a room's messages (`m.room.message` events, raw, with their bundled edits),
+/// newest first.
 #[derive(Clone, Debug, Default)]
 pub struct MessagePage {
     pub events: Vec<serde_json::Value>,
@@ -229,6 +232,16 @@ pub trait Homeserver: Send + Sync + 'static {
     ) -> HsResult<OwnedEventId>;
     /// The room's messages as the bot sees them, newest first, from `from` (a page token).
     async fn messages(&self, room: &RoomId, from: Option<&str>, limit: u32) -> HsResult<MessagePage>;
+    /// The homeserver's own full-text search of `m.room.message` bodies in `rooms`, as the bot,
+    /// newest first, from `next` (the token a previous page gave). Redacted messages are left
+    /// out by the homeserver.
+    async fn search(
+        &self,
+        rooms: &[OwnedRoomId],
+        term: &str,
+        next: Option<&str>,
+        limit: u32,
+    ) -> HsResult<MessagePage>;
     /// One event of the room, or `None` when the room has no such event.
     async fn event(&self, room: &RoomId, event: &EventId) -> HsResult<Option<serde_json::Value>>;
     /// Redacts the event as the bot; the same `txn_id` twice is one redaction.

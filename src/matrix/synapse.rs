@@ -394,6 +394,10 @@ impl super::Homeserver for Synapse {
         if let Some(avatar) = &room.avatar {
             initial_state.push(json!({"type": "m.room.avatar", "state_key": "", "content": {"url": avatar}}));
         }
+        if room.encrypted {
+            initial_state.push(json!({"type": "m.room.encryption", "state_key": "",
+                "content": {"algorithm": "m.megolm.v1.aes-sha2"}}));
+        }
         let mut body = json!({
             "preset": "private_chat",
             "visibility": "private",
@@ -541,6 +545,33 @@ impl super::Homeserver for Synapse {
         // No `end`: the room's beginning. A page may come back empty before that.
         let next = answer["end"].as_str().map(str::to_owned);
         Ok(MessagePage { events, next })
+    }
+
+    #[tracing::instrument(name = "homeserver.search", skip(self, rooms, term), fields(rooms = rooms.len()))]
+    async fn search(
+        &self,
+        rooms: &[OwnedRoomId],
+        term: &str,
+        next: Option<&str>,
+        limit: u32,
+    ) -> HsResult<MessagePage> {
+        let mut path = "/_matrix/client/v3/search".to_owned();
+        if let Some(next) = next {
+            path.push_str(&format!("?next_batch={}", enc(next)));
+        }
+        let body = json!({"search_categories": {"room_events": {
+            "search_term": term,
+            "keys": ["content.body"],
+            "order_by": "recent",
+            "filter": {"rooms": rooms, "types": ["m.room.message"], "limit": limit},
+        }}});
+        let answer = self.send("search", self.as_request(Method::POST, &path).json(&body)).await?;
+        let found = &answer["search_categories"]["room_events"];
+        let events = found["results"]
+            .as_array()
+            .map(|results| results.iter().map(|hit| hit["result"].clone()).collect())
+            .unwrap_or_default();
+        Ok(MessagePage { events, next: found["next_batch"].as_str().map(str::to_owned) })
     }
 
     #[tracing::instrument(name = "homeserver.event", skip(self), fields(room = %room, event = %event))]
@@ -887,6 +918,7 @@ mod tests {
             power_users: Default::default(),
             invite: vec![],
             space: false,
+            encrypted: false,
         };
         let err = synapse.create_room(&room).await.expect_err("a second room must not be made");
         assert_eq!(err.status(), Some(500));

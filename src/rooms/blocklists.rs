@@ -48,6 +48,10 @@ pub async fn room_blocklist(state: &AppState, id: ChatroomId) -> RoomResult<(Blo
 }
 
 pub async fn put_room_blocklist(state: &AppState, id: ChatroomId, list: Blocklist) -> RoomResult<i64> {
+    // Its messages reach the service as ciphertext: no list could apply.
+    if super::load(state, id).await?.encrypted {
+        return Err(RoomError::Encrypted(id));
+    }
     let now = state.clock.now_ms();
     let mut tx = state.store.begin().await?;
     // Not for a room deleted meanwhile.

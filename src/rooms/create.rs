@@ -38,6 +38,8 @@ pub struct RoomDraft {
     /// new room starts with.
     pub copy_from: Option<ChatroomId>,
     pub roles: RoleLists,
+    /// End-to-end encrypted (custom and event rooms only): chosen here, never undone.
+    pub encrypted: bool,
 }
 
 /// What a new room starts with before its request's own fields apply.
@@ -207,6 +209,7 @@ async fn store_room(
         scheduled_deletion: draft.scheduled_deletion,
         matrix_alias: &alias,
         settings: &start.settings,
+        encrypted: draft.encrypted,
     };
     let mut tx = state.store.begin().await?;
     let id = match store_new_room(&mut tx, &new_room, draft, idempotency, now).await {

@@ -32,6 +32,7 @@ pub async fn put_event_room(
         settings: change.settings.clone(),
         copy_from: None,
         roles: change.roles.clone().unwrap_or_default(),
+        encrypted: change.encrypted.unwrap_or(false),
     };
     // The PUT is idempotent by itself: the event identifies the room.
     match create(state, draft, None).await {

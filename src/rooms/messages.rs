@@ -1,16 +1,22 @@
 //! Messages: sent as the bot or as one of the room's users (appservice masquerading), read back
 //! newest first, redacted. Nothing is stored here: the homeserver holds the history.
 
-use ruma::{OwnedEventId, OwnedUserId};
+use std::collections::{HashMap, HashSet};
+
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::{load, Idempotency, RoomError, RoomResult};
 use crate::{
-    domain::{AppUserId, ChatroomId, Role},
-    matrix::{MessagePage, PurgeStatus},
+    domain::{AppUserId, ChatroomId, OrganizationId, Role},
+    matrix::{MatrixIds, MessagePage, PurgeStatus},
     state::AppState,
-    store::{self, chatrooms, idempotency, moderation},
+    store::{
+        self,
+        chatrooms::{self, Archived, Chatroom},
+        idempotency, moderation,
+    },
 };
 
 /// Characters of a message's plain body; with the HTML body the event stays well under
@@ -60,6 +66,22 @@ impl NewMessage {
         Ok(message)
     }
 
+    /// The content of an edit of `original` to this message (`m.replace`): clients that know
+    /// edits show `m.new_content`, others the starred fallback. An edit keeps the original's
+    /// kind (text or notice).
+    fn replacing(mut self, original: &ruma::EventId, notice: bool) -> Value {
+        self.notice = notice;
+        let new_content = self.content();
+        let mut content = new_content.clone();
+        content["body"] = json!(format!("* {}", self.body));
+        if let Some(html) = &self.formatted_body {
+            content["formatted_body"] = json!(format!("* {html}"));
+        }
+        content["m.new_content"] = new_content;
+        content["m.relates_to"] = json!({"rel_type": "m.replace", "event_id": original});
+        content
+    }
+
     fn content(&self) -> Value {
         let mut content = json!({
             "msgtype": if self.notice { "m.notice" } else { "m.text" },
@@ -73,8 +95,9 @@ impl NewMessage {
     }
 }
 
-/// A message as history shows it.
+/// A message as history and search show it: with its latest edit by its sender applied.
 pub struct Message {
+    pub chatroom_id: ChatroomId,
     pub event_id: String,
     /// The app user who sent it; `None` for the bot and for senders outside the namespace.
     pub sender_id: Option<AppUserId>,
@@ -85,6 +108,44 @@ pub struct Message {
     /// Unix milliseconds, as the homeserver stamped it.
     pub timestamp: Option<i64>,
     pub redacted: bool,
+    /// When the latest edit was made (Unix milliseconds); `None` if never edited.
+    pub edited_at: Option<i64>,
+}
+
+/// The event an edit (`m.replace`) replaces; `None` for anything else.
+fn replaced_by(event: &Value) -> Option<&str> {
+    let relation = &event["content"]["m.relates_to"];
+    (relation["rel_type"] == "m.replace").then(|| relation["event_id"].as_str()).flatten()
+}
+
+/// A message event as we show it; `None` for an edit (it shows through the message it edits)
+/// or an event that is not a message.
+fn message_of(ids: &MatrixIds, chatroom_id: ChatroomId, event: &Value) -> Option<Message> {
+    if replaced_by(event).is_some() {
+        return None;
+    }
+    let sender = event["sender"].as_str()?.to_owned();
+    // The homeserver bundles the latest edit; only the sender's own edits count (Synapse
+    // aggregates those only, and a forged one must never show).
+    let edit = &event["unsigned"]["m.relations"]["m.replace"];
+    let (content, edited_at) = match &edit["content"]["m.new_content"] {
+        new if new.is_object() && edit["sender"] == event["sender"] => {
+            (new, edit["origin_server_ts"].as_i64())
+        }
+        _ => (&event["content"], None),
+    };
+    Some(Message {
+        chatroom_id,
+        event_id: event["event_id"].as_str()?.to_owned(),
+        sender_id: ruma::UserId::parse(&sender).ok().and_then(|user| ids.app_user(&user)),
+        sender,
+        body: content["body"].as_str().map(str::to_owned),
+        formatted_body: content["formatted_body"].as_str().map(str::to_owned),
+        notice: content["msgtype"] == "m.notice",
+        timestamp: event["origin_server_ts"].as_i64(),
+        redacted: !event["unsigned"]["redacted_because"].is_null(),
+        edited_at,
+    })
 }
 
 /// The Matrix transaction id of a send: from the caller's Idempotency-Key, so a retry that
@@ -110,26 +171,11 @@ pub async fn send(
     message: NewMessage,
     idempotency: Option<&Idempotency>,
 ) -> RoomResult<OwnedEventId> {
-    let room = load(state, id).await?;
+    let room = readable(state, id).await?;
     let matrix_room = room.matrix_room_id.clone().ok_or(RoomError::NotOnHomeserver(id))?;
-    let as_user: Option<OwnedUserId> = match sender {
+    let as_user = match sender {
         None => None,
-        Some(user) => {
-            let role = room.roles.role_of(user).ok_or(RoomError::SenderHoldsNoRole { room: id, user })?;
-            let mut conn = state.store.pool().acquire().await?;
-            if moderation::ban_rank(&mut conn, id, user).await?.is_some() {
-                return Err(RoomError::CannotPost(format!("user {user} is banned from chatroom {id}")));
-            }
-            if moderation::mute_rank(&mut conn, id, user).await?.is_some() {
-                return Err(RoomError::CannotPost(format!("user {user} is muted in chatroom {id}")));
-            }
-            if room.settings.read_only && role == Role::Assigned {
-                return Err(RoomError::CannotPost(format!(
-                    "chatroom {id} is read-only: only its admins and moderators post"
-                )));
-            }
-            Some(state.homeserver.ids().user_id(user).map_err(RoomError::Invalid)?)
-        }
+        Some(user) => Some(may_post(state, &room, user).await?),
     };
     let content = message.content();
     let fingerprint = hex::encode(Sha256::digest(format!("{id}|{sender:?}|{content}").as_bytes()));
@@ -170,6 +216,77 @@ pub async fn send(
     Ok(event)
 }
 
+/// The room, when the service can read its messages: not an end-to-end encrypted one.
+async fn readable(state: &AppState, id: ChatroomId) -> RoomResult<Chatroom> {
+    let room = load(state, id).await?;
+    if room.encrypted {
+        return Err(RoomError::Encrypted(id));
+    }
+    Ok(room)
+}
+
+/// The user's Matrix id, when they may post in the room: holding a role, neither banned nor
+/// muted, and an admin or moderator if the room is read-only.
+async fn may_post(state: &AppState, room: &Chatroom, user: AppUserId) -> RoomResult<OwnedUserId> {
+    let id = room.id;
+    let role = room.roles.role_of(user).ok_or(RoomError::SenderHoldsNoRole { room: id, user })?;
+    let mut conn = state.store.pool().acquire().await?;
+    if moderation::ban_rank(&mut conn, id, user).await?.is_some() {
+        return Err(RoomError::CannotPost(format!("user {user} is banned from chatroom {id}")));
+    }
+    if moderation::mute_rank(&mut conn, id, user).await?.is_some() {
+        return Err(RoomError::CannotPost(format!("user {user} is muted in chatroom {id}")));
+    }
+    if room.settings.read_only && role == Role::Assigned {
+        return Err(RoomError::CannotPost(format!(
+            "chatroom {id} is read-only: only its admins and moderators post"
+        )));
+    }
+    state.homeserver.ids().user_id(user).map_err(RoomError::Invalid)
+}
+
+/// Edits one of the room's messages: an `m.replace` sent as its sender, `editor` (`None`: the
+/// bot), who must have sent it and still be allowed to post. The message as it reads now.
+pub async fn edit(
+    state: &AppState,
+    id: ChatroomId,
+    event: &ruma::EventId,
+    editor: Option<AppUserId>,
+    message: NewMessage,
+) -> RoomResult<Message> {
+    let room = readable(state, id).await?;
+    let matrix_room = room.matrix_room_id.clone().ok_or(RoomError::NoSuchMessage(event.to_string()))?;
+    let hs = &state.homeserver;
+    let original = hs
+        .event(&matrix_room, event)
+        .await?
+        .filter(|found| found["type"] == "m.room.message" && found.get("state_key").is_none())
+        // An edit is edited through the message it edits.
+        .filter(|found| replaced_by(found).is_none() && found["unsigned"]["redacted_because"].is_null())
+        .ok_or_else(|| RoomError::NoSuchMessage(event.to_string()))?;
+    let as_user = match editor {
+        None => None,
+        Some(user) => Some(hs.ids().user_id(user).map_err(RoomError::Invalid)?),
+    };
+    let sender = as_user.as_deref().unwrap_or(hs.ids().bot());
+    if original["sender"] != sender.as_str() {
+        return Err(RoomError::NotTheSender(format!("only the sender of {event} edits it")));
+    }
+    if room.archived_at.is_some() {
+        return Err(RoomError::Archived(id));
+    }
+    if let Some(user) = editor {
+        may_post(state, &room, user).await?;
+    }
+    let content = message.replacing(event, original["content"]["msgtype"] == "m.notice");
+    let edit = hs.send_message(&matrix_room, as_user.as_deref(), &transaction_id(None), content).await?;
+    tracing::info!(chatroom = id, event = %event, edit = %edit, "message edited");
+    // Read back, so the answer is what history shows.
+    let edited =
+        hs.event(&matrix_room, event).await?.ok_or_else(|| RoomError::NoSuchMessage(event.to_string()))?;
+    message_of(hs.ids(), id, &edited).ok_or_else(|| RoomError::NoSuchMessage(event.to_string()))
+}
+
 /// A page of the room's messages, newest first, and the token of the next (older) page.
 pub async fn history(
     state: &AppState,
@@ -177,7 +294,7 @@ pub async fn history(
     from: Option<&str>,
     limit: u32,
 ) -> RoomResult<(Vec<Message>, Option<String>)> {
-    let room = load(state, id).await?;
+    let room = readable(state, id).await?;
     let Some(matrix_room) = &room.matrix_room_id else { return Ok((Vec::new(), None)) };
     let MessagePage { events, next } = match state.homeserver.messages(matrix_room, from, limit).await {
         // Only a token can be wrong in what we ask: not one `next` gave.
@@ -187,25 +304,124 @@ pub async fn history(
         other => other?,
     };
     let ids = state.homeserver.ids();
-    let messages = events
-        .iter()
-        .filter_map(|event| {
-            let sender = event["sender"].as_str()?.to_owned();
-            let content = &event["content"];
-            let redacted = !event["unsigned"]["redacted_because"].is_null();
-            Some(Message {
-                event_id: event["event_id"].as_str()?.to_owned(),
-                sender_id: ruma::UserId::parse(&sender).ok().and_then(|user| ids.app_user(&user)),
-                sender,
-                body: content["body"].as_str().map(str::to_owned),
-                formatted_body: content["formatted_body"].as_str().map(str::to_owned),
-                notice: content["msgtype"] == "m.notice",
-                timestamp: event["origin_server_ts"].as_i64(),
-                redacted,
-            })
-        })
-        .collect();
+    let messages = events.iter().filter_map(|event| message_of(ids, id, event)).collect();
     Ok((messages, next))
+}
+
+/// Characters of a search term.
+pub const MAX_SEARCH_CHARS: usize = 200;
+
+/// What to search for: 1 to [`MAX_SEARCH_CHARS`] characters, no control characters.
+pub struct SearchTerm(String);
+
+impl SearchTerm {
+    pub fn parse(raw: &str) -> RoomResult<Self> {
+        let term = raw.trim();
+        let chars = term.chars().count();
+        if chars == 0 || chars > MAX_SEARCH_CHARS || term.chars().any(char::is_control) {
+            return Err(RoomError::Invalid(format!(
+                "search must be 1 to {MAX_SEARCH_CHARS} characters, no control characters"
+            )));
+        }
+        Ok(Self(term.to_owned()))
+    }
+
+    /// Whether the text holds every word of the term, in any case: for a message whose edit
+    /// took out what the homeserver's index found in an older version.
+    fn found_in(&self, text: &str) -> bool {
+        let text = text.to_lowercase();
+        self.0.split_whitespace().all(|word| text.contains(&word.to_lowercase()))
+    }
+}
+
+/// The rooms a search covers: each chatroom with its Matrix room.
+pub type SearchScope = Vec<(ChatroomId, OwnedRoomId)>;
+
+/// The room's Matrix room, for a search of one room (none before it is on the homeserver).
+pub async fn room_scope(state: &AppState, id: ChatroomId) -> RoomResult<SearchScope> {
+    let room = readable(state, id).await?;
+    Ok(room.matrix_room_id.into_iter().map(|matrix| (id, matrix)).collect())
+}
+
+/// The rooms of an organization a reader may search: all of them for its managers (`None`),
+/// else those the user holds a role in and is not banned from; never an encrypted one.
+pub async fn organization_scope(
+    state: &AppState,
+    org: OrganizationId,
+    user: Option<AppUserId>,
+) -> RoomResult<SearchScope> {
+    let parse = |id: ChatroomId, matrix: &str| ruma::RoomId::parse(matrix).ok().map(|matrix| (id, matrix));
+    match user {
+        None => {
+            let mut conn = state.store.reader().acquire().await?;
+            let rooms = chatrooms::matrix_rooms_of(&mut conn, org).await?;
+            Ok(rooms.iter().filter_map(|(id, matrix)| parse(*id, matrix)).collect())
+        }
+        Some(user) => {
+            let all = (i64::MAX, 0);
+            let (rooms, _) = super::rooms_of_user(state, user, Some(&[org]), Archived::Any, all).await?;
+            Ok(rooms
+                .into_iter()
+                .filter(|entry| entry.role.is_some() && !entry.banned && !entry.room.encrypted)
+                .filter_map(|entry| entry.room.matrix_room_id.map(|matrix| (entry.room.id, matrix)))
+                .collect())
+        }
+    }
+}
+
+/// A page of the messages in `scope` that match the term, newest first, through the
+/// homeserver's own search as the bot, and the token of the next page. Messages show their
+/// latest content; an edit that matched shows as the message it edits; redacted messages
+/// never come back.
+pub async fn search(
+    state: &AppState,
+    scope: &SearchScope,
+    term: &SearchTerm,
+    from: Option<&str>,
+    limit: u32,
+) -> RoomResult<(Vec<Message>, Option<String>)> {
+    if scope.is_empty() {
+        return Ok((Vec::new(), None));
+    }
+    let hs = &state.homeserver;
+    let rooms: Vec<OwnedRoomId> = scope.iter().map(|(_, matrix)| matrix.clone()).collect();
+    let chatroom_of: HashMap<&str, ChatroomId> =
+        scope.iter().map(|(id, matrix)| (matrix.as_str(), *id)).collect();
+    let MessagePage { events, next } = match hs.search(&rooms, &term.0, from, limit).await {
+        Err(e) if e.status() == Some(400) && from.is_some() => {
+            return Err(RoomError::BadPageToken("from is not a page token `next` gave".into()))
+        }
+        other => other?,
+    };
+    let mut seen = HashSet::new();
+    let mut found = Vec::new();
+    for event in events {
+        let Some(&chatroom) = event["room_id"].as_str().and_then(|room| chatroom_of.get(room)) else {
+            continue;
+        };
+        let event = match replaced_by(&event).and_then(|id| ruma::EventId::parse(id).ok()) {
+            None => event,
+            Some(original) => {
+                let Ok(matrix) = ruma::RoomId::parse(event["room_id"].as_str().unwrap_or_default()) else {
+                    continue;
+                };
+                match hs.event(&matrix, &original).await? {
+                    // Only the sender edits their message.
+                    Some(original) if original["sender"] == event["sender"] => original,
+                    _ => continue,
+                }
+            }
+        };
+        let Some(message) = message_of(hs.ids(), chatroom, &event) else { continue };
+        let current = message.body.as_deref().unwrap_or_default();
+        if message.redacted || (message.edited_at.is_some() && !term.found_in(current)) {
+            continue;
+        }
+        if seen.insert(message.event_id.clone()) {
+            found.push(message);
+        }
+    }
+    Ok((found, next))
 }
 
 /// Pins (or unpins) one of the room's messages: `m.room.pinned_events` on the homeserver,
@@ -245,10 +461,15 @@ pub async fn pin(
     Ok(pins)
 }
 
-/// The event is one of the room's messages (not state, not a redaction, not another room's).
+/// The event is one of the room's messages (not state, not a redaction, not another room's),
+/// readable or end-to-end encrypted: pins and redactions need no plaintext.
 async fn require_message(state: &AppState, room: &ruma::RoomId, event: &ruma::EventId) -> RoomResult<()> {
     let found = state.homeserver.event(room, event).await?;
-    if !found.is_some_and(|found| found["type"] == "m.room.message" && found.get("state_key").is_none()) {
+    let is_message = |found: &Value| {
+        matches!(found["type"].as_str(), Some("m.room.message" | "m.room.encrypted"))
+            && found.get("state_key").is_none()
+    };
+    if !found.is_some_and(|found| is_message(&found)) {
         return Err(RoomError::NoSuchMessage(event.to_string()));
     }
     Ok(())
@@ -265,7 +486,7 @@ pub struct Truncation {
 /// never purges a room's last event, so no message is left behind it. Waits for the purge
 /// within the request's wait.
 pub async fn truncate(state: &AppState, id: ChatroomId) -> RoomResult<Truncation> {
-    let room = load(state, id).await?;
+    let room = readable(state, id).await?;
     let matrix_room = room.matrix_room_id.clone().ok_or(RoomError::NotOnHomeserver(id))?;
     let hs = &state.homeserver;
     let marker = hs.mark_history(&matrix_room, state.clock.now_ms()).await?;

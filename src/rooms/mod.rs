@@ -90,6 +90,15 @@ pub enum RoomError {
     NotPinned(String),
     #[error("chatroom has no message {0}")]
     NoSuchMessage(String),
+    /// The service cannot read or write an end-to-end encrypted room's messages.
+    #[error("chatroom {0} is end-to-end encrypted: the service cannot read or send its messages")]
+    Encrypted(ChatroomId),
+    /// Encryption is chosen when a room is created, and never undone.
+    #[error("chatroom {0}'s encryption was chosen at its creation and cannot change")]
+    EncryptionFixed(ChatroomId),
+    /// Only a message's sender edits it.
+    #[error("{0}")]
+    NotTheSender(String),
     /// Only assigned users can be muted.
     #[error("user {user} is one of the room's {role}s: demote them to an assigned user before muting")]
     NotMutable { user: AppUserId, role: &'static str },

@@ -28,12 +28,19 @@ pub struct RoomUpdate {
     pub settings: SettingsChange,
     /// Replaces all three role lists.
     pub roles: Option<RoleLists>,
+    /// End-to-end encryption is chosen at creation: only the room's own value is accepted.
+    pub encrypted: Option<bool>,
 }
 
 /// Stores the change with its sync job in one transaction (after uploading a new avatar), then
 /// lets the homeserver catch up. A room deleted meanwhile is `NotFound`, and nothing is written.
 pub async fn update(state: &AppState, id: ChatroomId, update: RoomUpdate) -> RoomResult<Written> {
     require_future_deletion(state, update.scheduled_deletion.flatten())?;
+    if let Some(encrypted) = update.encrypted {
+        if super::load(state, id).await?.encrypted != encrypted {
+            return Err(RoomError::EncryptionFixed(id));
+        }
+    }
     if let Some(roles) = &update.roles {
         // The lists alone first (the roster is checked with them under the row lock).
         let muted = muted_users(state, id).await?;

@@ -46,6 +46,8 @@ pub struct ChatroomResponse {
     pub archived: bool,
     /// When it was archived (RFC 3339), or null.
     pub archived_at: Option<DateTime<Utc>>,
+    /// End-to-end encrypted: members' clients read its messages, the service cannot.
+    pub encrypted: bool,
     /// The Matrix room id; null until the homeserver has created the room.
     #[serde(rename = "matrixRoomID")]
     pub matrix_room_id: Option<String>,
@@ -114,6 +116,7 @@ impl From<Chatroom> for ChatroomResponse {
             scheduled_deletion: room.scheduled_deletion.and_then(to_datetime),
             archived: room.archived_at.is_some(),
             archived_at: room.archived_at.and_then(to_datetime),
+            encrypted: room.encrypted,
             matrix_room_id: room.matrix_room_id.map(|id| id.to_string()),
             admins: room.roles.explicit.users_with(Role::Admin),
             moderators: room.roles.explicit.users_with(Role::Moderator),

@@ -30,6 +30,8 @@ pub struct Chatroom {
     pub deleted: bool,
     /// When the room was archived (Unix milliseconds), or None.
     pub archived_at: Option<i64>,
+    /// End-to-end encrypted: the homeserver holds only ciphertext, the service reads nothing.
+    pub encrypted: bool,
     pub settings: RoomSettings,
     /// Pinned messages (event ids) as last seen on the homeserver.
     pub pinned: Vec<String>,
@@ -104,6 +106,7 @@ pub struct NewChatroom<'a> {
     pub scheduled_deletion: Option<i64>,
     pub matrix_alias: &'a str,
     pub settings: &'a RoomSettings,
+    pub encrypted: bool,
 }
 
 /// Fields an update may change; `None` leaves a field as it is.
@@ -117,7 +120,7 @@ pub struct ChatroomChanges<'a> {
 
 const COLUMNS: &str =
     "c.id, c.kind, c.organization_id, c.event_id, c.name, c.avatar_url, c.automation_enabled, \
-     c.scheduled_deletion, c.matrix_room_id, c.matrix_alias, c.deleted_at, c.topic, c.read_only, c.max_users, c.pinned_events, c.archived_at, \
+     c.scheduled_deletion, c.matrix_room_id, c.matrix_alias, c.deleted_at, c.topic, c.read_only, c.max_users, c.pinned_events, c.archived_at, c.encrypted, \
      j.chatroom_id AS job_room, j.failed AS job_failed, j.last_error AS job_error, j.reason AS job_reason, \
      j.attempts AS job_attempts, j.members_listed AS job_listed, j.members_joined AS job_joined, \
      o.matrix_space_id AS space_id";
@@ -151,6 +154,7 @@ fn from_row(row: &AnyRow) -> sqlx::Result<Chatroom> {
         space_id: row.try_get::<Option<String>, _>("space_id")?.and_then(|id| RoomId::parse(id).ok()),
         deleted: deleted_at.is_some(),
         archived_at: row.try_get("archived_at")?,
+        encrypted: row.try_get::<i64, _>("encrypted")? != 0,
         settings: RoomSettings {
             topic: row.try_get::<Option<String>, _>("topic")?.map(RoomTopic::stored),
             read_only: row.try_get::<i64, _>("read_only")? != 0,
@@ -393,6 +397,22 @@ pub async fn list_of_user(
     ))
 }
 
+/// The Matrix rooms of an organization's live rooms (archived ones included, end-to-end
+/// encrypted ones not: nothing in them is readable), in id order.
+pub async fn matrix_rooms_of(
+    conn: &mut AnyConnection,
+    org: OrganizationId,
+) -> sqlx::Result<Vec<(ChatroomId, String)>> {
+    sqlx::query_as(
+        "SELECT id, matrix_room_id FROM chatrooms \
+         WHERE organization_id = $1 AND deleted_at IS NULL AND matrix_room_id IS NOT NULL AND encrypted = 0 \
+         ORDER BY id",
+    )
+    .bind(org)
+    .fetch_all(&mut *conn)
+    .await
+}
+
 /// Up to `limit` live rooms after `after` in id order (of one organization, when given),
 /// archived ones included, with their roles.
 pub async fn page_after(
@@ -451,8 +471,8 @@ async fn rooms_of_rows(conn: &mut AnyConnection, rows: &[AnyRow]) -> sqlx::Resul
 pub async fn insert(tx: &mut Tx, room: &NewChatroom<'_>, now: i64) -> sqlx::Result<ChatroomId> {
     sqlx::query_scalar(
         "INSERT INTO chatrooms (kind, organization_id, event_id, name, avatar_url, automation_enabled, \
-         scheduled_deletion, matrix_alias, created_at, updated_at, topic, read_only, max_users) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12) RETURNING id",
+         scheduled_deletion, matrix_alias, created_at, updated_at, topic, read_only, max_users, encrypted) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13) RETURNING id",
     )
     .bind(room.kind.as_str())
     .bind(room.organization_id)
@@ -466,6 +486,7 @@ pub async fn insert(tx: &mut Tx, room: &NewChatroom<'_>, now: i64) -> sqlx::Resu
     .bind(room.settings.topic.as_ref().map(RoomTopic::as_str))
     .bind(room.settings.read_only as i64)
     .bind(room.settings.max_users)
+    .bind(room.encrypted as i64)
     .fetch_one(&mut **tx)
     .await
 }

@@ -645,6 +645,7 @@ impl Reconciler {
                 room_version: Some(room_version),
                 invite: members.keys().cloned().collect(),
                 space: true,
+                encrypted: false,
             })
             .await?;
         let now = self.clock.now_ms();
@@ -831,6 +832,7 @@ impl Reconciler {
                 room_version: Some(room_version),
                 invite: members.keys().cloned().collect(),
                 space: false,
+                encrypted: room.encrypted,
             })
             .await?;
         let mut tx = self.store.begin().await?;

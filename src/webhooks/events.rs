@@ -30,6 +30,9 @@ pub enum EventType {
     /// Every message: sent only to subscriptions that name it.
     #[serde(rename = "message.created")]
     MessageCreated,
+    /// An edit by the message's sender.
+    #[serde(rename = "message.edited")]
+    MessageEdited,
     #[serde(rename = "message.redacted")]
     MessageRedacted,
     #[serde(rename = "message.blocked")]
@@ -37,7 +40,7 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 14] = [
+    pub const ALL: [EventType; 15] = [
         Self::RoomCreated,
         Self::RoomDeleted,
         Self::RoomArchived,
@@ -50,6 +53,7 @@ impl EventType {
         Self::MemberMuted,
         Self::MemberUnmuted,
         Self::MessageCreated,
+        Self::MessageEdited,
         Self::MessageRedacted,
         Self::MessageBlocked,
     ];
@@ -68,6 +72,7 @@ impl EventType {
             Self::MemberMuted => "member.muted",
             Self::MemberUnmuted => "member.unmuted",
             Self::MessageCreated => "message.created",
+            Self::MessageEdited => "message.edited",
             Self::MessageRedacted => "message.redacted",
             Self::MessageBlocked => "message.blocked",
         }

@@ -196,6 +196,15 @@ impl Homeserver for FaultyHomeserver {
     async fn messages(&self, room: &RoomId, from: Option<&str>, limit: u32) -> HsResult<MessagePage> {
         self.inner.messages(room, from, limit).await
     }
+    async fn search(
+        &self,
+        rooms: &[ruma::OwnedRoomId],
+        term: &str,
+        next: Option<&str>,
+        limit: u32,
+    ) -> HsResult<MessagePage> {
+        self.inner.search(rooms, term, next, limit).await
+    }
     async fn event(&self, room: &RoomId, event: &ruma::EventId) -> HsResult<Option<serde_json::Value>> {
         self.inner.event(room, event).await
     }

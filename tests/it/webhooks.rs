@@ -388,3 +388,40 @@ async fn archiving_and_unarchiving_are_reported_once_each() {
     );
     assert_eq!(delivered[0]["data"]["name"], "Seasonal");
 }
+
+#[tokio::test]
+async fn an_edit_by_its_sender_is_reported_as_message_edited() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start(false, false).await;
+    let org = fresh_org();
+    subscribe(&app, &receiver, json!({"organizationID": org, "eventTypes": ["message.edited"]})).await;
+    let [member] = fresh_users(1)[..] else { unreachable!() };
+    let room =
+        app.create_room(json!({"organizationID": org, "name": "Edited", "assignedUsers": [member]})).await;
+    let id = room["id"].as_i64().unwrap();
+    let token = jwt(json!(member.to_string()), json!([]), 600);
+    let (status, sent) = app
+        .send(
+            app.as_user(Method::POST, &format!("/chatrooms/{id}/messages"), &token)
+                .json(&json!({"body": "typo", "senderID": member})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sent}");
+    let event = sent["eventID"].as_str().unwrap();
+    let path = format!("/chatrooms/{id}/messages/{}", urlencoding::encode(event));
+    let (status, edited) =
+        app.send(app.as_user(Method::PATCH, &path, &token).json(&json!({"body": "fixed"}))).await;
+    assert_eq!(status, StatusCode::OK, "{edited}");
+    eventually("the edit is reported", Duration::from_secs(15), || async {
+        !receiver.delivered().is_empty()
+    })
+    .await;
+    let delivered = receiver.delivered();
+    assert_eq!(types_of(&delivered, id), ["message.edited"], "{delivered:?}");
+    let data = &delivered[0]["data"];
+    assert_eq!(
+        (&data["eventID"], &data["senderID"], &data["body"]),
+        (&json!(event), &json!(member), &json!("fixed"))
+    );
+    assert!(data["editID"].as_str().is_some_and(|edit| edit != event), "{data}");
+}
