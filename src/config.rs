@@ -92,6 +92,8 @@ pub struct SyncConfig {
     pub request_wait: Duration,
     pub worker_poll: Duration,
     pub scheduler_interval: Duration,
+    /// How often the homeserver's event reports (made in Matrix clients) are read.
+    pub report_poll: Duration,
     pub retry_base: Duration,
     pub retry_cap: Duration,
     pub lease: Duration,
@@ -314,6 +316,7 @@ impl Config {
                 request_wait: parse_ms("CHATROOMS_SYNC_WAIT_MS", 10_000)?,
                 worker_poll: at_least("CHATROOMS_WORKER_POLL_MS", 1_000, 10)?,
                 scheduler_interval: at_least("CHATROOMS_SCHEDULER_INTERVAL_MS", 10_000, 10)?,
+                report_poll: at_least("CHATROOMS_REPORT_POLL_MS", 3_000, 100)?,
                 retry_base,
                 retry_cap,
                 lease,

@@ -112,6 +112,11 @@ impl Application {
             state.config.sync.scheduler_interval,
             extra_stopped.clone(),
         ));
+        let report_intake = tokio::spawn(crate::appservice::report_intake::run(
+            state.clone(),
+            state.config.sync.report_poll,
+            extra_stopped.clone(),
+        ));
         let deliveries = tokio::spawn(crate::webhooks::delivery::run(
             state.store.clone(),
             state.clock.clone(),
@@ -123,7 +128,7 @@ impl Application {
         let router = api::router(state.clone());
         let served = axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await;
         let _ = stop_extra.send(true);
-        let _ = tokio::join!(sweeper, deliveries);
+        let _ = tokio::join!(sweeper, report_intake, deliveries);
         background.stop().await;
         state.store.close().await;
         served.context("serving HTTP")

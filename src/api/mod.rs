@@ -14,6 +14,7 @@ pub mod messages;
 pub mod moderation;
 pub mod organizations;
 mod prefer;
+pub mod reports;
 mod room_errors;
 pub mod rosters;
 mod standing;
@@ -59,7 +60,8 @@ use crate::{error::ApiError, metrics, rate_limit::Kind, state::AppState};
     tags(
         (name = "chatrooms", description = "Chatrooms and their role lists"),
         (name = "moderation", description = "Bans and mutes, timed or until lifted"),
-        (name = "messages", description = "Sending, reading and redacting a room's messages"),
+        (name = "messages", description = "Sending, reading, searching, editing and redacting a room's messages"),
+        (name = "reports", description = "Reported messages and the moderation queue"),
         (name = "user", description = "The caller's Matrix account: credentials, login, devices"),
         (name = "organizations", description = "Organizations: their Matrix space, and the rosters (members, event participants) automated rooms follow"),
         (name = "users", description = "App users as the backend manages them"),
@@ -137,6 +139,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(moderation::unmute_user))
         .routes(routes!(messages::send_message, messages::list_messages))
         .routes(routes!(messages::search_organization_messages))
+        .routes(routes!(reports::report_message))
+        .routes(routes!(reports::room_reports))
+        .routes(routes!(reports::organization_reports))
+        .routes(routes!(reports::resolve_report))
         .routes(routes!(messages::redact_message, messages::edit_message))
         .routes(routes!(messages::pin_message, messages::unpin_message))
         .routes(routes!(messages::truncate_history))

@@ -4,4 +4,5 @@
 
 mod events;
 pub mod inbox;
+pub mod report_intake;
 mod routing;

@@ -145,6 +145,28 @@ pub struct MessagePage {
     pub next: Option<String>,
 }
 
+/// A report a homeserver user made of an event (Synapse's admin API).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventReport {
+    /// The homeserver's id: increasing, newer reports have higher ones.
+    pub id: i64,
+    pub room_id: String,
+    pub event_id: String,
+    /// Who reported it.
+    pub reporter: String,
+    /// Who sent the event.
+    pub sender: Option<String>,
+    pub reason: Option<String>,
+    pub received_ts: i64,
+}
+
+/// A page of event reports, newest first, and the offset of the next (older) page.
+#[derive(Clone, Debug, Default)]
+pub struct EventReportPage {
+    pub reports: Vec<EventReport>,
+    pub next: Option<u64>,
+}
+
 /// How a history purge is going (Synapse's admin API).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PurgeStatus {
@@ -266,6 +288,11 @@ pub trait Homeserver: Send + Sync + 'static {
     async fn room_media(&self, room: &RoomId) -> HsResult<Vec<OwnedMxcUri>>;
     /// Deletes local media; already gone counts as success.
     async fn delete_media(&self, mxc: &OwnedMxcUri) -> HsResult<()>;
+    /// Reports of events made by the homeserver's users (admin API), newest first, from the
+    /// offset `from`.
+    async fn event_reports(&self, from: u64, limit: u32) -> HsResult<EventReportPage>;
+    /// Deletes one of the homeserver's event reports; an unknown one counts as success.
+    async fn delete_event_report(&self, id: i64) -> HsResult<()>;
     /// Shuts the room down and purges it, waiting until the purge finished.
     async fn purge_room(&self, room: &RoomId) -> HsResult<()>;
 

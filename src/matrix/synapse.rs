@@ -17,7 +17,8 @@ use serde_json::{json, Value};
 use tokio::sync::{Mutex, Semaphore};
 
 use super::{
-    Device, HomeserverError, HsResult, MatrixIds, MessagePage, NewRoom, PurgeStatus, RoomState, Session,
+    Device, EventReport, EventReportPage, HomeserverError, HsResult, MatrixIds, MessagePage, NewRoom,
+    PurgeStatus, RoomState, Session,
 };
 use crate::{
     config::{MatrixConfig, Secret},
@@ -821,6 +822,44 @@ impl super::Homeserver for Synapse {
         self.admin_send("delete devices", Method::POST, &path, Some(json!({"devices": devices})))
             .await
             .map(|_| ())
+    }
+
+    #[tracing::instrument(name = "homeserver.event_reports", skip(self))]
+    async fn event_reports(&self, from: u64, limit: u32) -> HsResult<EventReportPage> {
+        // Newest first (`dir=b`): a reader stops at the first report it has seen.
+        let path = format!("/_synapse/admin/v1/event_reports?dir=b&from={from}&limit={limit}");
+        let answer = self.admin_send("list event reports", Method::GET, &path, None).await?;
+        let text = |report: &Value, key: &str| report[key].as_str().map(str::to_owned);
+        let reports = answer["event_reports"]
+            .as_array()
+            .map(|reports| {
+                reports
+                    .iter()
+                    .filter_map(|report| {
+                        Some(EventReport {
+                            id: report["id"].as_i64()?,
+                            room_id: text(report, "room_id")?,
+                            event_id: text(report, "event_id")?,
+                            reporter: text(report, "user_id")?,
+                            sender: text(report, "sender"),
+                            reason: text(report, "reason"),
+                            received_ts: report["received_ts"].as_i64().unwrap_or_default(),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(EventReportPage { reports, next: answer["next_token"].as_u64() })
+    }
+
+    #[tracing::instrument(name = "homeserver.delete_event_report", skip(self))]
+    async fn delete_event_report(&self, id: i64) -> HsResult<()> {
+        let path = format!("/_synapse/admin/v1/event_reports/{id}");
+        match self.admin_send("delete event report", Method::DELETE, &path, None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.status() == Some(404) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     #[tracing::instrument(name = "homeserver.deactivate", skip(self), fields(user = %user))]

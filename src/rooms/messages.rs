@@ -464,15 +464,22 @@ pub async fn pin(
 /// The event is one of the room's messages (not state, not a redaction, not another room's),
 /// readable or end-to-end encrypted: pins and redactions need no plaintext.
 async fn require_message(state: &AppState, room: &ruma::RoomId, event: &ruma::EventId) -> RoomResult<()> {
+    message_event(state, room, event).await.map(|_| ())
+}
+
+/// One of the room's messages, as the homeserver has it (readable or end-to-end encrypted);
+/// anything else is `NoSuchMessage`.
+pub async fn message_event(
+    state: &AppState,
+    room: &ruma::RoomId,
+    event: &ruma::EventId,
+) -> RoomResult<Value> {
     let found = state.homeserver.event(room, event).await?;
     let is_message = |found: &Value| {
         matches!(found["type"].as_str(), Some("m.room.message" | "m.room.encrypted"))
             && found.get("state_key").is_none()
     };
-    if !found.is_some_and(|found| is_message(&found)) {
-        return Err(RoomError::NoSuchMessage(event.to_string()));
-    }
-    Ok(())
+    found.filter(is_message).ok_or_else(|| RoomError::NoSuchMessage(event.to_string()))
 }
 
 /// A history truncation: Synapse's purge id, and whether it finished within the request.

@@ -17,6 +17,7 @@ mod members;
 pub mod messages;
 pub mod moderation;
 pub mod organizations;
+pub mod reports;
 pub mod rosters;
 mod update;
 mod user_rooms;
@@ -96,6 +97,12 @@ pub enum RoomError {
     /// Encryption is chosen when a room is created, and never undone.
     #[error("chatroom {0}'s encryption was chosen at its creation and cannot change")]
     EncryptionFixed(ChatroomId),
+    #[error("you reported message {0} already; your report is still open")]
+    AlreadyReported(String),
+    #[error("no report {0}")]
+    NoSuchReport(i64),
+    #[error("report {0} is resolved already")]
+    ReportResolved(i64),
     /// Only a message's sender edits it.
     #[error("{0}")]
     NotTheSender(String),

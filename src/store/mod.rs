@@ -11,6 +11,7 @@ pub mod idempotency;
 pub mod jobs;
 pub mod moderation;
 pub mod organizations;
+pub mod reports;
 pub mod rosters;
 pub mod secrets;
 pub mod webhooks;

@@ -35,12 +35,15 @@ pub enum EventType {
     MessageEdited,
     #[serde(rename = "message.redacted")]
     MessageRedacted,
+    /// A report of a message, through the API or from a Matrix client.
+    #[serde(rename = "message.reported")]
+    MessageReported,
     #[serde(rename = "message.blocked")]
     MessageBlocked,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 15] = [
+    pub const ALL: [EventType; 16] = [
         Self::RoomCreated,
         Self::RoomDeleted,
         Self::RoomArchived,
@@ -55,6 +58,7 @@ impl EventType {
         Self::MessageCreated,
         Self::MessageEdited,
         Self::MessageRedacted,
+        Self::MessageReported,
         Self::MessageBlocked,
     ];
 
@@ -74,6 +78,7 @@ impl EventType {
             Self::MessageCreated => "message.created",
             Self::MessageEdited => "message.edited",
             Self::MessageRedacted => "message.redacted",
+            Self::MessageReported => "message.reported",
             Self::MessageBlocked => "message.blocked",
         }
     }

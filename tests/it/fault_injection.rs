@@ -205,6 +205,12 @@ impl Homeserver for FaultyHomeserver {
     ) -> HsResult<MessagePage> {
         self.inner.search(rooms, term, next, limit).await
     }
+    async fn event_reports(&self, from: u64, limit: u32) -> HsResult<chatrooms::matrix::EventReportPage> {
+        self.inner.event_reports(from, limit).await
+    }
+    async fn delete_event_report(&self, id: i64) -> HsResult<()> {
+        self.inner.delete_event_report(id).await
+    }
     async fn event(&self, room: &RoomId, event: &ruma::EventId) -> HsResult<Option<serde_json::Value>> {
         self.inner.event(room, event).await
     }

@@ -29,6 +29,7 @@ mod openapi;
 mod organization_rooms;
 mod prefer;
 mod rate_limits;
+mod reports;
 mod resilience;
 mod room_settings;
 mod rosters;

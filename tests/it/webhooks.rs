@@ -425,3 +425,41 @@ async fn an_edit_by_its_sender_is_reported_as_message_edited() {
     );
     assert!(data["editID"].as_str().is_some_and(|edit| edit != event), "{data}");
 }
+
+#[tokio::test]
+async fn a_report_is_reported_as_message_reported() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start(false, false).await;
+    let org = fresh_org();
+    subscribe(&app, &receiver, json!({"organizationID": org, "eventTypes": ["message.reported"]})).await;
+    let [reporter, sender] = fresh_users(2)[..] else { unreachable!() };
+    let room = app
+        .create_room(json!({"organizationID": org, "name": "Reported", "assignedUsers": [reporter, sender]}))
+        .await;
+    let id = room["id"].as_i64().unwrap();
+    let (status, sent) = app
+        .send(
+            app.request(Method::POST, &format!("/chatrooms/{id}/messages"))
+                .json(&json!({"body": "offensive", "senderID": sender})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sent}");
+    let event = sent["eventID"].as_str().unwrap();
+    let token = jwt(json!(reporter.to_string()), json!([]), 600);
+    let path = format!("/chatrooms/{id}/messages/{}/reports", urlencoding::encode(event));
+    let (status, report) =
+        app.send(app.as_user(Method::POST, &path, &token).json(&json!({"reason": "rude"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{report}");
+    eventually("the report is delivered", Duration::from_secs(15), || async {
+        !receiver.delivered().is_empty()
+    })
+    .await;
+    let delivered = receiver.delivered();
+    assert_eq!(types_of(&delivered, id), ["message.reported"], "{delivered:?}");
+    let data = &delivered[0]["data"];
+    assert_eq!(
+        (&data["reportID"], &data["eventID"], &data["reporterID"], &data["reason"], &data["source"]),
+        (&report["reportID"], &json!(event), &json!(reporter), &json!("rude"), &json!("api"))
+    );
+    assert_eq!(data["sender"], app.user_id(sender));
+}

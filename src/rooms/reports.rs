@@ -1,0 +1,331 @@
+//! Reported messages and the moderation queue: reports by app users through the API and by
+//! anyone in a Matrix client (the homeserver keeps those for its admins and pushes nothing:
+//! they are read from its admin API), resolved by a moderator with an action.
+
+use serde_json::{json, Value};
+
+use super::{load, messages, moderation, RoomError, RoomResult};
+use crate::{
+    domain::{AppUserId, ChatroomId, Role},
+    matrix::EventReport,
+    rooms::moderation::Actor,
+    state::AppState,
+    store::{
+        chatrooms,
+        reports::{self, NewReport, Report, ReportSource, ReportsQuery, Resolution},
+    },
+    webhooks::{self, EventType, Outgoing, RoomRef},
+};
+
+/// Characters of a report's reason and of a resolution's note.
+pub const MAX_REASON_CHARS: usize = 1000;
+
+/// The name of the homeserver report feed's cursor.
+const FEED: &str = "event_reports";
+
+/// A reason or note: trimmed, empty is none, at most [`MAX_REASON_CHARS`].
+pub fn parse_text(field: &str, text: Option<String>) -> RoomResult<Option<String>> {
+    let Some(text) = text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()) else { return Ok(None) };
+    let chars = text.chars().count();
+    if chars > MAX_REASON_CHARS || text.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(RoomError::Invalid(format!(
+            "{field} is {chars} characters long; at most {MAX_REASON_CHARS}, no control characters"
+        )));
+    }
+    Ok(Some(text))
+}
+
+/// What resolving a report does to the reported message or its sender.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Dismiss,
+    Redact,
+    Mute,
+    Ban,
+}
+
+impl Action {
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Dismiss, Self::Redact, Self::Mute, Self::Ban].into_iter().find(|a| a.as_str() == name)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dismiss => "dismiss",
+            Self::Redact => "redact",
+            Self::Mute => "mute",
+            Self::Ban => "ban",
+        }
+    }
+}
+
+/// A report with the message it is about, as the homeserver has it now.
+pub struct ReportView {
+    pub report: Report,
+    /// `None` once redacted, in an encrypted room, or gone from the homeserver.
+    pub body: Option<String>,
+    pub redacted: bool,
+    pub sender_id: Option<AppUserId>,
+}
+
+/// An app user reports one of the room's messages. `AlreadyReported` when their report of it
+/// is still open.
+pub async fn report(
+    state: &AppState,
+    id: ChatroomId,
+    event: &ruma::EventId,
+    reporter: AppUserId,
+    reason: Option<String>,
+) -> RoomResult<ReportView> {
+    let room = load(state, id).await?;
+    let matrix_room =
+        room.matrix_room_id.clone().ok_or_else(|| RoomError::NoSuchMessage(event.to_string()))?;
+    let message = messages::message_event(state, &matrix_room, event).await?;
+    let sender = message["sender"].as_str().unwrap_or_default().to_owned();
+    let reporter_id = state.homeserver.ids().user_id(reporter).map_err(RoomError::Invalid)?;
+    let new = NewReport {
+        chatroom_id: id,
+        event_id: event.as_str(),
+        sender: &sender,
+        reporter: reporter_id.as_str(),
+        reporter_user_id: Some(reporter),
+        reason: reason.as_deref(),
+        source: ReportSource::Api,
+        homeserver_report_id: None,
+        at: state.clock.now_ms(),
+    };
+    let mut tx = state.store.begin().await?;
+    let Some(report_id) = reports::insert(&mut tx, &new).await? else {
+        return Err(RoomError::AlreadyReported(event.to_string()));
+    };
+    emit_reported(&mut tx, &RoomRef::of(&room), report_id, &new).await?;
+    tx.commit().await?;
+    tracing::info!(chatroom = id, event = %event, report = report_id, "message reported");
+    let report = find(state, report_id).await?;
+    Ok(view(state, report, Some(&message)).await)
+}
+
+async fn emit_reported(
+    conn: &mut sqlx::AnyConnection,
+    room: &RoomRef,
+    report_id: i64,
+    report: &NewReport<'_>,
+) -> sqlx::Result<()> {
+    let data = json!({"reportID": report_id, "eventID": report.event_id, "sender": report.sender,
+        "reporter": report.reporter, "reporterID": report.reporter_user_id, "reason": report.reason,
+        "source": report.source.as_str()});
+    let data = data.as_object().cloned().unwrap_or_default();
+    let source = format!("report/{report_id}");
+    webhooks::emit(
+        conn,
+        Outgoing { kind: EventType::MessageReported, room, source: &source, data, at: report.at },
+    )
+    .await
+    .map(|_| ())
+}
+
+/// The reports of a queue, newest first, each with its message; and how many there are.
+pub async fn queue(state: &AppState, query: &ReportsQuery) -> RoomResult<(Vec<ReportView>, i64)> {
+    let mut conn = state.store.reader().acquire().await?;
+    let (found, total) = reports::list(&mut conn, query).await?;
+    drop(conn);
+    let mut views = Vec::with_capacity(found.len());
+    for report in found {
+        views.push(view(state, report, None).await);
+    }
+    Ok((views, total))
+}
+
+pub async fn find(state: &AppState, id: i64) -> RoomResult<Report> {
+    let mut conn = state.store.reader().acquire().await?;
+    reports::find(&mut conn, id).await?.ok_or(RoomError::NoSuchReport(id))
+}
+
+/// The report with its message as the homeserver has it (read as the bot; a failure to read
+/// shows as no body: the queue stays usable while the homeserver is down).
+async fn view(state: &AppState, report: Report, message: Option<&Value>) -> ReportView {
+    let hs = &state.homeserver;
+    let read = match message {
+        Some(message) => Some(message.clone()),
+        None => match load(state, report.chatroom_id).await.ok().and_then(|room| room.matrix_room_id) {
+            Some(room) => match ruma::EventId::parse(&report.event_id) {
+                Ok(event) => hs.event(&room, &event).await.ok().flatten(),
+                Err(_) => None,
+            },
+            None => None,
+        },
+    };
+    let redacted = read.as_ref().is_some_and(|m| !m["unsigned"]["redacted_because"].is_null());
+    let body = read.as_ref().and_then(|m| m["content"]["body"].as_str()).map(str::to_owned);
+    let sender_id = ruma::UserId::parse(&report.sender).ok().and_then(|user| hs.ids().app_user(&user));
+    ReportView { report, body, redacted, sender_id }
+}
+
+/// What a moderator decided.
+pub struct Decision {
+    pub action: Action,
+    pub duration_secs: Option<i64>,
+    pub note: Option<String>,
+}
+
+/// Resolves a report: applies the action through the moderation layer (the actor's rank rules
+/// as anywhere), then closes every open report of that message, here and on the homeserver.
+pub async fn resolve(
+    state: &AppState,
+    report_id: i64,
+    actor: Actor,
+    decision: Decision,
+) -> RoomResult<ReportView> {
+    let report = find(state, report_id).await?;
+    if report.resolution.is_some() {
+        return Err(RoomError::ReportResolved(report_id));
+    }
+    let id = report.chatroom_id;
+    let sender =
+        ruma::UserId::parse(&report.sender).ok().and_then(|user| state.homeserver.ids().app_user(&user));
+    let room = load(state, id).await?;
+    let reason = decision.note.clone().or_else(|| report.reason.clone()).map(|r| format!("reported: {r}"));
+    match decision.action {
+        Action::Dismiss => {}
+        Action::Redact => {
+            // A moderator never acts on an admin or another moderator, their messages included.
+            if let Some(user) = sender {
+                let theirs = room.roles.role_of(user);
+                if Role::rank(theirs) >= actor.rank {
+                    return Err(RoomError::Outranked(format!(
+                        "you cannot redact the messages of user {user}, a room {}",
+                        theirs.map_or("user", Role::as_str)
+                    )));
+                }
+            }
+            let event =
+                ruma::EventId::parse(&report.event_id).map_err(|e| RoomError::Invalid(e.to_string()))?;
+            messages::redact(state, id, &event, reason.as_deref()).await?;
+        }
+        Action::Mute | Action::Ban => {
+            let user = sender.ok_or_else(|| {
+                RoomError::Invalid(format!(
+                    "{} is not one of the app's users: only a redaction applies",
+                    report.sender
+                ))
+            })?;
+            let actor = Actor { key: actor.key.clone(), rank: actor.rank };
+            if decision.action == Action::Ban {
+                moderation::ban(state, id, actor, user, reason, decision.duration_secs).await?;
+            } else {
+                moderation::mute(state, id, actor, user, decision.duration_secs).await?;
+            }
+        }
+    }
+    let resolution = Resolution {
+        at: state.clock.now_ms(),
+        by: actor.key,
+        action: decision.action.as_str().to_owned(),
+        note: decision.note,
+    };
+    let mut tx = state.store.begin().await?;
+    let closed = reports::resolve_message(&mut tx, id, &report.event_id, &resolution).await?;
+    tx.commit().await?;
+    tracing::info!(
+        chatroom = id,
+        report = report_id,
+        action = decision.action.as_str(),
+        closed = closed.len(),
+        "report resolved"
+    );
+    for homeserver_report in closed.into_iter().flatten() {
+        close_on_homeserver(state, homeserver_report).await;
+    }
+    let report = find(state, report_id).await?;
+    Ok(view(state, report, None).await)
+}
+
+/// Deletes the homeserver's copy of a resolved report; a failure is retried by the intake.
+async fn close_on_homeserver(state: &AppState, homeserver_report: i64) {
+    match state.homeserver.delete_event_report(homeserver_report).await {
+        Ok(()) => {
+            if let Ok(mut conn) = state.store.pool().acquire().await {
+                if let Err(e) = reports::closed_on_homeserver(&mut conn, homeserver_report).await {
+                    tracing::warn!(error = %e, homeserver_report, "recording a closed homeserver report failed");
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, homeserver_report, "closing the homeserver's report failed; retried")
+        }
+    }
+}
+
+/// Takes the reports Matrix clients made since the last read (newest first until one already
+/// seen) into the queue, and closes on the homeserver what was resolved here but is still open
+/// there. How many reports were new.
+pub async fn take_homeserver_reports(state: &AppState) -> RoomResult<usize> {
+    let mut conn = state.store.pool().acquire().await?;
+    let seen = reports::cursor(&mut conn, FEED).await?;
+    drop(conn);
+    let hs = &state.homeserver;
+    let mut fresh: Vec<EventReport> = Vec::new();
+    let mut from = 0;
+    loop {
+        let page = hs.event_reports(from, 100).await?;
+        let before = fresh.len();
+        fresh.extend(page.reports.into_iter().take_while(|report| report.id > seen));
+        let complete = fresh.len() - before;
+        match page.next {
+            Some(next) if complete == 100 => from = next,
+            _ => break,
+        }
+    }
+    let mut taken = 0;
+    for report in fresh.iter().rev() {
+        taken += usize::from(take(state, report).await?);
+    }
+    if let Some(newest) = fresh.iter().map(|report| report.id).max() {
+        let mut conn = state.store.pool().acquire().await?;
+        reports::advance_cursor(&mut conn, FEED, newest).await?;
+    }
+    let mut conn = state.store.pool().acquire().await?;
+    let unclosed = reports::unclosed_on_homeserver(&mut conn, 100).await?;
+    drop(conn);
+    for homeserver_report in unclosed {
+        close_on_homeserver(state, homeserver_report).await;
+    }
+    Ok(taken)
+}
+
+/// One homeserver report into the queue, if it is about one of our rooms; true when new.
+async fn take(state: &AppState, report: &EventReport) -> RoomResult<bool> {
+    let mut conn = state.store.reader().acquire().await?;
+    let found = chatrooms::find_by_matrix_room(&mut conn, &report.room_id).await?;
+    // Before the write below: on SQLite the writer is one connection.
+    drop(conn);
+    let Some(room) = found else { return Ok(false) };
+    if room.deleted {
+        return Ok(false);
+    }
+    let reporter_user_id =
+        ruma::UserId::parse(&report.reporter).ok().and_then(|u| state.homeserver.ids().app_user(&u));
+    let reason = report.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
+    let new = NewReport {
+        chatroom_id: room.id,
+        event_id: &report.event_id,
+        sender: report.sender.as_deref().unwrap_or_default(),
+        reporter: &report.reporter,
+        reporter_user_id,
+        reason,
+        source: ReportSource::Homeserver,
+        homeserver_report_id: Some(report.id),
+        at: report.received_ts,
+    };
+    let mut tx = state.store.begin().await?;
+    let Some(report_id) = reports::insert(&mut tx, &new).await? else { return Ok(false) };
+    emit_reported(&mut tx, &RoomRef::of(&room), report_id, &new).await?;
+    tx.commit().await?;
+    tracing::info!(
+        chatroom = room.id,
+        report = report_id,
+        homeserver_report = report.id,
+        "a client's report taken into the queue"
+    );
+    Ok(true)
+}

@@ -1,0 +1,278 @@
+//! Reported messages and the moderation queue: reports through the API and from Matrix
+//! clients (read from the homeserver), worked by the room's staff, resolved with an action
+//! the homeserver then shows.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::harness::{eventually, fresh_org, fresh_users, jwt, TestApp};
+
+fn token(user: i64) -> String {
+    jwt(json!(user.to_string()), json!([]), 600)
+}
+
+async fn send_as(app: &TestApp, room: &Value, user: i64, body: &str) -> String {
+    let (status, sent) = app
+        .send(
+            app.request(Method::POST, &format!("/chatrooms/{}/messages", room["id"]))
+                .json(&json!({"body": body, "senderID": user})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sent}");
+    sent["eventID"].as_str().unwrap().to_owned()
+}
+
+fn report(app: &TestApp, room: &Value, event: &str, user: i64, reason: &str) -> reqwest::RequestBuilder {
+    let path = format!("/chatrooms/{}/messages/{}/reports", room["id"], urlencoding::encode(event));
+    app.as_user(Method::POST, &path, &token(user)).json(&json!({"reason": reason}))
+}
+
+fn resolve(app: &TestApp, report: &Value, user: Option<i64>, body: Value) -> reqwest::RequestBuilder {
+    let path = format!("/reports/{}/resolve", report["reportID"]);
+    match user {
+        Some(user) => app.as_user(Method::POST, &path, &token(user)).json(&body),
+        None => app.request(Method::POST, &path).json(&body),
+    }
+}
+
+async fn queue(app: &TestApp, path: &str, user: Option<i64>) -> Value {
+    let request = match user {
+        Some(user) => app.as_user(Method::GET, path, &token(user)),
+        None => app.request(Method::GET, path),
+    };
+    let (status, page) = app.send(request).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {page}");
+    page
+}
+
+fn ids(page: &Value) -> Vec<i64> {
+    page["entries"].as_array().unwrap().iter().map(|e| e["reportID"].as_i64().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn reports_through_the_api_reach_the_queue_and_a_ban_resolves_them_all() {
+    let app = TestApp::spawn().await;
+    let org = fresh_org();
+    let [moderator, other_moderator, alice, bob, spammer] = fresh_users(5)[..] else { unreachable!() };
+    let room = app
+        .create_room(
+            json!({"organizationID": org, "name": "Reported", "moderators": [moderator, other_moderator],
+            "assignedUsers": [alice, bob, spammer]}),
+        )
+        .await;
+    let spam = send_as(&app, &room, spammer, "cheap pills here").await;
+    let (status, first) = app.send(report(&app, &room, &spam, alice, "spam")).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(
+        (
+            &first["status"],
+            &first["reporterID"],
+            &first["source"],
+            &first["message"]["body"],
+            &first["message"]["senderID"]
+        ),
+        (&json!("open"), &json!(alice), &json!("api"), &json!("cheap pills here"), &json!(spammer))
+    );
+    let (status, again) = app.send(report(&app, &room, &spam, alice, "spam!!")).await;
+    assert_eq!(
+        (status, again["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("already_reported")),
+        "{again}"
+    );
+    let (status, second) = app.send(report(&app, &room, &spam, bob, "ads")).await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+
+    let room_queue = format!("/chatrooms/{}/reports", room["id"]);
+    let staff = queue(&app, &room_queue, Some(moderator)).await;
+    assert_eq!(
+        ids(&staff),
+        [second["reportID"].as_i64().unwrap(), first["reportID"].as_i64().unwrap()],
+        "newest first"
+    );
+    assert_eq!(staff["total"], 2);
+    let own = queue(&app, &room_queue, Some(alice)).await;
+    assert_eq!(ids(&own), [first["reportID"].as_i64().unwrap()], "a reporter sees their own reports");
+    let org_queue = format!("/organizations/{org}/reports");
+    let admin = jwt(json!("1"), json!([{"id": org, "admin": true}]), 600);
+    let (status, page) = app.send(app.as_user(Method::GET, &org_queue, &admin)).await;
+    assert_eq!((status, page["total"].as_i64()), (StatusCode::OK, Some(2)), "{page}");
+    assert_eq!(ids(&queue(&app, &org_queue, Some(bob)).await), [second["reportID"].as_i64().unwrap()]);
+
+    // A moderator never acts on another moderator, their messages included.
+    let theirs = send_as(&app, &room, other_moderator, "moderator talk").await;
+    let (_, about_staff) = app.send(report(&app, &room, &theirs, alice, "rude")).await;
+    let (status, answer) =
+        app.send(resolve(&app, &about_staff, Some(moderator), json!({"action": "ban"}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    let (status, answer) =
+        app.send(resolve(&app, &about_staff, Some(alice), json!({"action": "dismiss"}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "an assigned user works no queue: {answer}");
+
+    let (status, resolved) = app
+        .send(resolve(
+            &app,
+            &first,
+            Some(moderator),
+            json!({"action": "ban", "durationSeconds": 3600, "note": "spammer"}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{resolved}");
+    assert_eq!(
+        (
+            &resolved["status"],
+            &resolved["resolution"]["action"],
+            &resolved["resolution"]["resolvedBy"],
+            &resolved["resolution"]["note"]
+        ),
+        (&json!("resolved"), &json!("ban"), &json!(format!("user:{moderator}")), &json!("spammer"))
+    );
+    let matrix = app.matrix();
+    let seen = matrix.room(room["matrixRoomID"].as_str().unwrap()).await;
+    assert_eq!(
+        seen.memberships.get(&app.user_id(spammer)).map(String::as_str),
+        Some("ban"),
+        "banned on the homeserver"
+    );
+    let open = queue(&app, &room_queue, Some(moderator)).await;
+    assert_eq!(ids(&open), [about_staff["reportID"].as_i64().unwrap()], "both reports of the message closed");
+    let closed = queue(&app, &format!("{room_queue}?status=resolved"), Some(moderator)).await;
+    assert_eq!(closed["total"], 2, "{closed}");
+    let (status, answer) = app.send(resolve(&app, &second, None, json!({"action": "dismiss"}))).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("report_resolved")),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn a_report_from_a_matrix_client_reaches_the_queue_and_a_redaction_closes_it_on_the_homeserver() {
+    let app = TestApp::spawn().await;
+    let org = fresh_org();
+    let [moderator, reporter, sender] = fresh_users(3)[..] else { unreachable!() };
+    let room = app
+        .create_room(json!({"organizationID": org, "name": "Client reports", "moderators": [moderator],
+            "assignedUsers": [reporter, sender]}))
+        .await;
+    let event = send_as(&app, &room, sender, "something nasty").await;
+    let matrix = app.matrix();
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/report/{}?user_id={}",
+        urlencoding::encode(room["matrixRoomID"].as_str().unwrap()),
+        urlencoding::encode(&event),
+        urlencoding::encode(&app.user_id(reporter))
+    );
+    let reported_at = Instant::now();
+    let (status, answer) =
+        matrix.call(Method::POST, &path, matrix.as_token(), Some(json!({"reason": "nasty"}))).await;
+    assert_eq!(status, StatusCode::OK, "the homeserver takes the report: {answer}");
+    let room_queue = format!("/chatrooms/{}/reports", room["id"]);
+    eventually("the client's report is in the queue", Duration::from_secs(10), || async {
+        queue(&app, &room_queue, Some(moderator)).await["total"] == 1
+    })
+    .await;
+    println!("a client's report reached the queue in {} ms", reported_at.elapsed().as_millis());
+    let page = queue(&app, &room_queue, Some(moderator)).await;
+    let entry = &page["entries"][0];
+    assert_eq!(
+        (
+            &entry["source"],
+            &entry["reporterID"],
+            &entry["reason"],
+            &entry["message"]["eventID"],
+            &entry["message"]["senderID"]
+        ),
+        (&json!("homeserver"), &json!(reporter), &json!("nasty"), &json!(event), &json!(sender))
+    );
+    let (status, listed) = matrix
+        .admin_get(&format!(
+            "/_synapse/admin/v1/event_reports?room_id={}",
+            urlencoding::encode(room["matrixRoomID"].as_str().unwrap())
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let homeserver_report = listed["event_reports"][0]["id"].as_i64().expect("the homeserver's report");
+
+    let (status, resolved) =
+        app.send(resolve(&app, entry, Some(moderator), json!({"action": "redact"}))).await;
+    assert_eq!(status, StatusCode::OK, "{resolved}");
+    let seen = matrix
+        .call(
+            Method::GET,
+            &format!(
+                "/_matrix/client/v3/rooms/{}/event/{}",
+                urlencoding::encode(room["matrixRoomID"].as_str().unwrap()),
+                urlencoding::encode(&event)
+            ),
+            matrix.as_token(),
+            None,
+        )
+        .await
+        .1;
+    assert!(!seen["unsigned"]["redacted_because"].is_null(), "redacted on the homeserver: {seen}");
+    eventually("the homeserver's report is gone", Duration::from_secs(10), || async {
+        matrix.admin_get(&format!("/_synapse/admin/v1/event_reports/{homeserver_report}")).await.0
+            == StatusCode::NOT_FOUND
+    })
+    .await;
+    // The intake does not take it again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(queue(&app, &format!("{room_queue}?status=resolved"), Some(moderator)).await["total"], 1);
+    assert_eq!(queue(&app, &room_queue, Some(moderator)).await["total"], 0);
+}
+
+#[tokio::test]
+async fn bad_reports_and_resolutions_are_refused_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let org = fresh_org();
+    let [moderator, member, outsider] = fresh_users(3)[..] else { unreachable!() };
+    let room = app
+        .create_room(json!({"organizationID": org, "name": "Strict", "moderators": [moderator], "assignedUsers": [member]}))
+        .await;
+    let other =
+        app.create_room(json!({"organizationID": org, "name": "Other", "assignedUsers": [member]})).await;
+    let event = send_as(&app, &room, member, "fine message").await;
+    let (status, _) = app.send(report(&app, &room, &event, member, &"x".repeat(1001))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a reason over 1,000 characters");
+    let (status, _) = app.send(report(&app, &other, &event, member, "wrong room")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "an event of another room");
+    let (status, _) = app.send(report(&app, &room, &event, outsider, "not mine")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a user holding no role in the room");
+    let (status, _) = app
+        .send(
+            app.request(
+                Method::POST,
+                &format!("/chatrooms/{}/messages/{}/reports", room["id"], urlencoding::encode(&event)),
+            )
+            .json(&json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "the backend names the reporter");
+    let (status, filed) = app.send(report(&app, &room, &event, member, "test")).await;
+    assert_eq!(status, StatusCode::CREATED, "{filed}");
+    for body in [
+        json!({"action": "obliterate"}),
+        json!({"action": "ban", "durationSeconds": 31_536_001}),
+        json!({"action": "dismiss", "durationSeconds": 60}),
+        json!({"action": "dismiss", "note": "n".repeat(1001)}),
+        json!({}),
+    ] {
+        let (status, answer) = app.send(resolve(&app, &filed, Some(moderator), body.clone())).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
+    }
+    let (status, _) = app
+        .send(app.request(Method::POST, "/reports/999999999/resolve").json(&json!({"action": "dismiss"})))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) =
+        app.send(app.request(Method::GET, &format!("/chatrooms/{}/reports?status=bogus", room["id"]))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let page = queue(&app, &format!("/chatrooms/{}/reports", room["id"]), None).await;
+    assert_eq!(
+        (page["total"].as_i64(), &page["entries"][0]["status"]),
+        (Some(1), &json!("open")),
+        "still open: {page}"
+    );
+}
