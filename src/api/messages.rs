@@ -565,7 +565,7 @@ pub struct EditMessageRequest {
         (status = 409, description = "The room is archived (`room_archived`) or end-to-end encrypted (`room_encrypted`)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 422, description = "An empty or too long body, formattedBody over 32 KiB, a message too big for one Matrix event, or the body is not a JSON object", body = ErrorBody),
+        (status = 422, description = "An empty or too long body, formattedBody over 32 KiB, a message too big for one Matrix event, a sender who no longer holds a role in the room, or the body is not a JSON object", body = ErrorBody),
         (status = 502, description = "The homeserver refused (code `homeserver_refused`)", body = ErrorBody),
         (status = 503, description = "Homeserver unavailable (with `Retry-After`)", body = ErrorBody),
         (status = 500, description = "A fault of ours, or the homeserver refuses this service's own credentials (code `homeserver_credentials_refused`)", body = ErrorBody),

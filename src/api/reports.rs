@@ -318,7 +318,7 @@ async fn page_of(state: &AppState, query: &ReportsQuery) -> ApiResult<Json<Repor
         (status = 400, description = "Malformed JSON, or reportID is not a positive integer", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "The caller does not moderate the room, or is outranked by the message's sender", body = ErrorBody),
-        (status = 404, description = "No such report", body = ErrorBody),
+        (status = 404, description = "No such report; or, for `mute`, its sender is no longer in the room's lists, and for `redact`, the message is gone (a truncation)", body = ErrorBody),
         (status = 409, description = "The report is resolved already (`report_resolved`); a mute of an admin or moderator (`not_mutable`)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),

@@ -34,6 +34,8 @@ pub enum Pushed<'a> {
     /// A room message (`m.room.message`), its text and any edit's new text; `edits` is the
     /// event an edit (`m.replace`) replaces.
     Message { text: Vec<&'a str>, edits: Option<&'a str> },
+    /// End-to-end encryption turned on (`m.room.encryption`): for good, in Matrix too.
+    Encryption,
 }
 
 /// One pushed event, with what every kind has.
@@ -74,8 +76,10 @@ pub fn parse(event: &Value) -> Option<Event<'_>> {
             redacts: content["redacts"].as_str().or(event["redacts"].as_str())?,
             reason: content["reason"].as_str(),
         },
+        "m.room.encryption" if is_state => Pushed::Encryption,
         "m.room.message" if !is_state => {
-            let text = [&content["body"], &content["formatted_body"], &content["m.new_content"]["body"]]
+            let new = &content["m.new_content"];
+            let text = [&content["body"], &content["formatted_body"], &new["formatted_body"], &new["body"]]
                 .into_iter()
                 .filter_map(Value::as_str)
                 .collect();
@@ -158,12 +162,14 @@ mod tests {
         }
         let edit = event(
             "m.room.message",
-            json!({"content": {"body": "* hi", "m.new_content": {"body": "hi"}, "msgtype": "m.text",
+            json!({"content": {"body": "* hi", "msgtype": "m.text",
+                "m.new_content": {"body": "hi", "formatted_body": "<b>hi</b>"},
                 "m.relates_to": {"rel_type": "m.replace", "event_id": "$original"}}}),
         );
+        // The new HTML too: it is what clients show.
         assert_eq!(
             parse(&edit).unwrap().what,
-            Pushed::Message { text: vec!["* hi", "hi"], edits: Some("$original") }
+            Pushed::Message { text: vec!["* hi", "<b>hi</b>", "hi"], edits: Some("$original") }
         );
     }
 

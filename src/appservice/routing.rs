@@ -167,6 +167,7 @@ async fn report(state: &AppState, room: &RoomRef, event: &Event<'_>) -> Result<(
                 "reason": reason}));
             out.push((EventType::MessageRedacted, event.event_id.to_owned(), data));
         }
+        Pushed::Encryption => {}
         Pushed::Message { text, edits: None } => {
             let data = fields(json!({"eventID": event.event_id, "senderID": ids.app_user(&event.sender),
                 "sender": event.sender.as_str(), "body": text.first()}));
@@ -243,5 +244,14 @@ async fn act(state: &AppState, chatroom: &Chatroom, event: Event<'_>) -> Result<
             rooms::blocklists::enforce(state, chatroom, sender, event.event_id, &text).await.map(|_| ())
         }
         Pushed::Redaction { .. } => Ok(()),
+        // A room admin turned encryption on in a Matrix client: from now on the service reads
+        // nothing there, and says so instead of acting on ciphertext.
+        Pushed::Encryption if !chatroom.encrypted => {
+            let mut conn = state.store.pool().acquire().await?;
+            chatrooms::set_encrypted(&mut conn, room).await?;
+            tracing::info!(chatroom = room, sender = %event.sender, "end-to-end encryption turned on in a client");
+            Ok(())
+        }
+        Pushed::Encryption => Ok(()),
     }
 }

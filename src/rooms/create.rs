@@ -73,6 +73,10 @@ impl RoomDraft {
             let given = (self.avatar.is_some(), self.automation_enabled.is_some());
             described.push_str(&format!("|{:?}|{:?}|{given:?}", self.settings, self.copy_from));
         }
+        // Only when asked for: keys recorded before encryption existed stay valid.
+        if self.encrypted {
+            described.push_str("|encrypted");
+        }
         hex::encode(Sha256::digest(described.as_bytes()))
     }
 }

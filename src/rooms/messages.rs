@@ -406,8 +406,14 @@ pub async fn search(
                     continue;
                 };
                 match hs.event(&matrix, &original).await? {
-                    // Only the sender edits their message.
-                    Some(original) if original["sender"] == event["sender"] => original,
+                    // Only the sender edits their message; and when its own text matched too,
+                    // its own hit shows it (once, in its place).
+                    Some(original) if original["sender"] == event["sender"] => {
+                        if term.found_in(original["content"]["body"].as_str().unwrap_or_default()) {
+                            continue;
+                        }
+                        original
+                    }
                     _ => continue,
                 }
             }

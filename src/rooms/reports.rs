@@ -168,8 +168,9 @@ pub struct Decision {
     pub note: Option<String>,
 }
 
-/// Resolves a report: applies the action through the moderation layer (the actor's rank rules
-/// as anywhere), then closes every open report of that message, here and on the homeserver.
+/// Resolves a report: claims every open report of that message (a concurrent resolution then
+/// finds it resolved), applies the action through the moderation layer (the actor's rank rules
+/// as anywhere; when it fails, the reports are open again), and closes the homeserver's copies.
 pub async fn resolve(
     state: &AppState,
     report_id: i64,
@@ -184,60 +185,89 @@ pub async fn resolve(
     let sender =
         ruma::UserId::parse(&report.sender).ok().and_then(|user| state.homeserver.ids().app_user(&user));
     let room = load(state, id).await?;
-    let reason = decision.note.clone().or_else(|| report.reason.clone()).map(|r| format!("reported: {r}"));
-    match decision.action {
-        Action::Dismiss => {}
-        Action::Redact => {
-            // A moderator never acts on an admin or another moderator, their messages included.
-            if let Some(user) = sender {
-                let theirs = room.roles.role_of(user);
-                if Role::rank(theirs) >= actor.rank {
-                    return Err(RoomError::Outranked(format!(
-                        "you cannot redact the messages of user {user}, a room {}",
-                        theirs.map_or("user", Role::as_str)
-                    )));
-                }
-            }
-            let event =
-                ruma::EventId::parse(&report.event_id).map_err(|e| RoomError::Invalid(e.to_string()))?;
-            messages::redact(state, id, &event, reason.as_deref()).await?;
-        }
-        Action::Mute | Action::Ban => {
-            let user = sender.ok_or_else(|| {
-                RoomError::Invalid(format!(
-                    "{} is not one of the app's users: only a redaction applies",
-                    report.sender
-                ))
-            })?;
-            let actor = Actor { key: actor.key.clone(), rank: actor.rank };
-            if decision.action == Action::Ban {
-                moderation::ban(state, id, actor, user, reason, decision.duration_secs).await?;
-            } else {
-                moderation::mute(state, id, actor, user, decision.duration_secs).await?;
+    match (decision.action, sender) {
+        // A moderator never acts on an admin or another moderator, their messages included.
+        (Action::Redact, Some(user)) => {
+            let theirs = room.roles.role_of(user);
+            if Role::rank(theirs) >= actor.rank {
+                return Err(RoomError::Outranked(format!(
+                    "you cannot redact the messages of user {user}, a room {}",
+                    theirs.map_or("user", Role::as_str)
+                )));
             }
         }
+        (Action::Mute | Action::Ban, None) => {
+            return Err(RoomError::Invalid(format!(
+                "{} is not one of the app's users: only a redaction applies",
+                report.sender
+            )))
+        }
+        _ => {}
     }
     let resolution = Resolution {
         at: state.clock.now_ms(),
-        by: actor.key,
+        by: actor.key.clone(),
         action: decision.action.as_str().to_owned(),
-        note: decision.note,
+        note: decision.note.clone(),
     };
     let mut tx = state.store.begin().await?;
-    let closed = reports::resolve_message(&mut tx, id, &report.event_id, &resolution).await?;
+    let claimed = reports::resolve_message(&mut tx, id, &report.event_id, &resolution).await?;
+    if !claimed.iter().any(|(claimed, _)| *claimed == report_id) {
+        return Err(RoomError::ReportResolved(report_id));
+    }
     tx.commit().await?;
+    if let Err(e) = act(state, &report, sender, actor, &decision).await {
+        let ids: Vec<i64> = claimed.iter().map(|(id, _)| *id).collect();
+        let mut conn = state.store.pool().acquire().await?;
+        reports::reopen(&mut conn, &ids).await?;
+        return Err(e);
+    }
     tracing::info!(
         chatroom = id,
         report = report_id,
         action = decision.action.as_str(),
-        closed = closed.len(),
+        closed = claimed.len(),
         "report resolved"
     );
-    for homeserver_report in closed.into_iter().flatten() {
+    for homeserver_report in claimed.into_iter().filter_map(|(_, homeserver)| homeserver) {
         close_on_homeserver(state, homeserver_report).await;
     }
     let report = find(state, report_id).await?;
     Ok(view(state, report, None).await)
+}
+
+/// What the decision does to the reported message or its sender.
+async fn act(
+    state: &AppState,
+    report: &Report,
+    sender: Option<AppUserId>,
+    actor: Actor,
+    decision: &Decision,
+) -> RoomResult<()> {
+    let id = report.chatroom_id;
+    // Shown to Matrix clients with the redaction or ban: within a ban reason's length.
+    let reason = decision
+        .note
+        .clone()
+        .or_else(|| report.reason.clone())
+        .map(|r| format!("reported: {r}").chars().take(moderation::MAX_REASON_CHARS).collect::<String>());
+    match (decision.action, sender) {
+        (Action::Dismiss, _) => Ok(()),
+        (Action::Redact, _) => {
+            let event =
+                ruma::EventId::parse(&report.event_id).map_err(|e| RoomError::Invalid(e.to_string()))?;
+            messages::redact(state, id, &event, reason.as_deref()).await
+        }
+        (Action::Ban, Some(user)) => {
+            moderation::ban(state, id, actor, user, reason, decision.duration_secs).await.map(|_| ())
+        }
+        (Action::Mute, Some(user)) => {
+            moderation::mute(state, id, actor, user, decision.duration_secs).await.map(|_| ())
+        }
+        (Action::Mute | Action::Ban, None) => {
+            Err(RoomError::Invalid(format!("{} is not one of the app's users", report.sender)))
+        }
+    }
 }
 
 /// Deletes the homeserver's copy of a resolved report; a failure is retried by the intake.
@@ -268,16 +298,20 @@ pub async fn take_homeserver_reports(state: &AppState) -> RoomResult<usize> {
     let mut from = 0;
     loop {
         let page = hs.event_reports(from, 100).await?;
-        let before = fresh.len();
-        fresh.extend(page.reports.into_iter().take_while(|report| report.id > seen));
-        let complete = fresh.len() - before;
+        // The whole page, not only up to the first one seen: the homeserver orders them by
+        // arrival, not by id.
+        let listed = page.reports.len();
+        let new: Vec<EventReport> = page.reports.into_iter().filter(|report| report.id > seen).collect();
+        let all_new = new.len() == listed;
+        fresh.extend(new);
         match page.next {
-            Some(next) if complete == 100 => from = next,
+            Some(next) if all_new => from = next,
             _ => break,
         }
     }
+    fresh.sort_by_key(|report| report.id);
     let mut taken = 0;
-    for report in fresh.iter().rev() {
+    for report in &fresh {
         taken += usize::from(take(state, report).await?);
     }
     if let Some(newest) = fresh.iter().map(|report| report.id).max() {

@@ -491,6 +491,15 @@ pub async fn insert(tx: &mut Tx, room: &NewChatroom<'_>, now: i64) -> sqlx::Resu
     .await
 }
 
+/// Marks the room end-to-end encrypted (never undone: Matrix cannot turn it off either).
+pub async fn set_encrypted(conn: &mut AnyConnection, id: ChatroomId) -> sqlx::Result<()> {
+    sqlx::query("UPDATE chatrooms SET encrypted = 1 WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+}
+
 /// Archives (`Some(at)`) or unarchives (`None`) a live room; false when it already was, or is
 /// gone or being deleted (nothing was written).
 pub async fn set_archived(tx: &mut Tx, id: ChatroomId, at: Option<i64>, now: i64) -> sqlx::Result<bool> {

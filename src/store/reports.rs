@@ -183,16 +183,17 @@ pub async fn list(conn: &mut AnyConnection, query: &ReportsQuery) -> sqlx::Resul
     Ok((rows.iter().map(from_row).collect::<sqlx::Result<_>>()?, total))
 }
 
-/// Closes every open report of the message; the homeserver's report ids among them.
+/// Closes every open report of the message, each once (a concurrent resolution closes none a
+/// second time): the ids closed, with the homeserver's report ids among them.
 pub async fn resolve_message(
     tx: &mut Tx,
     chatroom: ChatroomId,
     event_id: &str,
     resolution: &Resolution,
-) -> sqlx::Result<Vec<Option<i64>>> {
-    sqlx::query_scalar(
+) -> sqlx::Result<Vec<(i64, Option<i64>)>> {
+    sqlx::query_as(
         "UPDATE message_reports SET resolved_at = $3, resolved_by = $4, action = $5, note = $6 \
-         WHERE chatroom_id = $1 AND event_id = $2 AND resolved_at IS NULL RETURNING homeserver_report_id",
+         WHERE chatroom_id = $1 AND event_id = $2 AND resolved_at IS NULL RETURNING id, homeserver_report_id",
     )
     .bind(chatroom)
     .bind(event_id)
@@ -202,6 +203,20 @@ pub async fn resolve_message(
     .bind(&resolution.note)
     .fetch_all(&mut **tx)
     .await
+}
+
+/// Opens again reports whose resolution's action failed.
+pub async fn reopen(conn: &mut AnyConnection, ids: &[i64]) -> sqlx::Result<()> {
+    for id in ids {
+        sqlx::query(
+            "UPDATE message_reports SET resolved_at = NULL, resolved_by = NULL, action = NULL, note = NULL \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Homeserver reports resolved here but not yet deleted there.

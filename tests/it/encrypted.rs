@@ -221,4 +221,40 @@ async fn an_event_room_is_encrypted_when_created_so_and_stays_as_created() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "no m.room.encryption in a plain room");
+
+    // A room admin turning encryption on in a Matrix client: the service reads nothing there
+    // from then on, and says so.
+    let [admin] = fresh_users(1)[..] else { unreachable!() };
+    let (status, answer) = app
+        .send(
+            app.request(Method::POST, &format!("/chatrooms/{}/users", plain["id"]))
+                .json(&json!({"admins": [admin]})),
+        )
+        .await;
+    assert!(status.is_success(), "{answer}");
+    let (status, answer) = matrix
+        .call(
+            Method::PUT,
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.encryption/?user_id={}",
+                urlencoding::encode(plain["matrixRoomID"].as_str().unwrap()),
+                urlencoding::encode(&app.user_id(admin))
+            ),
+            matrix.as_token(),
+            Some(json!({"algorithm": "m.megolm.v1.aes-sha2"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    eventually("the room reads as encrypted", Duration::from_secs(15), || async {
+        app.send(app.request(Method::GET, &format!("/chatrooms/{}", plain["id"]))).await.1["encrypted"]
+            == true
+    })
+    .await;
+    let (status, answer) =
+        app.send(app.request(Method::GET, &format!("/chatrooms/{}/messages", plain["id"]))).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("room_encrypted")),
+        "{answer}"
+    );
 }
