@@ -414,7 +414,7 @@ pub async fn truncation_status(
         (status = 200, description = "Pinned: the room's pinned messages", body = PinnedEvents),
         (status = 400, description = "Bad roomID or eventID", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
-        (status = 403, description = "The caller neither manages the organization nor moderates the room", body = ErrorBody),
+        (status = 403, description = "The caller neither manages the organization nor moderates the room, or the message's sender is one of the room's admins or moderators at or above the caller's rank", body = ErrorBody),
         (status = 404, description = "No such chatroom, or no such message in it", body = ErrorBody),
         (status = 409, description = "The room is not on the homeserver yet (`room_pending`)", body = ErrorBody),
         (status = 502, description = "The homeserver refused (code `homeserver_refused`)", body = ErrorBody),
@@ -530,8 +530,8 @@ pub async fn redact_message(
     let Id(id) = id;
     let event = parse_event_id(&event)?;
     let reason = room_moderation::parse_reason(query.reason)?;
-    require_staff(&state, &caller, id).await?;
-    messages::redact(&state, id, &event, reason.as_deref()).await?;
+    let rank = require_staff(&state, &caller, id).await?;
+    messages::redact(&state, id, &event, rank, reason.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

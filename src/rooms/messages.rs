@@ -560,11 +560,24 @@ pub async fn redact(
     state: &AppState,
     id: ChatroomId,
     event: &ruma::EventId,
+    actor_rank: i64,
     reason: Option<&str>,
 ) -> RoomResult<()> {
     let room = load(state, id).await?;
     let matrix_room = room.matrix_room_id.clone().ok_or(RoomError::NoSuchMessage(event.to_string()))?;
-    require_message(state, &matrix_room, event).await?;
+    let message = message_event(state, &matrix_room, event).await?;
+    // As with bans: a moderator never acts on an admin or another moderator, their messages
+    // included (the bot's are the staff's together).
+    let sender = message["sender"].as_str().and_then(|sender| ruma::UserId::parse(sender).ok());
+    if let Some(user) = sender.and_then(|sender| state.homeserver.ids().app_user(&sender)) {
+        let theirs = room.roles.role_of(user);
+        if Role::rank(theirs) >= actor_rank {
+            return Err(RoomError::Outranked(format!(
+                "you cannot redact the messages of user {user}, a room {}",
+                theirs.map_or("user", Role::as_str)
+            )));
+        }
+    }
     // One transaction id per event: redacting twice is one redaction.
     let txn_id = format!("redact-{}", hex::encode(&Sha256::digest(event.as_str().as_bytes())[..16]));
     state.homeserver.redact(&matrix_room, event, &txn_id, reason).await?;

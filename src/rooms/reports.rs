@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::{load, messages, moderation, RoomError, RoomResult};
 use crate::{
-    domain::{AppUserId, ChatroomId, Role},
+    domain::{AppUserId, ChatroomId},
     matrix::EventReport,
     rooms::moderation::Actor,
     state::AppState,
@@ -184,25 +184,12 @@ pub async fn resolve(
     let id = report.chatroom_id;
     let sender =
         ruma::UserId::parse(&report.sender).ok().and_then(|user| state.homeserver.ids().app_user(&user));
-    let room = load(state, id).await?;
-    match (decision.action, sender) {
-        // A moderator never acts on an admin or another moderator, their messages included.
-        (Action::Redact, Some(user)) => {
-            let theirs = room.roles.role_of(user);
-            if Role::rank(theirs) >= actor.rank {
-                return Err(RoomError::Outranked(format!(
-                    "you cannot redact the messages of user {user}, a room {}",
-                    theirs.map_or("user", Role::as_str)
-                )));
-            }
-        }
-        (Action::Mute | Action::Ban, None) => {
-            return Err(RoomError::Invalid(format!(
-                "{} is not one of the app's users: only a redaction applies",
-                report.sender
-            )))
-        }
-        _ => {}
+    // Refused before anything is claimed; the ranks are the moderation layer's to check.
+    if matches!(decision.action, Action::Mute | Action::Ban) && sender.is_none() {
+        return Err(RoomError::Invalid(format!(
+            "{} is not one of the app's users: only a redaction applies",
+            report.sender
+        )));
     }
     let resolution = Resolution {
         at: state.clock.now_ms(),
@@ -256,7 +243,7 @@ async fn act(
         (Action::Redact, _) => {
             let event =
                 ruma::EventId::parse(&report.event_id).map_err(|e| RoomError::Invalid(e.to_string()))?;
-            messages::redact(state, id, &event, reason.as_deref()).await
+            messages::redact(state, id, &event, actor.rank, reason.as_deref()).await
         }
         (Action::Ban, Some(user)) => {
             moderation::ban(state, id, actor, user, reason, decision.duration_secs).await.map(|_| ())

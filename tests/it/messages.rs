@@ -203,6 +203,21 @@ async fn redaction_and_who_may_post_are_enforced() {
     assert_eq!((entry["redacted"].clone(), entry["body"].clone()), (json!(true), Value::Null), "{page}");
     let seen = event_as(&app, moderator, &room, event).await;
     assert_eq!(seen["content"], json!({}), "redacted on the homeserver: {seen}");
+    // A moderator never acts on another moderator (or an admin), their messages included.
+    let [colleague] = fresh_users(1)[..] else { unreachable!() };
+    let (status, other) = app
+        .send(
+            app.request(Method::POST, &format!("/chatrooms/{}/users", room["id"]))
+                .json(&json!({"moderators": [colleague]})),
+        )
+        .await;
+    assert!(status.is_success(), "{other}");
+    let (_, theirs) = send(&app, &room, json!({"body": "staff talk", "senderID": colleague})).await;
+    let staff_event = theirs["eventID"].as_str().expect("sent");
+    let (status, _) = app.send(redact(Some(moderator), &room, staff_event)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a moderator's message is out of another moderator's reach");
+    let (status, _) = app.send(redact(None, &room, staff_event)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "the backend redacts it");
 
     let (status, _) =
         app.send(app.request(Method::POST, &path(&room, "mutes")).json(&json!({"userID": muted}))).await;

@@ -75,6 +75,18 @@ async fn a_word_is_found_across_the_rooms_a_caller_may_read_and_redacted_message
     let (status, page) = app.send(search(Some(as_member.clone()), "search=RAINBOW")).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(bodies(&page), ["rainbow party tonight", "The quarterly RAINBOW report"], "only their rooms");
+    let (status, ban) = app
+        .send(
+            app.request(Method::POST, &format!("/chatrooms/{}/bans", second["id"]))
+                .json(&json!({"userID": member})),
+        )
+        .await;
+    assert!(status.is_success(), "{ban}");
+    let (_, page) = app.send(search(Some(as_member.clone()), "search=rainbow")).await;
+    assert_eq!(bodies(&page), ["The quarterly RAINBOW report"], "not a room they are banned from: {page}");
+    let (status, _) =
+        app.send(app.request(Method::DELETE, &format!("/chatrooms/{}/bans/{member}", second["id"]))).await;
+    assert!(status.is_success());
     let as_outsider = jwt(json!(outsider.to_string()), json!([]), 600);
     let (status, page) = app.send(search(Some(as_outsider), "search=rainbow")).await;
     assert_eq!((status, page["entries"].as_array().unwrap().len()), (StatusCode::OK, 0), "{page}");
