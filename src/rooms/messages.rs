@@ -257,13 +257,11 @@ pub async fn edit(
     let room = readable(state, id).await?;
     let matrix_room = room.matrix_room_id.clone().ok_or(RoomError::NoSuchMessage(event.to_string()))?;
     let hs = &state.homeserver;
-    let original = hs
-        .event(&matrix_room, event)
-        .await?
-        .filter(|found| found["type"] == "m.room.message" && found.get("state_key").is_none())
-        // An edit is edited through the message it edits.
-        .filter(|found| replaced_by(found).is_none() && found["unsigned"]["redacted_because"].is_null())
-        .ok_or_else(|| RoomError::NoSuchMessage(event.to_string()))?;
+    let original = message_event(state, &matrix_room, event).await?;
+    // An edit is edited through the message it edits; a redacted message is not edited.
+    if replaced_by(&original).is_some() || !original["unsigned"]["redacted_because"].is_null() {
+        return Err(RoomError::NoSuchMessage(event.to_string()));
+    }
     let as_user = match editor {
         None => None,
         Some(user) => Some(hs.ids().user_id(user).map_err(RoomError::Invalid)?),
@@ -570,13 +568,7 @@ pub async fn redact(
     // included (the bot's are the staff's together).
     let sender = message["sender"].as_str().and_then(|sender| ruma::UserId::parse(sender).ok());
     if let Some(user) = sender.and_then(|sender| state.homeserver.ids().app_user(&sender)) {
-        let theirs = room.roles.role_of(user);
-        if Role::rank(theirs) >= actor_rank {
-            return Err(RoomError::Outranked(format!(
-                "you cannot redact the messages of user {user}, a room {}",
-                theirs.map_or("user", Role::as_str)
-            )));
-        }
+        super::moderation::require_outranks(&room, actor_rank, user)?;
     }
     // One transaction id per event: redacting twice is one redaction.
     let txn_id = format!("redact-{}", hex::encode(&Sha256::digest(event.as_str().as_bytes())[..16]));

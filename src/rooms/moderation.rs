@@ -67,11 +67,7 @@ async fn begin_as(
         return Err(RoomError::NotFound(id));
     }
     let room = chatrooms::find(&mut tx, id).await?.ok_or(RoomError::NotFound(id))?;
-    let theirs = room.roles.role_of(target);
-    if Role::rank(theirs) >= actor.rank {
-        let role = theirs.map_or("user", Role::as_str);
-        return Err(RoomError::Outranked(format!("you cannot act on user {target}, a room {role}")));
-    }
+    require_outranks(&room, actor.rank, target)?;
     let set_by = match record {
         Record::Ban => moderation::ban_rank(&mut tx, id, target).await?,
         Record::Mute => moderation::mute_rank(&mut tx, id, target).await?,
@@ -82,6 +78,17 @@ async fn begin_as(
         )));
     }
     Ok((tx, room))
+}
+
+/// The actor's rank is above the target's role in the room: a moderator never acts on an
+/// admin or another moderator (bans, mutes, redactions of their messages).
+pub fn require_outranks(room: &Chatroom, actor_rank: i64, target: AppUserId) -> RoomResult<()> {
+    let theirs = room.roles.role_of(target);
+    if Role::rank(theirs) >= actor_rank {
+        let role = theirs.map_or("user", Role::as_str);
+        return Err(RoomError::Outranked(format!("you cannot act on user {target}, a room {role}")));
+    }
+    Ok(())
 }
 
 fn expiry(state: &AppState, duration_secs: Option<i64>) -> Option<i64> {

@@ -2,6 +2,9 @@
 //! anyone in a Matrix client (the homeserver keeps those for its admins and pushes nothing:
 //! they are read from its admin API), resolved by a moderator with an action.
 
+use std::collections::HashMap;
+
+use ruma::OwnedRoomId;
 use serde_json::{json, Value};
 
 use super::{load, messages, moderation, RoomError, RoomResult};
@@ -68,7 +71,7 @@ pub struct ReportView {
     pub sender_id: Option<AppUserId>,
 }
 
-/// An app user reports one of the room's messages. `AlreadyReported` when their report of it
+/// An app user holding a role in the room reports one of its messages. `AlreadyReported` when their report of it
 /// is still open.
 pub async fn report(
     state: &AppState,
@@ -78,6 +81,9 @@ pub async fn report(
     reason: Option<String>,
 ) -> RoomResult<ReportView> {
     let room = load(state, id).await?;
+    if room.roles.role_of(reporter).is_none() {
+        return Err(RoomError::HoldsNoRole { room: id, user: reporter });
+    }
     let matrix_room =
         room.matrix_room_id.clone().ok_or_else(|| RoomError::NoSuchMessage(event.to_string()))?;
     let message = messages::message_event(state, &matrix_room, event).await?;
@@ -102,7 +108,7 @@ pub async fn report(
     tx.commit().await?;
     tracing::info!(chatroom = id, event = %event, report = report_id, "message reported");
     let report = find(state, report_id).await?;
-    Ok(view(state, report, Some(&message)).await)
+    Ok(view(state, report, Some(&message)))
 }
 
 async fn emit_reported(
@@ -129,9 +135,26 @@ pub async fn queue(state: &AppState, query: &ReportsQuery) -> RoomResult<(Vec<Re
     let mut conn = state.store.reader().acquire().await?;
     let (found, total) = reports::list(&mut conn, query).await?;
     drop(conn);
+    // Several reports of one message, several messages of one room: each read once a page.
+    let mut rooms: HashMap<ChatroomId, Option<OwnedRoomId>> = HashMap::new();
+    let mut read: HashMap<(ChatroomId, String), Option<Value>> = HashMap::new();
     let mut views = Vec::with_capacity(found.len());
     for report in found {
-        views.push(view(state, report, None).await);
+        let key = (report.chatroom_id, report.event_id.clone());
+        if !read.contains_key(&key) {
+            let matrix = match rooms.get(&report.chatroom_id) {
+                Some(matrix) => matrix.clone(),
+                None => {
+                    let matrix =
+                        load(state, report.chatroom_id).await.ok().and_then(|room| room.matrix_room_id);
+                    rooms.insert(report.chatroom_id, matrix.clone());
+                    matrix
+                }
+            };
+            let message = read_message(state, matrix.as_deref(), &report.event_id).await;
+            read.insert(key.clone(), message);
+        }
+        views.push(view(state, report, read[&key].as_ref()));
     }
     Ok((views, total))
 }
@@ -141,23 +164,19 @@ pub async fn find(state: &AppState, id: i64) -> RoomResult<Report> {
     reports::find(&mut conn, id).await?.ok_or(RoomError::NoSuchReport(id))
 }
 
-/// The report with its message as the homeserver has it (read as the bot; a failure to read
-/// shows as no body: the queue stays usable while the homeserver is down).
-async fn view(state: &AppState, report: Report, message: Option<&Value>) -> ReportView {
-    let hs = &state.homeserver;
-    let read = match message {
-        Some(message) => Some(message.clone()),
-        None => match load(state, report.chatroom_id).await.ok().and_then(|room| room.matrix_room_id) {
-            Some(room) => match ruma::EventId::parse(&report.event_id) {
-                Ok(event) => hs.event(&room, &event).await.ok().flatten(),
-                Err(_) => None,
-            },
-            None => None,
-        },
-    };
-    let redacted = read.as_ref().is_some_and(|m| !m["unsigned"]["redacted_because"].is_null());
-    let body = read.as_ref().and_then(|m| m["content"]["body"].as_str()).map(str::to_owned);
-    let sender_id = ruma::UserId::parse(&report.sender).ok().and_then(|user| hs.ids().app_user(&user));
+/// The reported message as the homeserver has it now, read as the bot; a failure to read
+/// shows as no message: the queue stays usable while the homeserver is down.
+async fn read_message(state: &AppState, room: Option<&ruma::RoomId>, event: &str) -> Option<Value> {
+    let event = ruma::EventId::parse(event).ok()?;
+    state.homeserver.event(room?, &event).await.ok().flatten()
+}
+
+/// The report with its message (`None`: not readable).
+fn view(state: &AppState, report: Report, message: Option<&Value>) -> ReportView {
+    let redacted = message.is_some_and(|m| !m["unsigned"]["redacted_because"].is_null());
+    let body = message.and_then(|m| m["content"]["body"].as_str()).map(str::to_owned);
+    let sender_id =
+        ruma::UserId::parse(&report.sender).ok().and_then(|user| state.homeserver.ids().app_user(&user));
     ReportView { report, body, redacted, sender_id }
 }
 
@@ -184,6 +203,7 @@ pub async fn resolve(
     let id = report.chatroom_id;
     let sender =
         ruma::UserId::parse(&report.sender).ok().and_then(|user| state.homeserver.ids().app_user(&user));
+    let room = load(state, id).await?;
     // Refused before anything is claimed; the ranks are the moderation layer's to check.
     if matches!(decision.action, Action::Mute | Action::Ban) && sender.is_none() {
         return Err(RoomError::Invalid(format!(
@@ -220,7 +240,8 @@ pub async fn resolve(
         close_on_homeserver(state, homeserver_report).await;
     }
     let report = find(state, report_id).await?;
-    Ok(view(state, report, None).await)
+    let message = read_message(state, room.matrix_room_id.as_deref(), &report.event_id).await;
+    Ok(view(state, report, message.as_ref()))
 }
 
 /// What the decision does to the reported message or its sender.

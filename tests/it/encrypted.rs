@@ -232,6 +232,17 @@ async fn an_event_room_is_encrypted_when_created_so_and_stays_as_created() {
         )
         .await;
     assert!(status.is_success(), "{answer}");
+    // Its history from before is indexed in plaintext: found until encryption is on.
+    let (status, sent) = app
+        .send(
+            app.request(Method::POST, &format!("/chatrooms/{}/messages", plain["id"]))
+                .json(&json!({"body": "zebracrossing"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sent}");
+    let org_search = format!("/organizations/{org}/messages?search=zebracrossing");
+    let (_, page) = app.send(app.request(Method::GET, &org_search)).await;
+    assert_eq!(page["entries"].as_array().map(Vec::len), Some(1), "{page}");
     let (status, answer) = matrix
         .call(
             Method::PUT,
@@ -257,4 +268,6 @@ async fn an_event_room_is_encrypted_when_created_so_and_stays_as_created() {
         (StatusCode::CONFLICT, Some("room_encrypted")),
         "{answer}"
     );
+    let (_, page) = app.send(app.request(Method::GET, &org_search)).await;
+    assert_eq!(page["entries"], json!([]), "an encrypted room is never searched: {page}");
 }
