@@ -88,7 +88,7 @@ pub struct QueueQuery {
     /// Page size, 1 to 50 (default 10).
     #[param(minimum = 1, maximum = 50)]
     pub limit: Option<i64>,
-    /// Reports to skip, 0 or more (default 0).
+    /// Entries to skip, 0 or more (default 0).
     #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
@@ -121,16 +121,12 @@ pub struct ReportResolution {
     pub note: Option<String>,
 }
 
+/// One report of the message.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ReportResponse {
+pub struct ReportItem {
     #[serde(rename = "reportID")]
     pub report_id: i64,
-    #[serde(rename = "roomID")]
-    pub room_id: i64,
-    #[serde(rename = "organizationID")]
-    pub organization_id: i64,
-    pub message: ReportedMessage,
     /// The reporter's Matrix id.
     pub reporter: String,
     /// The reporter as an app user; null for users outside the app.
@@ -139,46 +135,72 @@ pub struct ReportResponse {
     pub reason: Option<String>,
     /// `api`, or `homeserver` for a report made in a Matrix client.
     pub source: String,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// A reported message with its reports: an entry of the moderation queue. A message's open
+/// reports are one entry; once resolved, the reports that resolution closed are one.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportResponse {
+    /// The newest of `reports`; any of their ids resolves the entry.
+    #[serde(rename = "reportID")]
+    pub report_id: i64,
+    #[serde(rename = "roomID")]
+    pub room_id: i64,
+    #[serde(rename = "organizationID")]
+    pub organization_id: i64,
+    pub message: ReportedMessage,
     /// `open` or `resolved`.
     pub status: String,
-    pub created_at: Option<DateTime<Utc>>,
+    /// Who reported it and why, newest first (a reporter sees only their own).
+    pub reports: Vec<ReportItem>,
     /// How it was resolved; null while open.
     pub resolution: Option<ReportResolution>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ReportPage {
-    /// Newest first.
+    /// One per reported message (and resolution), the newest report first.
     pub entries: Vec<ReportResponse>,
+    /// Entries in all.
     pub total: i64,
 }
 
 impl From<ReportView> for ReportResponse {
     fn from(view: ReportView) -> Self {
-        let report = view.report;
+        let newest = view.reports.first();
+        let resolution = newest.and_then(|r| r.resolution.clone()).map(|r| ReportResolution {
+            resolved_at: to_datetime(r.at),
+            resolved_by: r.by,
+            action: r.action,
+            note: r.note,
+        });
         Self {
-            report_id: report.id,
-            room_id: report.chatroom_id,
-            organization_id: report.organization_id,
+            report_id: newest.map_or(0, |r| r.id),
+            room_id: newest.map_or(0, |r| r.chatroom_id),
+            organization_id: newest.map_or(0, |r| r.organization_id),
             message: ReportedMessage {
-                event_id: report.event_id,
-                sender: report.sender,
+                event_id: newest.map(|r| r.event_id.clone()).unwrap_or_default(),
+                sender: newest.map(|r| r.sender.clone()).unwrap_or_default(),
                 sender_id: view.sender_id,
                 body: view.body,
                 redacted: view.redacted,
             },
-            reporter: report.reporter,
-            reporter_id: report.reporter_user_id,
-            reason: report.reason,
-            source: report.source,
-            status: if report.resolution.is_some() { "resolved" } else { "open" }.to_owned(),
-            created_at: to_datetime(report.created_at),
-            resolution: report.resolution.map(|r| ReportResolution {
-                resolved_at: to_datetime(r.at),
-                resolved_by: r.by,
-                action: r.action,
-                note: r.note,
-            }),
+            status: if resolution.is_some() { "resolved" } else { "open" }.to_owned(),
+            resolution,
+            reports: view
+                .reports
+                .into_iter()
+                .map(|r| ReportItem {
+                    report_id: r.id,
+                    reporter: r.reporter,
+                    reporter_id: r.reporter_user_id,
+                    reason: r.reason,
+                    source: r.source,
+                    created_at: to_datetime(r.created_at),
+                })
+                .collect(),
         }
     }
 }
@@ -194,7 +216,7 @@ impl From<ReportView> for ReportResponse {
     ),
     request_body = ReportRequest,
     responses(
-        (status = 201, description = "Reported", body = ReportResponse),
+        (status = 201, description = "Reported: the message's entry, holding this report", body = ReportResponse),
         (status = 400, description = "Malformed JSON, a bad roomID or eventID, or no reporterID with the backend's token", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "The reporter holds no role in the room, or an app user reports for someone else", body = ErrorBody),
@@ -226,13 +248,14 @@ pub async fn report_message(
     Ok((StatusCode::CREATED, Json(report.into())))
 }
 
-/// A chatroom's reports, newest first: all of them for the backend, organization admins and
-/// the room's admins and moderators; for anyone else holding a role, their own.
+/// A chatroom's reported messages, one entry per message with its reports, the newest report
+/// first: every report for the backend, organization admins and the room's admins and
+/// moderators; for anyone else holding a role, their own.
 #[utoipa::path(
     get, path = "/chatrooms/{roomID}/reports", tag = "reports",
     params(("roomID" = i64, Path, description = "Id of the chatroom", minimum = 1), QueueQuery),
     responses(
-        (status = 200, description = "A page of reports", body = ReportPage),
+        (status = 200, description = "A page of reported messages", body = ReportPage),
         (status = 400, description = "Bad roomID, status, limit or offset", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "The caller holds no role in the room", body = ErrorBody),
@@ -259,13 +282,14 @@ pub async fn room_reports(
     page_of(&state, &query).await
 }
 
-/// An organization's reports, newest first: all of them for the backend and the
-/// organization's admins; for an app user, their own.
+/// An organization's reported messages, one entry per message with its reports, the newest
+/// report first: every report for the backend and the organization's admins; for an app user,
+/// their own.
 #[utoipa::path(
     get, path = "/organizations/{organizationID}/reports", tag = "reports",
     params(("organizationID" = i64, Path, description = "Id of the organization", minimum = 1), QueueQuery),
     responses(
-        (status = 200, description = "A page of reports", body = ReportPage),
+        (status = 200, description = "A page of reported messages", body = ReportPage),
         (status = 400, description = "Bad organizationID, status, limit or offset", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 500, description = "A fault of ours", body = ErrorBody),
@@ -310,7 +334,7 @@ async fn page_of(state: &AppState, query: &ReportsQuery) -> ApiResult<Json<Repor
     params(("reportID" = i64, Path, description = "Id of the report", minimum = 1)),
     request_body = ResolveRequest,
     responses(
-        (status = 200, description = "Resolved", body = ReportResponse),
+        (status = 200, description = "Resolved: the message's entry, with every report it closed", body = ReportResponse),
         (status = 400, description = "Malformed JSON, or reportID is not a positive integer", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "The caller does not moderate the room, or is outranked by the message's sender", body = ErrorBody),

@@ -239,9 +239,11 @@ async fn act(state: &AppState, chatroom: &Chatroom, event: Event<'_>) -> Result<
             }
             Ok(())
         }
-        Pushed::Message { text, .. } => {
+        Pushed::Message { text, edits } => {
             let sender = ids.app_user(&event.sender);
-            rooms::blocklists::enforce(state, chatroom, sender, event.event_id, &text).await.map(|_| ())
+            rooms::blocklists::enforce(state, chatroom, sender, event.event_id, &text, edits)
+                .await
+                .map(|_| ())
         }
         Pushed::Redaction { .. } => Ok(()),
         // A room admin turned encryption on in a Matrix client: from now on the service reads

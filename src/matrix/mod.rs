@@ -23,6 +23,10 @@ pub use synapse::Synapse;
 
 pub type HsResult<T> = Result<T, HomeserverError>;
 
+/// In the bot's redaction of an edit: the message the edit was of. Readers leave such a
+/// redacted edit out (the message itself still reads as it did before the edit).
+pub const REDACTED_EDIT_OF: &str = "org.chatrooms.edit_of";
+
 /// What a new room starts with; the reconciler fills in the rest afterwards.
 #[derive(Clone, Debug)]
 pub struct NewRoom {
@@ -266,13 +270,16 @@ pub trait Homeserver: Send + Sync + 'static {
     ) -> HsResult<MessagePage>;
     /// One event of the room, or `None` when the room has no such event.
     async fn event(&self, room: &RoomId, event: &EventId) -> HsResult<Option<serde_json::Value>>;
-    /// Redacts the event as the bot; the same `txn_id` twice is one redaction.
+    /// Redacts the event as the bot; the same `txn_id` twice is one redaction. `edit_of`: the
+    /// event is an edit of that message (kept in the redaction as [`REDACTED_EDIT_OF`], since the
+    /// redaction strips the edit's own relation).
     async fn redact(
         &self,
         room: &RoomId,
         event: &EventId,
         txn_id: &str,
         reason: Option<&str>,
+        edit_of: Option<&str>,
     ) -> HsResult<()>;
     /// Writes a state event marking where a history truncation cuts (as the bot); its id.
     async fn mark_history(&self, room: &RoomId, at_ms: i64) -> HsResult<OwnedEventId>;

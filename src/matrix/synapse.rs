@@ -592,6 +592,7 @@ impl super::Homeserver for Synapse {
         event: &EventId,
         txn_id: &str,
         reason: Option<&str>,
+        edit_of: Option<&str>,
     ) -> HsResult<()> {
         let path = format!(
             "/_matrix/client/v3/rooms/{}/redact/{}/{}",
@@ -599,10 +600,13 @@ impl super::Homeserver for Synapse {
             enc(event.as_str()),
             enc(txn_id)
         );
-        let body = match reason {
-            Some(reason) => json!({"reason": reason}),
-            None => json!({}),
-        };
+        let mut body = json!({});
+        if let Some(reason) = reason {
+            body["reason"] = json!(reason);
+        }
+        if let Some(original) = edit_of {
+            body[super::REDACTED_EDIT_OF] = json!(original);
+        }
         self.send("redact", self.as_request(Method::PUT, &path).json(&body)).await.map(|_| ())
     }
 

@@ -94,12 +94,14 @@ async fn matcher(
 
 /// Checks a message someone sent in the room; one that breaks a rule is redacted by the bot
 /// (the reason names the rule), counted and reported as `message.blocked`. The rule it broke.
+/// `edit_of`: the event is an edit of that message.
 pub async fn enforce(
     state: &AppState,
     chatroom: &Chatroom,
     sender: Option<AppUserId>,
     event_id: &str,
     texts: &[&str],
+    edit_of: Option<&str>,
 ) -> RoomResult<Option<Rule>> {
     let room = &RoomRef::of(chatroom);
     let staff =
@@ -114,7 +116,7 @@ pub async fn enforce(
     };
     // The same txn id for the same event: processed again, the homeserver redacts it once.
     let txn_id = format!("blocked-{}", &hex::encode(Sha256::digest(event_id.as_bytes()))[..32]);
-    state.homeserver.redact(matrix_room, &event, &txn_id, Some(&rule.reason())).await?;
+    state.homeserver.redact(matrix_room, &event, &txn_id, Some(&rule.reason()), edit_of).await?;
     state.metrics.message_blocked(rule.kind());
     tracing::info!(
         chatroom = room.id,

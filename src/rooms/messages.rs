@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use super::{load, Idempotency, RoomError, RoomResult};
 use crate::{
     domain::{AppUserId, ChatroomId, OrganizationId, Role},
-    matrix::{MatrixIds, MessagePage, PurgeStatus},
+    matrix::{MatrixIds, MessagePage, PurgeStatus, REDACTED_EDIT_OF},
     state::AppState,
     store::{
         self,
@@ -118,10 +118,14 @@ fn replaced_by(event: &Value) -> Option<&str> {
     (relation["rel_type"] == "m.replace").then(|| relation["event_id"].as_str()).flatten()
 }
 
-/// A message event as we show it; `None` for an edit (it shows through the message it edits)
-/// or an event that is not a message.
+/// A message event as we show it; `None` for an edit (it shows through the message it edits),
+/// an edit the bot redacted (its relation is gone, [`REDACTED_EDIT_OF`] says what it was), or an
+/// event that is not a message.
 fn message_of(ids: &MatrixIds, chatroom_id: ChatroomId, event: &Value) -> Option<Message> {
-    if replaced_by(event).is_some() {
+    let redaction = &event["unsigned"]["redacted_because"];
+    let redacted_edit =
+        redaction["sender"] == ids.bot().as_str() && redaction["content"][REDACTED_EDIT_OF].is_string();
+    if replaced_by(event).is_some() || redacted_edit {
         return None;
     }
     let sender = event["sender"].as_str()?.to_owned();
@@ -143,7 +147,7 @@ fn message_of(ids: &MatrixIds, chatroom_id: ChatroomId, event: &Value) -> Option
         formatted_body: content["formatted_body"].as_str().map(str::to_owned),
         notice: content["msgtype"] == "m.notice",
         timestamp: event["origin_server_ts"].as_i64(),
-        redacted: !event["unsigned"]["redacted_because"].is_null(),
+        redacted: !redaction.is_null(),
         edited_at,
     })
 }
@@ -572,7 +576,7 @@ pub async fn redact(
     }
     // One transaction id per event: redacting twice is one redaction.
     let txn_id = format!("redact-{}", hex::encode(&Sha256::digest(event.as_str().as_bytes())[..16]));
-    state.homeserver.redact(&matrix_room, event, &txn_id, reason).await?;
+    state.homeserver.redact(&matrix_room, event, &txn_id, reason, None).await?;
     tracing::info!(chatroom = id, event = %event, "message redacted");
     Ok(())
 }

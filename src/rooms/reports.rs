@@ -62,9 +62,10 @@ impl Action {
     }
 }
 
-/// A report with the message it is about, as the homeserver has it now.
+/// Reports of one message that are open together or were resolved together (newest first,
+/// never empty), with the message as the homeserver has it now: an entry of the queue.
 pub struct ReportView {
-    pub report: Report,
+    pub reports: Vec<Report>,
     /// `None` once redacted, in an encrypted room, or gone from the homeserver.
     pub body: Option<String>,
     pub redacted: bool,
@@ -101,14 +102,17 @@ pub async fn report(
         at: state.clock.now_ms(),
     };
     let mut tx = state.store.begin().await?;
-    let Some(report_id) = reports::insert(&mut tx, &new).await? else {
+    // One open report per user and message, wherever they made it (their client's included).
+    let already = reports::open_by(&mut tx, id, event.as_str(), reporter_id.as_str()).await?;
+    let inserted = if already { None } else { reports::insert(&mut tx, &new).await? };
+    let Some(report_id) = inserted else {
         return Err(RoomError::AlreadyReported(event.to_string()));
     };
     emit_reported(&mut tx, &RoomRef::of(&room), report_id, &new).await?;
     tx.commit().await?;
     tracing::info!(chatroom = id, event = %event, report = report_id, "message reported");
     let report = find(state, report_id).await?;
-    Ok(view(state, report, Some(&message)))
+    Ok(view(state, vec![report], Some(&message)))
 }
 
 async fn emit_reported(
@@ -130,16 +134,18 @@ async fn emit_reported(
     .map(|_| ())
 }
 
-/// The reports of a queue, newest first, each with its message; and how many there are.
+/// A page of the queue: one entry per reported message (its open reports, or those one
+/// resolution closed), newest report first; and how many entries there are.
 pub async fn queue(state: &AppState, query: &ReportsQuery) -> RoomResult<(Vec<ReportView>, i64)> {
     let mut conn = state.store.reader().acquire().await?;
     let (found, total) = reports::list(&mut conn, query).await?;
     drop(conn);
-    // Several reports of one message, several messages of one room: each read once a page.
+    // A message's open and resolved entries, several messages of one room: each read once a page.
     let mut rooms: HashMap<ChatroomId, Option<OwnedRoomId>> = HashMap::new();
     let mut read: HashMap<(ChatroomId, String), Option<Value>> = HashMap::new();
     let mut views = Vec::with_capacity(found.len());
-    for report in found {
+    for group in found {
+        let Some(report) = group.first() else { continue };
         let key = (report.chatroom_id, report.event_id.clone());
         if !read.contains_key(&key) {
             let matrix = match rooms.get(&report.chatroom_id) {
@@ -154,7 +160,7 @@ pub async fn queue(state: &AppState, query: &ReportsQuery) -> RoomResult<(Vec<Re
             let message = read_message(state, matrix.as_deref(), &report.event_id).await;
             read.insert(key.clone(), message);
         }
-        views.push(view(state, report, read[&key].as_ref()));
+        views.push(view(state, group, read[&key].as_ref()));
     }
     Ok((views, total))
 }
@@ -171,13 +177,15 @@ async fn read_message(state: &AppState, room: Option<&ruma::RoomId>, event: &str
     state.homeserver.event(room?, &event).await.ok().flatten()
 }
 
-/// The report with its message (`None`: not readable).
-fn view(state: &AppState, report: Report, message: Option<&Value>) -> ReportView {
+/// The reports of a message with the message (`None`: not readable).
+fn view(state: &AppState, reports: Vec<Report>, message: Option<&Value>) -> ReportView {
     let redacted = message.is_some_and(|m| !m["unsigned"]["redacted_because"].is_null());
     let body = message.and_then(|m| m["content"]["body"].as_str()).map(str::to_owned);
-    let sender_id =
-        ruma::UserId::parse(&report.sender).ok().and_then(|user| state.homeserver.ids().app_user(&user));
-    ReportView { report, body, redacted, sender_id }
+    let sender_id = reports
+        .first()
+        .and_then(|report| ruma::UserId::parse(&report.sender).ok())
+        .and_then(|user| state.homeserver.ids().app_user(&user));
+    ReportView { reports, body, redacted, sender_id }
 }
 
 /// What a moderator decided.
@@ -239,9 +247,11 @@ pub async fn resolve(
     for homeserver_report in claimed.into_iter().filter_map(|(_, homeserver)| homeserver) {
         close_on_homeserver(state, homeserver_report).await;
     }
-    let report = find(state, report_id).await?;
+    let mut conn = state.store.reader().acquire().await?;
+    let closed = reports::group_of(&mut conn, report_id).await?;
+    drop(conn);
     let message = read_message(state, room.matrix_room_id.as_deref(), &report.event_id).await;
-    Ok(view(state, report, message.as_ref()))
+    Ok(view(state, closed, message.as_ref()))
 }
 
 /// What the decision does to the reported message or its sender.

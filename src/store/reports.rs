@@ -91,7 +91,7 @@ fn from_row(row: &AnyRow) -> sqlx::Result<Report> {
 }
 
 /// Stores a report; `None` when it is there already (the same homeserver report, or an open
-/// report of the same reporter on the same message).
+/// report through the API of the same reporter on the same message).
 pub async fn insert(conn: &mut AnyConnection, report: &NewReport<'_>) -> sqlx::Result<Option<i64>> {
     sqlx::query_scalar(
         "INSERT INTO message_reports (chatroom_id, event_id, sender, reporter, reporter_user_id, reason, \
@@ -109,6 +109,25 @@ pub async fn insert(conn: &mut AnyConnection, report: &NewReport<'_>) -> sqlx::R
     .bind(report.at)
     .fetch_optional(&mut *conn)
     .await
+}
+
+/// Whether the reporter has an open report of the message, made anywhere.
+pub async fn open_by(
+    conn: &mut AnyConnection,
+    chatroom: ChatroomId,
+    event_id: &str,
+    reporter: &str,
+) -> sqlx::Result<bool> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM message_reports \
+         WHERE chatroom_id = $1 AND event_id = $2 AND reporter = $3 AND resolved_at IS NULL LIMIT 1",
+    )
+    .bind(chatroom)
+    .bind(event_id)
+    .bind(reporter)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(found.is_some())
 }
 
 /// A report of a live room.
@@ -140,8 +159,17 @@ pub struct ReportsQuery {
     pub page: (i64, i64),
 }
 
-/// A page of reports, newest first, and how many there are in all.
-pub async fn list(conn: &mut AnyConnection, query: &ReportsQuery) -> sqlx::Result<(Vec<Report>, i64)> {
+/// Reports of one message that are open together or were resolved together; the queue's entry.
+/// Newest first, never empty.
+pub type ReportGroup = Vec<Report>;
+
+/// Two reports of the same message in the same state (both open, or closed by one resolution).
+const SAME_GROUP: &str = "r.chatroom_id = g.chatroom_id AND r.event_id = g.event_id \
+     AND (r.resolved_at = g.resolved_at OR (r.resolved_at IS NULL AND g.resolved_at IS NULL))";
+
+/// A page of the queue, one entry per reported message (and resolution), newest report first;
+/// and how many entries there are in all.
+pub async fn list(conn: &mut AnyConnection, query: &ReportsQuery) -> sqlx::Result<(Vec<ReportGroup>, i64)> {
     let scope = match query.scope {
         ReportScope::Room(_) => "r.chatroom_id = $1",
         ReportScope::Organization(_) => "c.organization_id = $1",
@@ -151,17 +179,25 @@ pub async fn list(conn: &mut AnyConnection, query: &ReportsQuery) -> sqlx::Resul
         ReportStatus::Resolved => "r.resolved_at IS NOT NULL",
     };
     let reporter = if query.reporter.is_some() { "r.reporter_user_id = $2" } else { "$2 IS NULL" };
-    let from = format!(
-        "FROM message_reports r JOIN chatrooms c ON c.id = r.chatroom_id \
-         WHERE {scope} AND {reporter} AND {status} AND c.deleted_at IS NULL"
+    let groups = format!(
+        "SELECT r.chatroom_id, r.event_id, r.resolved_at, MAX(r.id) AS newest \
+         FROM message_reports r JOIN chatrooms c ON c.id = r.chatroom_id \
+         WHERE {scope} AND {reporter} AND {status} AND c.deleted_at IS NULL \
+         GROUP BY r.chatroom_id, r.event_id, r.resolved_at"
     );
     let key = match query.scope {
         ReportScope::Room(id) => id,
         ReportScope::Organization(org) => org,
     };
     let (limit, offset) = query.page;
-    let sql =
-        format!("SELECT {COLUMNS}, COUNT(*) OVER () AS total {from} ORDER BY r.id DESC LIMIT $3 OFFSET $4");
+    // One round trip: the page's groups, counted, joined back to their reports.
+    let sql = format!(
+        "WITH g AS (SELECT grouped.*, COUNT(*) OVER () AS total FROM ({groups}) grouped \
+           ORDER BY newest DESC LIMIT $3 OFFSET $4) \
+         SELECT {COLUMNS}, g.newest, g.total FROM g \
+         JOIN message_reports r ON {SAME_GROUP} JOIN chatrooms c ON c.id = r.chatroom_id \
+         WHERE {reporter} ORDER BY g.newest DESC, r.id DESC"
+    );
     let rows = sqlx::query(&sql)
         .bind(key)
         .bind(query.reporter)
@@ -173,14 +209,34 @@ pub async fn list(conn: &mut AnyConnection, query: &ReportsQuery) -> sqlx::Resul
         Some(row) => row.try_get("total")?,
         // A page past the end still says how many there are.
         None => {
-            sqlx::query_scalar(&format!("SELECT COUNT(*) {from}"))
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM ({groups}) grouped"))
                 .bind(key)
                 .bind(query.reporter)
                 .fetch_one(&mut *conn)
                 .await?
         }
     };
-    Ok((rows.iter().map(from_row).collect::<sqlx::Result<_>>()?, total))
+    let mut page: Vec<(i64, ReportGroup)> = Vec::new();
+    for row in &rows {
+        let newest: i64 = row.try_get("newest")?;
+        let report = from_row(row)?;
+        match page.last_mut() {
+            Some((group, reports)) if *group == newest => reports.push(report),
+            _ => page.push((newest, vec![report])),
+        }
+    }
+    Ok((page.into_iter().map(|(_, reports)| reports).collect(), total))
+}
+
+/// The report's group: every report of its message in the same state, newest first (empty
+/// when there is no such report in a live room).
+pub async fn group_of(conn: &mut AnyConnection, id: i64) -> sqlx::Result<ReportGroup> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM message_reports g JOIN message_reports r ON {SAME_GROUP} \
+         JOIN chatrooms c ON c.id = r.chatroom_id WHERE g.id = $1 AND c.deleted_at IS NULL ORDER BY r.id DESC"
+    );
+    let rows = sqlx::query(&sql).bind(id).fetch_all(&mut *conn).await?;
+    rows.iter().map(from_row).collect()
 }
 
 /// Closes every open report of the message, each once (a concurrent resolution closes none a

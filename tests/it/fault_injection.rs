@@ -220,8 +220,9 @@ impl Homeserver for FaultyHomeserver {
         event: &ruma::EventId,
         txn_id: &str,
         reason: Option<&str>,
+        edit_of: Option<&str>,
     ) -> HsResult<()> {
-        self.inner.redact(room, event, txn_id, reason).await
+        self.inner.redact(room, event, txn_id, reason, edit_of).await
     }
     async fn leave(&self, room: &RoomId) -> HsResult<()> {
         self.inner.leave(room).await

@@ -56,6 +56,11 @@ fn ids(page: &Value) -> Vec<i64> {
     page["entries"].as_array().unwrap().iter().map(|e| e["reportID"].as_i64().unwrap()).collect()
 }
 
+/// The reporters of a queue entry, newest report first.
+fn reporters(entry: &Value) -> Vec<i64> {
+    entry["reports"].as_array().unwrap().iter().map(|r| r["reporterID"].as_i64().unwrap()).collect()
+}
+
 #[tokio::test]
 async fn reports_through_the_api_reach_the_queue_and_a_ban_resolves_them_all() {
     let app = TestApp::spawn().await;
@@ -73,12 +78,20 @@ async fn reports_through_the_api_reach_the_queue_and_a_ban_resolves_them_all() {
     assert_eq!(
         (
             &first["status"],
-            &first["reporterID"],
-            &first["source"],
+            &first["reports"][0]["reporterID"],
+            &first["reports"][0]["source"],
+            &first["reports"][0]["reason"],
             &first["message"]["body"],
             &first["message"]["senderID"]
         ),
-        (&json!("open"), &json!(alice), &json!("api"), &json!("cheap pills here"), &json!(spammer))
+        (
+            &json!("open"),
+            &json!(alice),
+            &json!("api"),
+            &json!("spam"),
+            &json!("cheap pills here"),
+            &json!(spammer)
+        )
     );
     let (status, again) = app.send(report(&app, &room, &spam, alice, "spam!!")).await;
     assert_eq!(
@@ -89,20 +102,27 @@ async fn reports_through_the_api_reach_the_queue_and_a_ban_resolves_them_all() {
     let (status, second) = app.send(report(&app, &room, &spam, bob, "ads")).await;
     assert_eq!(status, StatusCode::CREATED, "{second}");
 
+    // One entry for the message, with both reports, the newest first.
     let room_queue = format!("/chatrooms/{}/reports", room["id"]);
     let staff = queue(&app, &room_queue, Some(moderator)).await;
+    assert_eq!((ids(&staff), &staff["total"]), (vec![second["reportID"].as_i64().unwrap()], &json!(1)));
+    let entry = &staff["entries"][0];
+    assert_eq!(reporters(entry), [bob, alice], "{entry}");
     assert_eq!(
-        ids(&staff),
-        [second["reportID"].as_i64().unwrap(), first["reportID"].as_i64().unwrap()],
-        "newest first"
+        entry["reports"].as_array().unwrap().iter().map(|r| r["reason"].clone()).collect::<Vec<_>>(),
+        [json!("ads"), json!("spam")]
     );
-    assert_eq!(staff["total"], 2);
     let own = queue(&app, &room_queue, Some(alice)).await;
-    assert_eq!(ids(&own), [first["reportID"].as_i64().unwrap()], "a reporter sees their own reports");
+    assert_eq!(
+        (ids(&own), reporters(&own["entries"][0])),
+        (vec![first["reportID"].as_i64().unwrap()], vec![alice]),
+        "a reporter sees their own reports"
+    );
     let org_queue = format!("/organizations/{org}/reports");
     let admin = jwt(json!("1"), json!([{"id": org, "admin": true}]), 600);
     let (status, page) = app.send(app.as_user(Method::GET, &org_queue, &admin)).await;
-    assert_eq!((status, page["total"].as_i64()), (StatusCode::OK, Some(2)), "{page}");
+    assert_eq!((status, page["total"].as_i64()), (StatusCode::OK, Some(1)), "{page}");
+    assert_eq!(reporters(&page["entries"][0]), [bob, alice]);
     assert_eq!(ids(&queue(&app, &org_queue, Some(bob)).await), [second["reportID"].as_i64().unwrap()]);
 
     // A moderator never acts on another moderator, their messages included.
@@ -133,6 +153,7 @@ async fn reports_through_the_api_reach_the_queue_and_a_ban_resolves_them_all() {
         ),
         (&json!("resolved"), &json!("ban"), &json!(format!("user:{moderator}")), &json!("spammer"))
     );
+    assert_eq!(reporters(&resolved), [bob, alice], "both reports of the message closed: {resolved}");
     let matrix = app.matrix();
     let seen = matrix.room(room["matrixRoomID"].as_str().unwrap()).await;
     assert_eq!(
@@ -143,7 +164,17 @@ async fn reports_through_the_api_reach_the_queue_and_a_ban_resolves_them_all() {
     let open = queue(&app, &room_queue, Some(moderator)).await;
     assert_eq!(ids(&open), [about_staff["reportID"].as_i64().unwrap()], "both reports of the message closed");
     let closed = queue(&app, &format!("{room_queue}?status=resolved"), Some(moderator)).await;
-    assert_eq!(closed["total"], 2, "{closed}");
+    assert_eq!(
+        (&closed["total"], reporters(&closed["entries"][0])),
+        (&json!(1), vec![bob, alice]),
+        "{closed}"
+    );
+    // Reported again after the resolution: a new open entry beside the resolved one.
+    let (status, again) = app.send(report(&app, &room, &spam, alice, "still spam")).await;
+    assert_eq!((status, reporters(&again)), (StatusCode::CREATED, vec![alice]), "{again}");
+    let open = queue(&app, &room_queue, Some(moderator)).await;
+    assert_eq!(open["total"], 2, "{open}");
+    assert_eq!(queue(&app, &format!("{room_queue}?status=resolved"), Some(moderator)).await["total"], 1);
     let (status, answer) = app.send(resolve(&app, &second, None, json!({"action": "dismiss"}))).await;
     assert_eq!(
         (status, answer["error"]["code"].as_str()),
@@ -166,6 +197,10 @@ async fn a_report_from_a_matrix_client_reaches_the_queue_and_a_ban_closes_it_on_
             "assignedUsers": [reporter, sender]}))
         .await;
     let event = send_as(&app, &room, sender, "something nasty").await;
+    // Reported through the API first: the same user's report from their client still counts
+    // (and must be closed on the homeserver with the rest).
+    let (status, by_api) = app.send(report(&app, &room, &event, reporter, "first")).await;
+    assert_eq!(status, StatusCode::CREATED, "{by_api}");
     let matrix = app.matrix();
     let client = client_of(&app, reporter).await;
     let room_id: OwnedRoomId = room["matrixRoomID"].as_str().unwrap().try_into().unwrap();
@@ -177,24 +212,38 @@ async fn a_report_from_a_matrix_client_reaches_the_queue_and_a_ban_closes_it_on_
         .expect("the homeserver takes the report");
     let room_queue = format!("/chatrooms/{}/reports", room["id"]);
     eventually("the client's report is in the queue", Duration::from_secs(10), || async {
-        queue(&app, &room_queue, Some(moderator)).await["total"] == 1
+        let page = queue(&app, &room_queue, Some(moderator)).await;
+        page["entries"][0]["reports"].as_array().is_some_and(|reports| reports.len() == 2)
     })
     .await;
     println!("a client's report reached the queue in {} ms", reported_at.elapsed().as_millis());
     // Later passes of the intake, while the homeserver still lists it, do not take it again.
     tokio::time::sleep(Duration::from_millis(700)).await;
     let page = queue(&app, &room_queue, Some(moderator)).await;
-    assert_eq!(page["total"], 1, "{page}");
+    assert_eq!(
+        (&page["total"], page["entries"][0]["reports"].as_array().map(Vec::len)),
+        (&json!(1), Some(2)),
+        "{page}"
+    );
     let entry = &page["entries"][0];
+    let client_report = &entry["reports"][0];
     assert_eq!(
         (
-            &entry["source"],
-            &entry["reporterID"],
-            &entry["reason"],
+            &client_report["source"],
+            &client_report["reporterID"],
+            &client_report["reason"],
+            &entry["reports"][1]["source"],
             &entry["message"]["eventID"],
             &entry["message"]["senderID"]
         ),
-        (&json!("homeserver"), &json!(reporter), &json!("nasty"), &json!(event), &json!(sender))
+        (
+            &json!("homeserver"),
+            &json!(reporter),
+            &json!("nasty"),
+            &json!("api"),
+            &json!(event),
+            &json!(sender)
+        )
     );
     let (status, listed) = matrix
         .admin_get(&format!(
@@ -218,7 +267,8 @@ async fn a_report_from_a_matrix_client_reaches_the_queue_and_a_ban_closes_it_on_
             == StatusCode::NOT_FOUND
     })
     .await;
-    assert_eq!(queue(&app, &format!("{room_queue}?status=resolved"), Some(moderator)).await["total"], 1);
+    let closed = queue(&app, &format!("{room_queue}?status=resolved"), Some(moderator)).await;
+    assert_eq!((&closed["total"], reporters(&closed["entries"][0])), (&json!(1), vec![reporter, reporter]));
     assert_eq!(queue(&app, &room_queue, Some(moderator)).await["total"], 0);
 }
 
@@ -274,6 +324,26 @@ async fn bad_reports_and_resolutions_are_refused_and_change_nothing() {
         (Some(1), &json!("open")),
         "still open: {page}"
     );
+
+    // Two moderators resolve one report at once: one resolution wins, the other is told so.
+    let contested = send_as(&app, &room, member, "contested").await;
+    let (_, contested_report) = app.send(report(&app, &room, &contested, member, "hmm")).await;
+    let (dismissed, redacted) = tokio::join!(
+        app.send(resolve(&app, &contested_report, Some(moderator), json!({"action": "dismiss"}))),
+        app.send(resolve(&app, &contested_report, None, json!({"action": "redact"}))),
+    );
+    let mut outcomes = [(dismissed.0, "dismiss", dismissed.1), (redacted.0, "redact", redacted.1)];
+    outcomes.sort_by_key(|(status, ..)| status.as_u16());
+    let [(won, action, winner), (lost, _, loser)] = outcomes;
+    assert_eq!((won, lost), (StatusCode::OK, StatusCode::CONFLICT), "{winner} {loser}");
+    assert_eq!(loser["error"]["code"], "report_resolved", "{loser}");
+    let closed = queue(&app, &format!("/chatrooms/{}/reports?status=resolved", room["id"]), None).await;
+    assert_eq!(
+        (&closed["total"], &closed["entries"][0]["resolution"]["action"]),
+        (&json!(1), &json!(action)),
+        "resolved once, by the winner: {closed}"
+    );
+    assert_eq!(winner["message"]["redacted"], json!(action == "redact"), "{winner}");
 
     // Resolved with a redaction, the message is redacted on the homeserver.
     let (status, resolved) =
