@@ -91,6 +91,7 @@ pub struct Metrics {
     jobs_pending: Gauge,
     oldest_job_age: Gauge<f64, AtomicU64>,
     rooms: Family<SyncStatusLabels, Gauge>,
+    spaces: Family<SyncStatusLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -185,6 +186,8 @@ impl Default for Metrics {
         );
         let rooms = Family::<SyncStatusLabels, Gauge>::default();
         registry.register("chatrooms_rooms", "Live rooms by sync status", rooms.clone());
+        let spaces = Family::<SyncStatusLabels, Gauge>::default();
+        registry.register("chatrooms_spaces", "Organizations' spaces by sync status", spaces.clone());
         Self {
             registry,
             syncs_succeeded,
@@ -204,6 +207,7 @@ impl Default for Metrics {
             jobs_pending,
             oldest_job_age,
             rooms,
+            spaces,
         }
     }
 }
@@ -252,12 +256,12 @@ impl Metrics {
         self.jobs_pending.set(backlog.pending);
         let age_ms = backlog.oldest_queued_at.map_or(0, |queued| (now_ms - queued).max(0));
         self.oldest_job_age.set(age_ms as f64 / 1000.0);
-        for (sync_status, rooms) in [
-            ("synced", backlog.rooms_synced),
-            ("pending", backlog.rooms_pending),
-            ("failed", backlog.rooms_failed),
-        ] {
-            self.rooms.get_or_create(&SyncStatusLabels { sync_status }).set(rooms);
+        for (gauge, counts) in [(&self.rooms, &backlog.rooms), (&self.spaces, &backlog.spaces)] {
+            for (sync_status, n) in
+                [("synced", counts.synced), ("pending", counts.pending), ("failed", counts.failed)]
+            {
+                gauge.get_or_create(&SyncStatusLabels { sync_status }).set(n);
+            }
         }
     }
 }
@@ -293,6 +297,7 @@ pub async fn track_http(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::jobs::ByStatus;
 
     #[test]
     fn the_exposition_carries_counters_histograms_and_backlog_gauges() {
@@ -302,9 +307,8 @@ mod tests {
         let backlog = Backlog {
             pending: 2,
             oldest_queued_at: Some(1_000),
-            rooms_synced: 5,
-            rooms_pending: 1,
-            rooms_failed: 1,
+            rooms: ByStatus { synced: 5, pending: 1, failed: 1 },
+            spaces: ByStatus { synced: 2, pending: 0, failed: 1 },
         };
         let text = metrics.render(Some(&backlog), 3_500);
         assert!(text.contains("\nchatrooms_syncs_succeeded_total 1\n"), "{text}");
@@ -322,6 +326,8 @@ mod tests {
         assert!(text.contains("\nchatrooms_sync_jobs_pending 2\n"), "{text}");
         assert!(text.contains("\nchatrooms_sync_jobs_oldest_age_seconds 2.5\n"), "{text}");
         assert!(text.contains("chatrooms_rooms{sync_status=\"failed\"} 1\n"), "{text}");
+        assert!(text.contains("chatrooms_spaces{sync_status=\"failed\"} 1\n"), "{text}");
+        assert!(text.contains("chatrooms_spaces{sync_status=\"synced\"} 2\n"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

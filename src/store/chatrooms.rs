@@ -136,8 +136,7 @@ fn from_row(row: &AnyRow) -> sqlx::Result<Chatroom> {
     let job_reason: Option<String> = row.try_get("job_reason")?;
     let job_attempts: Option<i64> = row.try_get("job_attempts")?;
     // A drift check is not a pending change, unless it has failed.
-    let pending =
-        job_room.is_some() && (job_reason.as_deref() != Some("reconcile") || job_attempts.unwrap_or(0) > 0);
+    let pending = super::jobs::pending(job_room, job_reason.as_deref(), job_attempts);
     Ok(Chatroom {
         id: row.try_get("id")?,
         kind: RoomKind::parse(&kind).ok_or_else(|| decode_error(format!("room kind {kind:?}")))?,

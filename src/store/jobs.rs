@@ -56,6 +56,22 @@ impl std::fmt::Display for JobKey {
     }
 }
 
+/// Why a job is queued: `change` (ours), `reconcile` (a drift check) or `link` (a room joining
+/// its organization's new space). A check or link nobody has tried yet is no pending change: the
+/// room stays `synced` and out of the backlog; only a drift check that changes something is drift.
+const CHECKS: &str = "('reconcile', 'link')";
+
+/// SQL: the job (of table alias `alias`) is a check or link not tried yet.
+pub(super) fn untried_check(alias: &str) -> String {
+    format!("({alias}reason IN {CHECKS} AND {alias}attempts = 0)")
+}
+
+/// Whether a room's (or space's) job, read with it, makes it `pending`.
+pub fn pending(job: Option<i64>, reason: Option<&str>, attempts: Option<i64>) -> bool {
+    let check = matches!(reason, Some("reconcile" | "link"));
+    job.is_some() && (!check || attempts.unwrap_or(0) > 0)
+}
+
 /// Upserts a change into `key`'s outbox (see [`enqueue`]); `select` gives the row's key.
 async fn enqueue_change(conn: &mut AnyConnection, key: JobKey, now: i64) -> sqlx::Result<()> {
     let (table, column) = (key.table(), key.column());
@@ -64,8 +80,8 @@ async fn enqueue_change(conn: &mut AnyConnection, key: JobKey, now: i64) -> sqlx
          VALUES ($1, 1, 0, $2, 0, 'change', $2) \
          ON CONFLICT ({column}) DO UPDATE SET version = {table}.version + 1, attempts = 0, \
            refusals = 0, next_attempt_at = $2, failed = 0, reason = 'change', \
-           queued_at = CASE WHEN {table}.failed <> 0 OR ({table}.reason = 'reconcile' AND {table}.attempts = 0) \
-                            THEN $2 ELSE {table}.queued_at END"
+           queued_at = CASE WHEN {table}.failed <> 0 OR {untried} THEN $2 ELSE {table}.queued_at END",
+        untried = untried_check(&format!("{table}."))
     ))
     .bind(key.id())
     .bind(now)
@@ -95,14 +111,26 @@ pub async fn enqueue(conn: &mut AnyConnection, id: ChatroomId, now: i64) -> sqlx
 /// queued or running already gets its version bumped, so one that read the room before the
 /// change does not close the job.
 pub async fn enqueue_recheck(conn: &mut AnyConnection, key: JobKey, now: i64) -> sqlx::Result<()> {
+    enqueue_check(conn, key, "reconcile", now).await
+}
+
+/// Queues linking the room to its organization's space, made after the room: as a drift check
+/// (the room is not pending for it), but what it changes is not drift.
+pub async fn enqueue_link(conn: &mut AnyConnection, room: ChatroomId, now: i64) -> sqlx::Result<()> {
+    enqueue_check(conn, JobKey::Room(room), "link", now).await
+}
+
+async fn enqueue_check(conn: &mut AnyConnection, key: JobKey, reason: &str, now: i64) -> sqlx::Result<()> {
     let (table, column) = (key.table(), key.column());
     sqlx::query(&format!(
         "INSERT INTO {table} ({column}, version, attempts, next_attempt_at, failed, reason, queued_at) \
-         VALUES ($1, 1, 0, $2, 0, 'reconcile', $2) \
-         ON CONFLICT ({column}) DO UPDATE SET version = {table}.version + 1"
+         VALUES ($1, 1, 0, $2, 0, $3, $2) \
+         ON CONFLICT ({column}) DO UPDATE SET version = {table}.version + 1, \
+           reason = CASE WHEN {table}.reason = 'reconcile' THEN excluded.reason ELSE {table}.reason END"
     ))
     .bind(key.id())
     .bind(now)
+    .bind(reason)
     .execute(&mut *conn)
     .await
     .map(|_| ())
@@ -346,33 +374,50 @@ pub struct Backlog {
     /// When the longest-waiting of those was queued, in Unix milliseconds.
     pub oldest_queued_at: Option<i64>,
     /// Live rooms by the `syncStatus` their responses show.
-    pub rooms_synced: i64,
-    pub rooms_pending: i64,
-    pub rooms_failed: i64,
+    pub rooms: ByStatus,
+    /// Organizations with a space (made, or being made) by their `syncStatus`.
+    pub spaces: ByStatus,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ByStatus {
+    pub synced: i64,
+    pub pending: i64,
+    pub failed: i64,
+}
+
+impl ByStatus {
+    fn of(counts: &[(String, i64)]) -> Self {
+        let count = |status: &str| counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+        Self { synced: count("synced"), pending: count("pending"), failed: count("failed") }
+    }
 }
 
 pub async fn backlog(conn: &mut AnyConnection) -> sqlx::Result<Backlog> {
-    let (pending, oldest_queued_at): (i64, Option<i64>) = sqlx::query_as(
-        "SELECT COUNT(*), MIN(queued_at) FROM sync_jobs \
-             WHERE failed = 0 AND NOT (reason = 'reconcile' AND attempts = 0)",
-    )
+    let (pending, oldest_queued_at): (i64, Option<i64>) = sqlx::query_as(&format!(
+        "SELECT COUNT(*), MIN(queued_at) FROM sync_jobs WHERE failed = 0 AND NOT {}",
+        untried_check("")
+    ))
     .fetch_one(&mut *conn)
     .await?;
     // The same rule as a room response's `syncStatus`: an untried drift check is not a change.
-    let rooms: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT CASE WHEN j.chatroom_id IS NULL OR (j.reason = 'reconcile' AND j.attempts = 0) THEN 'synced' \
-                     WHEN j.failed <> 0 THEN 'failed' ELSE 'pending' END, COUNT(*) \
-         FROM chatrooms c LEFT JOIN sync_jobs j ON j.chatroom_id = c.id \
+    let status = format!(
+        "CASE WHEN j.{{column}} IS NULL OR {} THEN 'synced' WHEN j.failed <> 0 THEN 'failed' ELSE 'pending' END",
+        untried_check("j.")
+    );
+    let rooms: Vec<(String, i64)> = sqlx::query_as(&format!(
+        "SELECT {}, COUNT(*) FROM chatrooms c LEFT JOIN sync_jobs j ON j.chatroom_id = c.id \
          WHERE c.deleted_at IS NULL GROUP BY 1",
-    )
+        status.replace("{column}", "chatroom_id")
+    ))
     .fetch_all(&mut *conn)
     .await?;
-    let count = |status: &str| rooms.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
-    Ok(Backlog {
-        pending,
-        oldest_queued_at,
-        rooms_synced: count("synced"),
-        rooms_pending: count("pending"),
-        rooms_failed: count("failed"),
-    })
+    let spaces: Vec<(String, i64)> = sqlx::query_as(&format!(
+        "SELECT {}, COUNT(*) FROM organizations o LEFT JOIN space_jobs j ON j.organization_id = o.id \
+         WHERE o.matrix_space_id IS NOT NULL OR j.organization_id IS NOT NULL GROUP BY 1",
+        status.replace("{column}", "organization_id")
+    ))
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Backlog { pending, oldest_queued_at, rooms: ByStatus::of(&rooms), spaces: ByStatus::of(&spaces) })
 }

@@ -45,7 +45,7 @@ pub async fn find(conn: &mut AnyConnection, org: OrganizationId) -> sqlx::Result
     let reason: Option<String> = row.try_get("job_reason")?;
     let attempts: Option<i64> = row.try_get("job_attempts")?;
     // A drift check is not a pending change, unless it has failed (as for rooms).
-    let pending = job.is_some() && (reason.as_deref() != Some("reconcile") || attempts.unwrap_or(0) > 0);
+    let pending = super::jobs::pending(job, reason.as_deref(), attempts);
     Ok(Some(Organization {
         id: row.try_get("id")?,
         name: row.try_get("name")?,

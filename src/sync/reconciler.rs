@@ -374,12 +374,16 @@ impl Reconciler {
         let mut conn = self.store.pool().acquire().await?;
         match result {
             Ok(changed) => {
+                // Counted before the job closes: whoever sees it closed sees it counted.
+                self.metrics.syncs_succeeded.inc();
+                let drift = drift_check && changed;
+                if drift {
+                    self.metrics.drift_repairs.inc();
+                }
                 let closed = jobs::complete(&mut conn, id, version, &self.owner).await?;
                 // Read and put in step as of the lease: the periodic pass can skip it a while.
                 drift::mark_checked(&mut conn, id, now).await?;
-                self.metrics.syncs_succeeded.inc();
-                if drift_check && changed {
-                    self.metrics.drift_repairs.inc();
+                if drift {
                     tracing::warn!(
                         chatroom = id.room(),
                         space_of = id.space(),
@@ -654,11 +658,11 @@ impl Reconciler {
         // SQLite's pool has one connection: the transaction below needs it.
         drop(conn);
         // The rooms read after the id is committed: a room created meanwhile either is among
-        // them or reads the space itself when it plans. A recheck, not a check: a sync of the
-        // room running now read it without the space.
+        // them or reads the space itself when it plans. Bumping the version of a job already
+        // queued: a sync of the room running now read it without the space.
         let mut tx = self.store.begin().await?;
         for room in organizations::created_room_ids(&mut tx, organization.id).await? {
-            jobs::enqueue_recheck(&mut tx, JobKey::Room(room), now).await?;
+            jobs::enqueue_link(&mut tx, room, now).await?;
         }
         tx.commit().await?;
         tracing::info!(organization = organization.id, space = %space_id, "matrix space created");

@@ -222,6 +222,12 @@ async fn a_topic_or_read_only_changed_by_hand_on_the_homeserver_is_restored() {
         events.as_array().is_some_and(|events| events.iter().any(|e| e["type"] == "m.space.parent"))
     })
     .await;
+    app.settled(&room).await;
+    assert_eq!(
+        crate::harness::counter(&app, "chatrooms_drift_repairs_total").await,
+        0,
+        "linking a room to its new space is no drift repair"
+    );
     let (status, _) = matrix
         .call(Method::PUT, &state("m.room.topic"), matrix.as_token(), Some(json!({"topic": "Theirs"})))
         .await;
