@@ -23,10 +23,11 @@ pub mod users;
 pub mod webhooks;
 
 use axum::{
+    body::Bytes,
     extract::{DefaultBodyLimit, MatchedPath},
     http::{header, Extensions, HeaderMap, Method, StatusCode},
-    response::IntoResponse,
-    Json, Router,
+    response::{Html, IntoResponse},
+    Router,
 };
 use tower::ServiceBuilder;
 use tower_http::{
@@ -40,7 +41,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
-use utoipa_scalar::{Scalar, Servable};
+use utoipa_scalar::Scalar;
 
 use crate::{error::ApiError, metrics, rate_limit::Kind, state::AppState};
 
@@ -257,10 +258,25 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.config.limits.body_max_bytes;
     let (router, spec) = api_routes().split_for_parts();
     let spec = with_prefer_header(with_rate_limit_responses(spec));
-    let spec_json = spec.clone();
+    // Rendered once, shared by reference: axum clones every route's handler for each connection
+    // (and as the router is layered), and the document (its structs, the docs page) is megabytes.
+    let spec_json = Bytes::from(serde_json::to_vec(&spec).expect("the OpenAPI document serializes"));
+    let docs = Bytes::from(Scalar::new(spec).to_html());
     router
-        .route("/openapi.json", axum::routing::get(move || async move { Json(spec_json) }))
-        .merge(Scalar::with_url("/docs", spec))
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let body = spec_json.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+            }),
+        )
+        .route(
+            "/docs",
+            axum::routing::get(move || {
+                let page = docs.clone();
+                async move { Html(page) }
+            }),
+        )
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

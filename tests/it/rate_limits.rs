@@ -99,3 +99,46 @@ async fn writes_are_limited_per_user_and_the_backend_has_its_own_higher_limit() 
     assert!(created >= 5 && limited >= 1, "{statuses:?}");
     assert_eq!(created + limited, 20, "{statuses:?}");
 }
+
+#[tokio::test]
+async fn a_report_flood_is_limited_like_other_writes() {
+    let app = TestApp::spawn_with(|vars| {
+        vars.insert("CHATROOMS_RATE_LIMIT_WRITES_PER_MINUTE".into(), "3".into());
+    })
+    .await;
+    let [flooder, sender] = fresh_users(2)[..] else { unreachable!() };
+    let room = app
+        .create_room(
+            json!({"organizationID": fresh_org(), "name": "Flooded", "assignedUsers": [flooder, sender]}),
+        )
+        .await;
+    let token = jwt(json!(flooder.to_string()), json!([]), 600);
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        // Sent by the backend, whose writes have a bucket of their own.
+        let (status, sent) = app
+            .send(
+                app.request(Method::POST, &format!("/chatrooms/{}/messages", room["id"]))
+                    .json(&json!({"body": format!("message {i}"), "senderID": sender})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{sent}");
+        let path = format!(
+            "/chatrooms/{}/messages/{}/reports",
+            room["id"],
+            urlencoding::encode(sent["eventID"].as_str().unwrap())
+        );
+        let (status, _) =
+            app.send(app.as_user(Method::POST, &path, &token).json(&json!({"reason": "flood"}))).await;
+        statuses.push(status);
+    }
+    assert_eq!(statuses[..3], [StatusCode::CREATED; 3], "{statuses:?}");
+    assert_eq!(statuses[3..], [StatusCode::TOO_MANY_REQUESTS; 2], "{statuses:?}");
+    let (status, queue) =
+        app.send(app.request(Method::GET, &format!("/chatrooms/{}/reports", room["id"]))).await;
+    assert_eq!(
+        (status, &queue["total"]),
+        (StatusCode::OK, &json!(3)),
+        "the refused reports are not stored: {queue}"
+    );
+}
