@@ -216,7 +216,7 @@ impl From<ReportView> for ReportResponse {
     ),
     request_body = ReportRequest,
     responses(
-        (status = 201, description = "Reported: the message's entry, holding this report", body = ReportResponse),
+        (status = 201, description = "Reported: the message's entry, with only this report in `reports`", body = ReportResponse),
         (status = 400, description = "Malformed JSON, a bad roomID or eventID, or no reporterID with the backend's token", body = ErrorBody),
         (status = 401, description = "No or invalid credentials", body = ErrorBody),
         (status = 403, description = "The reporter holds no role in the room, or an app user reports for someone else", body = ErrorBody),

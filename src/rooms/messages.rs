@@ -574,9 +574,10 @@ pub async fn redact(
     if let Some(user) = sender.and_then(|sender| state.homeserver.ids().app_user(&sender)) {
         super::moderation::require_outranks(&room, actor_rank, user)?;
     }
-    // One transaction id per event: redacting twice is one redaction.
+    // One transaction id per event: redacting twice is one redaction. An edit stays out of
+    // history once redacted (see `message_of`).
     let txn_id = format!("redact-{}", hex::encode(&Sha256::digest(event.as_str().as_bytes())[..16]));
-    state.homeserver.redact(&matrix_room, event, &txn_id, reason, None).await?;
+    state.homeserver.redact(&matrix_room, event, &txn_id, reason, replaced_by(&message)).await?;
     tracing::info!(chatroom = id, event = %event, "message redacted");
     Ok(())
 }

@@ -233,8 +233,9 @@ pub async fn resolve(
     tx.commit().await?;
     if let Err(e) = act(state, &report, sender, actor, &decision).await {
         let ids: Vec<i64> = claimed.iter().map(|(id, _)| *id).collect();
-        let mut conn = state.store.pool().acquire().await?;
-        reports::reopen(&mut conn, &ids).await?;
+        let mut tx = state.store.begin().await?;
+        reports::reopen(&mut tx, &ids).await?;
+        tx.commit().await?;
         return Err(e);
     }
     tracing::info!(
@@ -250,6 +251,10 @@ pub async fn resolve(
     let mut conn = state.store.reader().acquire().await?;
     let closed = reports::group_of(&mut conn, report_id).await?;
     drop(conn);
+    // Empty only when the room was deleted meanwhile.
+    if closed.is_empty() {
+        return Err(RoomError::NoSuchReport(report_id));
+    }
     let message = read_message(state, room.matrix_room_id.as_deref(), &report.event_id).await;
     Ok(view(state, closed, message.as_ref()))
 }

@@ -120,13 +120,15 @@ pub async fn enqueue_link(conn: &mut AnyConnection, room: ChatroomId, now: i64) 
     enqueue_check(conn, JobKey::Room(room), "link", now).await
 }
 
+/// A queued change stays a change; a drift check queued beside a link makes it a drift check, so
+/// a foreign change is never left uncounted (the link then may count once as a repair).
 async fn enqueue_check(conn: &mut AnyConnection, key: JobKey, reason: &str, now: i64) -> sqlx::Result<()> {
     let (table, column) = (key.table(), key.column());
     sqlx::query(&format!(
         "INSERT INTO {table} ({column}, version, attempts, next_attempt_at, failed, reason, queued_at) \
          VALUES ($1, 1, 0, $2, 0, $3, $2) \
          ON CONFLICT ({column}) DO UPDATE SET version = {table}.version + 1, \
-           reason = CASE WHEN {table}.reason = 'reconcile' THEN excluded.reason ELSE {table}.reason END"
+           reason = CASE WHEN {table}.reason = 'link' THEN excluded.reason ELSE {table}.reason END"
     ))
     .bind(key.id())
     .bind(now)
@@ -369,7 +371,8 @@ pub async fn count_join(conn: &mut AnyConnection, id: ChatroomId) -> sqlx::Resul
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Backlog {
     /// Rooms waiting for a change or deletion to reach the homeserver, or for a drift check
-    /// that failed; failed jobs and untried drift checks excluded (as `syncStatus` counts).
+    /// that failed; failed jobs, untried drift checks and untried space links excluded (as
+    /// `syncStatus` counts).
     pub pending: i64,
     /// When the longest-waiting of those was queued, in Unix milliseconds.
     pub oldest_queued_at: Option<i64>,
@@ -400,22 +403,25 @@ pub async fn backlog(conn: &mut AnyConnection) -> sqlx::Result<Backlog> {
     ))
     .fetch_one(&mut *conn)
     .await?;
-    // The same rule as a room response's `syncStatus`: an untried drift check is not a change.
-    let status = format!(
-        "CASE WHEN j.{{column}} IS NULL OR {} THEN 'synced' WHEN j.failed <> 0 THEN 'failed' ELSE 'pending' END",
-        untried_check("j.")
-    );
+    // The same rule as `syncStatus` (an untried check or link is not a change), for the row's
+    // job (`column`: its key in the jobs table).
+    let status = |column: &str| {
+        format!(
+            "CASE WHEN j.{column} IS NULL OR {} THEN 'synced' WHEN j.failed <> 0 THEN 'failed' ELSE 'pending' END",
+            untried_check("j.")
+        )
+    };
     let rooms: Vec<(String, i64)> = sqlx::query_as(&format!(
         "SELECT {}, COUNT(*) FROM chatrooms c LEFT JOIN sync_jobs j ON j.chatroom_id = c.id \
          WHERE c.deleted_at IS NULL GROUP BY 1",
-        status.replace("{column}", "chatroom_id")
+        status("chatroom_id")
     ))
     .fetch_all(&mut *conn)
     .await?;
     let spaces: Vec<(String, i64)> = sqlx::query_as(&format!(
         "SELECT {}, COUNT(*) FROM organizations o LEFT JOIN space_jobs j ON j.organization_id = o.id \
          WHERE o.matrix_space_id IS NOT NULL OR j.organization_id IS NOT NULL GROUP BY 1",
-        status.replace("{column}", "organization_id")
+        status("organization_id")
     ))
     .fetch_all(&mut *conn)
     .await?;

@@ -261,15 +261,19 @@ pub async fn resolve_message(
     .await
 }
 
-/// Opens again reports whose resolution's action failed.
-pub async fn reopen(conn: &mut AnyConnection, ids: &[i64]) -> sqlx::Result<()> {
+/// Opens again reports whose resolution's action failed, in one transaction. A report through
+/// the API whose reporter has reported the message again meanwhile stays closed: their newer
+/// report is the open one (one open API report per reporter and message).
+pub async fn reopen(tx: &mut Tx, ids: &[i64]) -> sqlx::Result<()> {
     for id in ids {
         sqlx::query(
             "UPDATE message_reports SET resolved_at = NULL, resolved_by = NULL, action = NULL, note = NULL \
-             WHERE id = $1",
+             WHERE id = $1 AND NOT (source = 'api' AND EXISTS (SELECT 1 FROM message_reports o \
+               WHERE o.chatroom_id = message_reports.chatroom_id AND o.event_id = message_reports.event_id \
+                 AND o.reporter = message_reports.reporter AND o.source = 'api' AND o.resolved_at IS NULL))",
         )
         .bind(id)
-        .execute(&mut *conn)
+        .execute(&mut **tx)
         .await?;
     }
     Ok(())

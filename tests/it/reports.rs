@@ -128,6 +128,21 @@ async fn reports_through_the_api_reach_the_queue_and_a_ban_resolves_them_all() {
     // A moderator never acts on another moderator, their messages included.
     let theirs = send_as(&app, &room, other_moderator, "moderator talk").await;
     let (_, about_staff) = app.send(report(&app, &room, &theirs, alice, "rude")).await;
+    // Two messages reported, two entries: paged by entry, the newest report first.
+    let paged = |query: &str| format!("{room_queue}?{query}");
+    let first_page = queue(&app, &paged("limit=1"), Some(moderator)).await;
+    assert_eq!(
+        (ids(&first_page), &first_page["total"]),
+        (vec![about_staff["reportID"].as_i64().unwrap()], &json!(2))
+    );
+    let second_page = queue(&app, &paged("limit=1&offset=1"), Some(moderator)).await;
+    assert_eq!(
+        (ids(&second_page), reporters(&second_page["entries"][0])),
+        (vec![second["reportID"].as_i64().unwrap()], vec![bob, alice])
+    );
+    let past_the_end = queue(&app, &paged("offset=5"), Some(moderator)).await;
+    assert_eq!((ids(&past_the_end).len(), &past_the_end["total"]), (0, &json!(2)), "{past_the_end}");
+
     let (status, answer) =
         app.send(resolve(&app, &about_staff, Some(moderator), json!({"action": "ban"}))).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
@@ -363,4 +378,47 @@ async fn bad_reports_and_resolutions_are_refused_and_change_nothing() {
         )
         .await;
     assert!(!seen["unsigned"]["redacted_because"].is_null(), "redacted on the homeserver: {seen}");
+
+    // An action that fails leaves the reports open: a mute of a sender no longer in the lists.
+    let gone = send_as(&app, &room, member, "soon gone").await;
+    let (status, gone_report) = app.send(report(&app, &room, &gone, moderator, "spam")).await;
+    assert_eq!(status, StatusCode::CREATED, "{gone_report}");
+    let (status, _) =
+        app.send(app.request(Method::DELETE, &format!("/chatrooms/{}/users/{member}", room["id"]))).await;
+    assert!(status.is_success(), "{status}");
+    let (status, answer) = app.send(resolve(&app, &gone_report, None, json!({"action": "mute"}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    let open = queue(&app, &format!("/chatrooms/{}/reports", room["id"]), None).await;
+    assert_eq!(ids(&open), [gone_report["reportID"].as_i64().unwrap()], "open again: {open}");
+}
+
+#[tokio::test]
+async fn a_messages_open_reports_are_claimed_by_one_resolution_only() {
+    use chatrooms::store::reports::{resolve_message, Resolution};
+    let app = TestApp::spawn().await;
+    let [alice, bob, sender] = fresh_users(3)[..] else { unreachable!() };
+    let room = app
+        .create_room(
+            json!({"organizationID": fresh_org(), "name": "Claims", "assignedUsers": [alice, bob, sender]}),
+        )
+        .await;
+    let event = send_as(&app, &room, sender, "claimed once").await;
+    let mut filed = Vec::new();
+    for reporter in [alice, bob] {
+        let (status, entry) = app.send(report(&app, &room, &event, reporter, "x")).await;
+        assert_eq!(status, StatusCode::CREATED, "{entry}");
+        filed.push(entry["reportID"].as_i64().unwrap());
+    }
+    let chatroom = room["id"].as_i64().unwrap();
+    let resolution = |by: &str| Resolution { at: 1, by: by.into(), action: "dismiss".into(), note: None };
+    // Both resolutions read the reports open; the first claim takes both, the second none.
+    let mut first = app.state.store.begin().await.unwrap();
+    let claimed = resolve_message(&mut first, chatroom, &event, &resolution("first")).await.unwrap();
+    first.commit().await.unwrap();
+    let mut second = app.state.store.begin().await.unwrap();
+    let again = resolve_message(&mut second, chatroom, &event, &resolution("second")).await.unwrap();
+    second.commit().await.unwrap();
+    let mut ids: Vec<i64> = claimed.iter().map(|(id, _)| *id).collect();
+    ids.sort();
+    assert_eq!((ids, again.len()), (filed, 0));
 }
