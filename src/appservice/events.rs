@@ -4,6 +4,8 @@
 use ruma::{OwnedUserId, UserId};
 use serde_json::Value;
 
+use crate::matrix::REDACTED_EDIT_OF;
+
 /// State the backend owns in its rooms and spaces: a change to it by anyone but the bot is drift.
 const OWNED_STATE: [&str; 8] = [
     "m.room.name",
@@ -29,8 +31,9 @@ pub enum Pushed<'a> {
         previous: Option<&'a str>,
         reason: Option<&'a str>,
     },
-    /// A redaction; `redacts` is the event it removed.
-    Redaction { redacts: &'a str, reason: Option<&'a str> },
+    /// A redaction; `redacts` is the event it removed; `edit_of`, the message that event was an
+    /// edit of, as the bot's redactions of edits name it ([`REDACTED_EDIT_OF`]).
+    Redaction { redacts: &'a str, reason: Option<&'a str>, edit_of: Option<&'a str> },
     /// A room message (`m.room.message`), its text and any edit's new text; `edits` is the
     /// event an edit (`m.replace`) replaces.
     Message { text: Vec<&'a str>, edits: Option<&'a str> },
@@ -75,6 +78,7 @@ pub fn parse(event: &Value) -> Option<Event<'_>> {
         "m.room.redaction" => Pushed::Redaction {
             redacts: content["redacts"].as_str().or(event["redacts"].as_str())?,
             reason: content["reason"].as_str(),
+            edit_of: content[REDACTED_EDIT_OF].as_str(),
         },
         "m.room.encryption" if is_state => Pushed::Encryption,
         "m.room.message" if !is_state => {
@@ -158,8 +162,17 @@ mod tests {
             event("m.room.redaction", json!({"content": {"redacts": "$m"}})),
             event("m.room.redaction", json!({"redacts": "$m"})),
         ] {
-            assert_eq!(parse(&redaction).unwrap().what, Pushed::Redaction { redacts: "$m", reason: None });
+            assert_eq!(
+                parse(&redaction).unwrap().what,
+                Pushed::Redaction { redacts: "$m", reason: None, edit_of: None }
+            );
         }
+        let of_edit =
+            event("m.room.redaction", json!({"content": {"redacts": "$e", REDACTED_EDIT_OF: "$m"}}));
+        assert_eq!(
+            parse(&of_edit).unwrap().what,
+            Pushed::Redaction { redacts: "$e", reason: None, edit_of: Some("$m") }
+        );
         let edit = event(
             "m.room.message",
             json!({"content": {"body": "* hi", "msgtype": "m.text",

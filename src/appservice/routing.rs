@@ -162,9 +162,11 @@ async fn report(state: &AppState, room: &RoomRef, event: &Event<'_>) -> Result<(
                 }
             }
         }
-        Pushed::Redaction { redacts, reason } => {
+        Pushed::Redaction { redacts, reason, edit_of } => {
+            // Only the bot's word that the redacted event was an edit is taken.
+            let edit_of = edit_of.filter(|_| event.sender == ids.bot());
             let data = fields(json!({"eventID": redacts, "redactionID": event.event_id, "actor": actor,
-                "reason": reason}));
+                "reason": reason, "editOf": edit_of}));
             out.push((EventType::MessageRedacted, event.event_id.to_owned(), data));
         }
         Pushed::Encryption => {}

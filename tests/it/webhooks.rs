@@ -256,9 +256,43 @@ async fn messages_are_reported_to_subscriptions_that_name_them_with_their_redact
         (&json!(event), &json!(member), &json!("hello"))
     );
     assert_eq!(
-        (&delivered[1]["data"]["eventID"], &delivered[1]["data"]["actor"], &delivered[1]["data"]["reason"]),
-        (&json!(event), &json!("backend"), &json!("oops"))
+        (
+            &delivered[1]["data"]["eventID"],
+            &delivered[1]["data"]["actor"],
+            &delivered[1]["data"]["reason"],
+            &delivered[1]["data"]["editOf"]
+        ),
+        (&json!(event), &json!("backend"), &json!("oops"), &Value::Null)
     );
+
+    // The blocklist's redaction of an edit says which message the edit was of.
+    let (status, list) = app
+        .send(
+            app.request(Method::PUT, &format!("/chatrooms/{id}/blocklist"))
+                .json(&json!({"words": ["forbidden"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let (_, sent) = app
+        .send(
+            app.request(Method::POST, &format!("/chatrooms/{id}/messages"))
+                .json(&json!({"body": "fine", "senderID": member})),
+        )
+        .await;
+    let message = sent["eventID"].as_str().unwrap();
+    let path = format!("/chatrooms/{id}/messages/{}", urlencoding::encode(message));
+    let token = jwt(json!(member.to_string()), json!([]), 600);
+    let (status, edited) =
+        app.send(app.as_user(Method::PATCH, &path, &token).json(&json!({"body": "now forbidden"}))).await;
+    assert_eq!(status, StatusCode::OK, "{edited}");
+    eventually("the edit's redaction is reported", Duration::from_secs(15), || async {
+        receiver.delivered().iter().any(|e| e["data"]["editOf"] == json!(message))
+    })
+    .await;
+    let delivered = receiver.delivered();
+    let redaction = delivered.iter().find(|e| e["data"]["editOf"] == json!(message)).unwrap();
+    assert_eq!(redaction["type"], "message.redacted");
+    assert_ne!(redaction["data"]["eventID"], json!(message), "the edit was redacted, not the message");
 }
 
 #[tokio::test]
