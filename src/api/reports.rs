@@ -169,29 +169,28 @@ pub struct ReportPage {
 
 impl From<ReportView> for ReportResponse {
     fn from(view: ReportView) -> Self {
-        let newest = view.reports.first();
-        let resolution = newest.and_then(|r| r.resolution.clone()).map(|r| ReportResolution {
+        let newest = view.newest;
+        let resolution = newest.resolution.clone().map(|r| ReportResolution {
             resolved_at: to_datetime(r.at),
             resolved_by: r.by,
             action: r.action,
             note: r.note,
         });
         Self {
-            report_id: newest.map_or(0, |r| r.id),
-            room_id: newest.map_or(0, |r| r.chatroom_id),
-            organization_id: newest.map_or(0, |r| r.organization_id),
+            report_id: newest.id,
+            room_id: newest.chatroom_id,
+            organization_id: newest.organization_id,
             message: ReportedMessage {
-                event_id: newest.map(|r| r.event_id.clone()).unwrap_or_default(),
-                sender: newest.map(|r| r.sender.clone()).unwrap_or_default(),
+                event_id: newest.event_id.clone(),
+                sender: newest.sender.clone(),
                 sender_id: view.sender_id,
                 body: view.body,
                 redacted: view.redacted,
             },
             status: if resolution.is_some() { "resolved" } else { "open" }.to_owned(),
             resolution,
-            reports: view
-                .reports
-                .into_iter()
+            reports: std::iter::once(newest)
+                .chain(view.older)
                 .map(|r| ReportItem {
                     report_id: r.id,
                     reporter: r.reporter,

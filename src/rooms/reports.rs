@@ -62,10 +62,13 @@ impl Action {
     }
 }
 
-/// Reports of one message that are open together or were resolved together (newest first,
-/// never empty), with the message as the homeserver has it now: an entry of the queue.
+/// Reports of one message that are open together or were resolved together, with the message
+/// as the homeserver has it now: an entry of the queue.
 pub struct ReportView {
-    pub reports: Vec<Report>,
+    /// Its room, message and state are the entry's.
+    pub newest: Report,
+    /// The entry's other reports, newest first.
+    pub older: Vec<Report>,
     /// `None` once redacted, in an encrypted room, or gone from the homeserver.
     pub body: Option<String>,
     pub redacted: bool,
@@ -112,7 +115,7 @@ pub async fn report(
     tx.commit().await?;
     tracing::info!(chatroom = id, event = %event, report = report_id, "message reported");
     let report = find(state, report_id).await?;
-    Ok(view(state, vec![report], Some(&message)))
+    Ok(view(state, report, Vec::new(), Some(&message)))
 }
 
 async fn emit_reported(
@@ -145,7 +148,8 @@ pub async fn queue(state: &AppState, query: &ReportsQuery) -> RoomResult<(Vec<Re
     let mut read: HashMap<(ChatroomId, String), Option<Value>> = HashMap::new();
     let mut views = Vec::with_capacity(found.len());
     for group in found {
-        let Some(report) = group.first() else { continue };
+        let mut group = group.into_iter();
+        let Some(report) = group.next() else { continue };
         let key = (report.chatroom_id, report.event_id.clone());
         if !read.contains_key(&key) {
             let matrix = match rooms.get(&report.chatroom_id) {
@@ -160,7 +164,7 @@ pub async fn queue(state: &AppState, query: &ReportsQuery) -> RoomResult<(Vec<Re
             let message = read_message(state, matrix.as_deref(), &report.event_id).await;
             read.insert(key.clone(), message);
         }
-        views.push(view(state, group, read[&key].as_ref()));
+        views.push(view(state, report, group.collect(), read[&key].as_ref()));
     }
     Ok((views, total))
 }
@@ -178,14 +182,12 @@ async fn read_message(state: &AppState, room: Option<&ruma::RoomId>, event: &str
 }
 
 /// The reports of a message with the message (`None`: not readable).
-fn view(state: &AppState, reports: Vec<Report>, message: Option<&Value>) -> ReportView {
+fn view(state: &AppState, newest: Report, older: Vec<Report>, message: Option<&Value>) -> ReportView {
     let redacted = message.is_some_and(|m| !m["unsigned"]["redacted_because"].is_null());
     let body = message.and_then(|m| m["content"]["body"].as_str()).map(str::to_owned);
-    let sender_id = reports
-        .first()
-        .and_then(|report| ruma::UserId::parse(&report.sender).ok())
-        .and_then(|user| state.homeserver.ids().app_user(&user));
-    ReportView { reports, body, redacted, sender_id }
+    let sender_id =
+        ruma::UserId::parse(&newest.sender).ok().and_then(|user| state.homeserver.ids().app_user(&user));
+    ReportView { newest, older, body, redacted, sender_id }
 }
 
 /// What a moderator decided.
@@ -249,14 +251,12 @@ pub async fn resolve(
         close_on_homeserver(state, homeserver_report).await;
     }
     let mut conn = state.store.reader().acquire().await?;
-    let closed = reports::group_of(&mut conn, report_id).await?;
+    let mut closed = reports::group_of(&mut conn, report_id).await?.into_iter();
     drop(conn);
-    // Empty only when the room was deleted meanwhile.
-    if closed.is_empty() {
-        return Err(RoomError::NoSuchReport(report_id));
-    }
+    // None only when the room was deleted meanwhile.
+    let newest = closed.next().ok_or(RoomError::NoSuchReport(report_id))?;
     let message = read_message(state, room.matrix_room_id.as_deref(), &report.event_id).await;
-    Ok(view(state, closed, message.as_ref()))
+    Ok(view(state, newest, closed.collect(), message.as_ref()))
 }
 
 /// What the decision does to the reported message or its sender.

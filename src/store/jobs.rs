@@ -59,16 +59,17 @@ impl std::fmt::Display for JobKey {
 /// Why a job is queued: `change` (ours), `reconcile` (a drift check) or `link` (a room joining
 /// its organization's new space). A check or link nobody has tried yet is no pending change: the
 /// room stays `synced` and out of the backlog; only a drift check that changes something is drift.
-const CHECKS: &str = "('reconcile', 'link')";
+const CHECKS: [&str; 2] = ["reconcile", "link"];
 
 /// SQL: the job (of table alias `alias`) is a check or link not tried yet.
 pub(super) fn untried_check(alias: &str) -> String {
-    format!("({alias}reason IN {CHECKS} AND {alias}attempts = 0)")
+    let [check, link] = CHECKS;
+    format!("({alias}reason IN ('{check}', '{link}') AND {alias}attempts = 0)")
 }
 
 /// Whether a room's (or space's) job, read with it, makes it `pending`.
 pub fn pending(job: Option<i64>, reason: Option<&str>, attempts: Option<i64>) -> bool {
-    let check = matches!(reason, Some("reconcile" | "link"));
+    let check = reason.is_some_and(|reason| CHECKS.contains(&reason));
     job.is_some() && (!check || attempts.unwrap_or(0) > 0)
 }
 

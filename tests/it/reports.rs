@@ -56,6 +56,11 @@ fn ids(page: &Value) -> Vec<i64> {
     page["entries"].as_array().unwrap().iter().map(|e| e["reportID"].as_i64().unwrap()).collect()
 }
 
+/// The ids of a queue entry's reports, newest first.
+fn ids_of_reports(entry: &Value) -> Vec<i64> {
+    entry["reports"].as_array().unwrap().iter().map(|r| r["reportID"].as_i64().unwrap()).collect()
+}
+
 /// The reporters of a queue entry, newest report first.
 fn reporters(entry: &Value) -> Vec<i64> {
     entry["reports"].as_array().unwrap().iter().map(|r| r["reporterID"].as_i64().unwrap()).collect()
@@ -420,5 +425,16 @@ async fn a_messages_open_reports_are_claimed_by_one_resolution_only() {
     second.commit().await.unwrap();
     let mut ids: Vec<i64> = claimed.iter().map(|(id, _)| *id).collect();
     ids.sort();
-    assert_eq!((ids, again.len()), (filed, 0));
+    assert_eq!((ids.clone(), again.len()), (filed.clone(), 0));
+
+    // The first resolution's action fails, and meanwhile alice reported the message again:
+    // reopening leaves her earlier report closed (hers is open once) and fails on nothing.
+    let (status, refiled) = app.send(report(&app, &room, &event, alice, "again")).await;
+    assert_eq!(status, StatusCode::CREATED, "{refiled}");
+    let mut tx = app.state.store.begin().await.unwrap();
+    chatrooms::store::reports::reopen(&mut tx, &ids).await.expect("no open report twice");
+    tx.commit().await.unwrap();
+    let open = queue(&app, &format!("/chatrooms/{chatroom}/reports"), None).await;
+    assert_eq!(reporters(&open["entries"][0]), [alice, bob], "{open}");
+    assert_eq!(ids_of_reports(&open["entries"][0]), [refiled["reportID"].as_i64().unwrap(), filed[1]]);
 }

@@ -228,6 +228,11 @@ async fn a_topic_or_read_only_changed_by_hand_on_the_homeserver_is_restored() {
         0,
         "linking a room to its new space is no drift repair"
     );
+    // The organization's space, made and in step, as the gauge counts it.
+    for (status, count) in [("synced", 1.0), ("pending", 0.0), ("failed", 0.0)] {
+        let series = format!("chatrooms_spaces{{sync_status=\"{status}\"}}");
+        assert_eq!(crate::harness::metric(&app, &series).await, Some(count), "{series}");
+    }
     let (status, _) = matrix
         .call(Method::PUT, &state("m.room.topic"), matrix.as_token(), Some(json!({"topic": "Theirs"})))
         .await;
